@@ -1,0 +1,60 @@
+"""The small Python API: build a model from a config, and a Predictor for images on disk."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from simpledet.config import Config
+from simpledet.engine.checkpoint import load_weights
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """The detector described by `cfg.model`, with random (or `pretrained` backbone) weights."""
+    return cfg.model.build()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Predictor:
+    """Runs a trained detector on images: `Predictor(cfg, weights)(image_or_path)`.
+
+    Accepts file paths, PIL images, or float CHW tensors in [0, 1]; returns one dict per image
+    with boxes (x1y1x2y2, original pixels), labels, scores, and category ids / names when the
+    label map is known.
+    """
+
+    def __init__(self, cfg: Config, weights: str | Path | None = None, device: str = "auto",
+                 category_names: list[str] | None = None, label_to_category_id: dict[int, int] | None = None) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.model = build_model(cfg)
+        if weights is not None:
+            load_weights(self.model, weights)
+        self.model.eval().to(self.device)
+        self.category_names = category_names
+        self.label_to_category_id = label_to_category_id
+
+    @torch.inference_mode()
+    def __call__(self, images, batch_size: int = 1) -> list[dict]:
+        from simpledet.data.image_io import to_tensor_image
+
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        outputs = []
+        for start in range(0, len(items), batch_size):
+            batch = [to_tensor_image(x).to(self.device) for x in items[start:start + batch_size]]
+            for det in self.model(batch):
+                det = {k: v.cpu() for k, v in det.items()}
+                labels = det["labels"].tolist()
+                if self.label_to_category_id is not None:
+                    det["category_ids"] = [self.label_to_category_id.get(lab, lab) for lab in labels]
+                if self.category_names is not None:
+                    det["names"] = [self.category_names[lab - 1] if 0 < lab <= len(self.category_names)
+                                    else str(lab) for lab in labels]
+                outputs.append(det)
+        return outputs[0] if single else outputs

@@ -1,0 +1,218 @@
+"""COCO-style evaluation of detections, backed by faster_coco_eval.
+
+Stats follow COCOeval exactly: a stat is -1 when no ground truth falls in its
+IoU/area slice (e.g. APs on a dataset without small objects, or everything on
+a GT file without annotations) and 0 when ground truth exists but nothing
+matched (e.g. an empty detection list).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from faster_coco_eval import COCO, COCOeval_faster
+from faster_coco_eval.core import mask as mask_utils
+
+from simpledet.errors import UserError
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+# Row titles of COCOeval.summarize(), in STAT_NAMES order: (is_ap, iou, area, maxDets).
+_STAT_ROWS = (
+    (True, "0.50:0.95", "all", 100),
+    (True, "0.50", "all", 100),
+    (True, "0.75", "all", 100),
+    (True, "0.50:0.95", "small", 100),
+    (True, "0.50:0.95", "medium", 100),
+    (True, "0.50:0.95", "large", 100),
+    (False, "0.50:0.95", "all", 1),
+    (False, "0.50:0.95", "all", 10),
+    (False, "0.50:0.95", "all", 100),
+    (False, "0.50:0.95", "small", 100),
+    (False, "0.50:0.95", "medium", 100),
+    (False, "0.50:0.95", "large", 100),
+)
+
+_IOU_TYPES = ("bbox", "segm")
+
+
+@dataclass
+class EvalResult:
+    stats: dict[str, float]  # STAT_NAMES -> value in 0..1, or -1 (see module doc)
+    per_category: list[tuple[str, float]] = field(default_factory=list)  # (name, AP), nan: no GT
+    num_images: int = 0
+
+
+def _quiet(*args: object, **kwargs: object) -> None:
+    """Swallows faster_coco_eval's progress messages; we print our own table."""
+
+
+def _encode_masks(masks: torch.Tensor) -> list[dict]:
+    """Bool/prob masks (N,H,W) or (N,1,H,W) -> COCO RLEs with str counts (JSON-safe)."""
+    if masks.dim() == 4:
+        masks = masks[:, 0]
+    binary = masks > 0.5 if masks.is_floating_point() else masks.bool()
+    # Fortran order (H, W, N) is what the RLE encoder expects.
+    array = np.asfortranarray(binary.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
+    rles = mask_utils.encode(array)
+    for rle in rles:
+        if isinstance(rle["counts"], bytes):
+            rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def detections_to_coco(
+    outputs: list[dict], image_ids: list[int], label_to_category_id: dict[int, int]
+) -> list[dict]:
+    """Model outputs (boxes x1y1x2y2, labels, scores[, masks]) -> COCO result records."""
+    if len(outputs) != len(image_ids):
+        raise ValueError(f"{len(outputs)} outputs but {len(image_ids)} image ids")
+    # A lookup table turns label -> category id into one indexing op per image.
+    size = max(label_to_category_id, default=-1) + 1
+    lut = torch.full((size,), -1, dtype=torch.int64)
+    for label, cat_id in label_to_category_id.items():
+        lut[label] = cat_id
+
+    records: list[dict] = []
+    for output, image_id in zip(outputs, image_ids):
+        labels = output["labels"].detach().cpu().long()
+        if labels.numel() == 0:
+            continue
+        known = (labels >= 0) & (labels < size)
+        cat_ids = torch.full_like(labels, -1)
+        cat_ids[known] = lut[labels[known]]
+        if (cat_ids < 0).any():
+            bad = sorted(set(labels[cat_ids < 0].tolist()))
+            raise UserError(
+                f"model predicted labels {bad} that have no category id in the dataset's "
+                f"label map {label_to_category_id}: does the config's num_classes match the dataset?"
+            )
+        # float64 so that rounding to 4 decimals does not reintroduce float32 noise.
+        boxes = output["boxes"].detach().cpu().double()
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).round(decimals=4)
+        scores = output["scores"].detach().cpu().double().round(decimals=6)
+        segms = _encode_masks(output["masks"]) if "masks" in output else None
+        for i, (cat_id, bbox, score) in enumerate(zip(cat_ids.tolist(), xywh.tolist(), scores.tolist())):
+            record = {"image_id": int(image_id), "category_id": cat_id, "bbox": bbox, "score": score}
+            if segms is not None:
+                record["segmentation"] = segms[i]
+            records.append(record)
+    return records
+
+
+def _load_gt(ann_file: Path) -> dict:
+    """Reads and sanity-checks a COCO GT file, reporting problems as UserError."""
+    if not ann_file.is_file():
+        raise UserError(f"{ann_file}: annotation file not found")
+    try:
+        data = json.loads(ann_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{ann_file}: not valid JSON ({err})") from err
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise UserError(f"{ann_file}: expected a COCO object with an 'images' list")
+    for i, ann in enumerate(data.get("annotations", [])):
+        # COCOeval uses annotation id 0 as "unmatched"; renumbering 1..N avoids that trap.
+        ann["id"] = i + 1
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            if "bbox" not in ann:
+                raise UserError(f"{ann_file}: annotation #{i} has neither 'area' nor 'bbox'")
+            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+    return data
+
+
+def _check_detections(ann_file: Path, gt: COCO, detections: list[dict]) -> None:
+    """COCO would assert (unknown image) or silently drop (unknown category); say why instead."""
+    bad_images = {d["image_id"] for d in detections} - set(gt.getImgIds())
+    if bad_images:
+        raise UserError(f"{ann_file}: detections refer to image ids not in this file: {sorted(bad_images)[:10]}")
+    bad_cats = {d["category_id"] for d in detections} - set(gt.getCatIds())
+    if bad_cats:
+        raise UserError(f"{ann_file}: detections refer to category ids not in this file: {sorted(bad_cats)[:10]}")
+
+
+def evaluate_detections(ann_file: str | Path, detections: list[dict], iou_type: str = "bbox") -> EvalResult:
+    """Runs COCOeval on COCO result records against the GT file; see module doc for -1/0."""
+    if iou_type not in _IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {_IOU_TYPES}, got {iou_type!r}")
+    ann_file = Path(ann_file)
+    gt = COCO(_load_gt(ann_file), print_function=_quiet)
+    _check_detections(ann_file, gt, detections)
+    # loadRes writes id/area/iscrowd into the records: give it copies, not the caller's dicts.
+    dt = gt.loadRes([dict(d) for d in detections])
+    dt.print_function = _quiet
+    coco_eval = COCOeval_faster(gt, dt, iou_type, print_function=_quiet)
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, coco_eval.stats)}
+    # precision: [T iou, R recall, K category, A area, M maxDets]; area 'all', maxDets 100.
+    precision = np.asarray(coco_eval.eval["precision"])[:, :, :, 0, -1]
+    names = {cat["id"]: cat["name"] for cat in gt.loadCats(gt.getCatIds())}
+    per_category = []
+    for k, cat_id in enumerate(coco_eval.params.catIds):
+        values = precision[:, :, k]
+        values = values[values > -1]
+        per_category.append((str(names[cat_id]), float(values.mean()) if values.size else math.nan))
+    return EvalResult(stats=stats, per_category=per_category, num_images=len(gt.getImgIds()))
+
+
+def format_results(result: EvalResult) -> str:
+    """The 12 stats in COCOeval.summarize() layout, then an aligned per-category AP table."""
+    lines = []
+    for name, (is_ap, iou, area, max_dets) in zip(STAT_NAMES, _STAT_ROWS):
+        title, kind = ("Average Precision", "(AP)") if is_ap else ("Average Recall", "(AR)")
+        lines.append(
+            f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={max_dets:>3d} ] "
+            f"= {result.stats[name]:0.3f}"
+        )
+    if result.per_category:
+        lines += ["", f"Per-category AP @[ IoU=0.50:0.95 ] over {result.num_images} images:"]
+        lines += _category_table(result.per_category)
+    return "\n".join(lines)
+
+
+def _category_table(per_category: list[tuple[str, float]], pairs_per_row: int = 3) -> list[str]:
+    """(name, AP) pairs laid out several to a row so 80 classes stay readable."""
+    cells = [(name, "-" if math.isnan(ap) else f"{100 * ap:.1f}") for name, ap in per_category]
+    name_w = max(len("category"), *(len(n) for n, _ in cells))
+    ap_w = max(len("AP"), *(len(a) for _, a in cells))
+    columns = min(pairs_per_row, len(cells))
+
+    def row(pairs: list[tuple[str, str]]) -> str:
+        return " | ".join(f"{n:<{name_w}} {a:>{ap_w}}" for n, a in pairs).rstrip()
+
+    header = row([("category", "AP")] * columns)
+    rows = [row(cells[i : i + columns]) for i in range(0, len(cells), columns)]
+    return [header, "-" * len(header), *rows]
+
+
+def write_metrics(path: str | Path, result: EvalResult) -> None:
+    """Writes the 12 stats plus per_category {name: AP} as JSON, atomically.
+
+    NaN (category without GT) becomes null, since NaN is not valid JSON.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, object] = {name: float(result.stats[name]) for name in STAT_NAMES}
+    payload["per_category"] = {name: (None if math.isnan(ap) else ap) for name, ap in result.per_category}
+    # Temp file in the same directory so os.replace is an atomic rename, never a copy.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,53 @@
+"""R-CNN box head parts: the 2MLP feature head and the class / box predictor."""
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLPHead(nn.Module):
+    """Flattened RoI features through `num_fc` fully connected layers with ReLU (2MLP: two 1024-d)."""
+
+    def __init__(self, in_features: int, fc_dim: int = 1024, num_fc: int = 2) -> None:
+        super().__init__()
+        dims = [in_features] + [fc_dim] * num_fc
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out_channels = fc_dim
+        for fc in self.fcs:
+            nn.init.kaiming_uniform_(fc.weight, a=1)
+            nn.init.zeros_(fc.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flatten(1)
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return x
+
+
+class BoxPredictor(nn.Module):
+    """Class logits (background at index 0, then num_classes) and box deltas, per class or one set
+    shared by all classes (class_agnostic)."""
+
+    def __init__(self, in_features: int, num_classes: int, class_agnostic: bool = False) -> None:
+        super().__init__()
+        self.cls_score = nn.Linear(in_features, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_features, 4 if class_agnostic else 4 * (num_classes + 1))
+        self.class_agnostic = class_agnostic
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.flatten(1)
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+@dataclass
+class MLPHeadConfig:
+    fc_dim: int = 1024
+    num_fc: int = 2
+
+    def build(self, in_channels: int, resolution: int) -> MLPHead:
+        return MLPHead(in_channels * resolution * resolution, self.fc_dim, self.num_fc)

@@ -1,0 +1,139 @@
+"""R-CNN stage: pools features for each proposal, classifies it and refines its box.
+
+Training: ground-truth boxes join the proposals, every proposal is matched by IoU (batched over
+the images), a balanced set is sampled (SimpleDet: 512 per image, 25% foreground) and the losses
+computed. Inference: softmax scores, per-class boxes, score threshold, per-class NMS, top-k.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+
+from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
+from simpledet.structures.box_coder import BoxCoder
+from simpledet.structures.matcher import IGNORE, Matcher
+from simpledet.structures.sampler import BalancedSampler
+from simpledet.structures.targets import pad_boxes, pad_labels
+
+
+class RoIHeads(nn.Module):
+    def __init__(self, pooler: nn.Module, box_head: nn.Module, box_predictor: BoxPredictor, *,
+                 fg_iou: float = 0.5, bg_iou: float = 0.5, batch_size_per_image: int = 512,
+                 positive_fraction: float = 0.25, box_weights=(10.0, 10.0, 5.0, 5.0),
+                 score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
+                 box_loss_beta: float = 1.0) -> None:
+        super().__init__()
+        self.pooler = pooler
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=False)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.box_coder = BoxCoder(box_weights)
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self.box_loss_beta = box_loss_beta
+
+    def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
+                targets: list[dict] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are needed in training mode")
+            proposals, class_targets, box_targets = self.sample_proposals(proposals, targets)
+        logits, deltas = self.predict(features, proposals, image_sizes)
+        if self.training:
+            return [], self.losses(logits, deltas, class_targets, box_targets)
+        return self.postprocess(logits, deltas, proposals, image_sizes), {}
+
+    def predict(self, features, proposals, image_sizes) -> tuple[Tensor, Tensor]:
+        pooled = self.pooler(features, proposals, image_sizes)
+        return self.box_predictor(self.box_head(pooled))
+
+    @torch.no_grad()
+    def sample_proposals(self, proposals: list[Tensor], targets: list[dict]
+                         ) -> tuple[list[Tensor], Tensor, Tensor]:
+        """Sampled proposals per image, with their class (0 = background) and regression targets."""
+        device = proposals[0].device
+        gt_boxes = [t["boxes"].to(device) for t in targets]
+        proposals = [torch.cat([p, g]) for p, g in zip(proposals, gt_boxes)]
+        boxes, box_valid = pad_boxes(proposals, device)
+        gt, gt_valid = pad_boxes(gt_boxes, device)
+        gt_labels = pad_labels([t["labels"].to(device) for t in targets], gt.shape[1], device)
+        iou = torch.stack([box_iou(g, b) for g, b in zip(gt, boxes)])  # (B, G, P)
+        matched, labels = self.matcher(iou, gt_valid)
+        labels[~box_valid] = IGNORE
+        fg, bg = self.sampler(labels)
+        sampled = fg | bg
+
+        classes = torch.gather(gt_labels, 1, matched) * fg  # background -> 0
+        matched_gt = torch.gather(gt, 1, matched[..., None].expand(-1, -1, 4))
+        box_targets = self.box_coder.encode(boxes[sampled], matched_gt[sampled])
+        per_image = sampled.sum(dim=1).tolist()
+        return list(boxes[sampled].split(per_image)), classes[sampled], box_targets
+
+    def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
+        cls_loss = F.cross_entropy(logits, classes)
+        fg = torch.where(classes > 0)[0]
+        deltas = deltas.view(deltas.shape[0], -1, 4)
+        column = torch.zeros_like(fg) if deltas.shape[1] == 1 else classes[fg]
+        box_loss = F.smooth_l1_loss(deltas[fg, column], box_targets[fg], beta=self.box_loss_beta,
+                                    reduction="sum") / max(classes.numel(), 1)
+        return {"loss_cls": cls_loss, "loss_box": box_loss}
+
+    def postprocess(self, logits: Tensor, deltas: Tensor, proposals: list[Tensor],
+                    image_sizes: list[tuple[int, int]]) -> list[dict]:
+        num_classes = logits.shape[-1]
+        boxes = self.box_coder.decode(deltas, torch.cat(proposals))  # (R, K or 1, 4)
+        if boxes.shape[1] == 1:
+            boxes = boxes.expand(-1, num_classes, -1)
+        scores = F.softmax(logits, -1)
+        counts = [len(p) for p in proposals]
+        results = []
+        for img_boxes, img_scores, size in zip(boxes.split(counts), scores.split(counts), image_sizes):
+            img_boxes = clip_boxes_to_image(img_boxes, size)
+            labels = torch.arange(num_classes, device=logits.device).view(1, -1).expand_as(img_scores)
+            # drop the background column, then one candidate per (proposal, class)
+            img_boxes = img_boxes[:, 1:].reshape(-1, 4)
+            img_scores = img_scores[:, 1:].reshape(-1)
+            labels = labels[:, 1:].reshape(-1)
+            keep = torch.where(img_scores > self.score_thresh)[0]
+            img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
+            keep = remove_small_boxes(img_boxes, min_size=1e-2)
+            img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
+            keep = batched_nms(img_boxes, img_scores, labels, self.nms_thresh)[: self.detections_per_img]
+            results.append({"boxes": img_boxes[keep], "scores": img_scores[keep], "labels": labels[keep]})
+        return results
+
+
+@dataclass
+class RoIHeadsConfig:
+    """SimpleDet FPN defaults: RoIAlign 7x7 on P2-P5, 512 RoIs/image with 25% foreground at
+    IoU >= 0.5, box std (0.1, 0.1, 0.2, 0.2), test score 0.05, NMS 0.5, 100 detections."""
+
+    in_features: tuple[str, ...] = ("p2", "p3", "p4", "p5")
+    pooler_resolution: int = 7
+    pooler_sampling_ratio: int = 2
+    box_head: MLPHeadConfig = field(default_factory=MLPHeadConfig)
+    class_agnostic: bool = False
+    fg_iou: float = 0.5
+    bg_iou: float = 0.5
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    box_loss_beta: float = 1.0
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+
+    def build(self, in_channels: int, num_classes: int) -> RoIHeads:
+        pooler = MultiScaleRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
+        box_head = self.box_head.build(in_channels, self.pooler_resolution)
+        predictor = BoxPredictor(box_head.out_channels, num_classes, self.class_agnostic)
+        return RoIHeads(pooler, box_head, predictor, fg_iou=self.fg_iou, bg_iou=self.bg_iou,
+                        batch_size_per_image=self.batch_size_per_image,
+                        positive_fraction=self.positive_fraction, box_weights=self.box_weights,
+                        score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
+                        detections_per_img=self.detections_per_img, box_loss_beta=self.box_loss_beta)

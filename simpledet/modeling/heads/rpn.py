@@ -1,0 +1,162 @@
+"""Region Proposal Network: objectness and box deltas for every anchor, proposals by per-level
+top-k and NMS, and its training losses (balanced anchor sampling)."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+
+from simpledet.structures.anchors import AnchorGenerator
+from simpledet.structures.box_coder import BoxCoder
+from simpledet.structures.matcher import Matcher
+from simpledet.structures.sampler import BalancedSampler
+from simpledet.structures.targets import pad_boxes
+
+
+class RPNHead(nn.Module):
+    """A shared 3x3 conv, then per-anchor objectness logits and box deltas, on every level."""
+
+    def __init__(self, in_channels: int, num_anchors: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+        self.objectness = nn.Conv2d(in_channels, num_anchors, 1)
+        self.box_deltas = nn.Conv2d(in_channels, num_anchors * 4, 1)
+        for layer in (self.conv, self.objectness, self.box_deltas):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Per level: logits (N, H*W*A) and deltas (N, H*W*A, 4), ordered like the anchors."""
+        logits, deltas = [], []
+        for x in features:
+            t = F.relu(self.conv(x))
+            n, _, h, w = t.shape
+            logits.append(self.objectness(t).permute(0, 2, 3, 1).reshape(n, -1))
+            d = self.box_deltas(t)
+            deltas.append(d.view(n, -1, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4))
+        return logits, deltas
+
+
+class RPN(nn.Module):
+    def __init__(self, head: RPNHead, anchor_generator: AnchorGenerator, in_features: list[str], *,
+                 fg_iou: float = 0.7, bg_iou: float = 0.3, batch_size_per_image: int = 256,
+                 positive_fraction: float = 0.5, pre_nms_top_n_train: int = 2000,
+                 pre_nms_top_n_test: int = 1000, post_nms_top_n_train: int = 2000,
+                 post_nms_top_n_test: int = 1000, nms_thresh: float = 0.7, min_size: float = 1e-3,
+                 score_thresh: float = 0.0, box_loss_beta: float = 1.0 / 9) -> None:
+        super().__init__()
+        self.head = head
+        self.anchor_generator = anchor_generator
+        self.in_features = in_features
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=True)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.pre_nms_top_n = {True: pre_nms_top_n_train, False: pre_nms_top_n_test}
+        self.post_nms_top_n = {True: post_nms_top_n_train, False: post_nms_top_n_test}
+        self.nms_thresh = nms_thresh
+        self.min_size = min_size
+        self.score_thresh = score_thresh
+        self.box_loss_beta = box_loss_beta
+
+    def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
+                image_sizes: list[tuple[int, int]], targets: list[dict] | None = None
+                ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        feats = [features[name] for name in self.in_features]
+        logits, deltas = self.head(feats)
+        anchors = self.anchor_generator(batch_size, [f.shape[-2:] for f in feats], feats[0].device)
+        per_level = [a.shape[0] for a in anchors]
+        all_anchors = torch.cat(anchors)
+        all_logits = torch.cat(logits, dim=1)
+        all_deltas = torch.cat(deltas, dim=1)
+
+        with torch.no_grad():
+            boxes = self.box_coder.decode(all_deltas.detach(), all_anchors[None])[:, :, 0]
+            proposals = self.select_proposals(boxes, all_logits.detach(), per_level, image_sizes)
+
+        losses = {}
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are needed in training mode")
+            losses = self.losses(all_anchors, all_logits, all_deltas, targets)
+        return proposals, losses
+
+    def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int],
+                         image_sizes: list[tuple[int, int]]) -> list[Tensor]:
+        """Top-k per level by objectness, clip, drop tiny boxes, NMS per level, keep the best."""
+        pre_nms = self.pre_nms_top_n[self.training]
+        top_idx, level_ids = [], []
+        offset = 0
+        for level, count in enumerate(per_level):
+            k = min(pre_nms, count)
+            idx = logits[:, offset:offset + count].topk(k, dim=1).indices + offset
+            top_idx.append(idx)
+            level_ids.append(torch.full((k,), level, dtype=torch.int64, device=logits.device))
+            offset += count
+        top_idx = torch.cat(top_idx, dim=1)
+        levels = torch.cat(level_ids)
+        rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
+        scores = torch.sigmoid(logits[rows, top_idx])
+        boxes = boxes[rows, top_idx]
+
+        proposals = []
+        for img_boxes, img_scores, size in zip(boxes, scores, image_sizes):
+            img_boxes = clip_boxes_to_image(img_boxes, size)
+            keep = remove_small_boxes(img_boxes, self.min_size)
+            img_boxes, img_scores, lvl = img_boxes[keep], img_scores[keep], levels[keep]
+            keep = torch.where(img_scores >= self.score_thresh)[0]
+            img_boxes, img_scores, lvl = img_boxes[keep], img_scores[keep], lvl[keep]
+            keep = batched_nms(img_boxes, img_scores, lvl, self.nms_thresh)
+            keep = keep[: self.post_nms_top_n[self.training]]
+            proposals.append(img_boxes[keep])
+        return proposals
+
+    def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+        gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
+        iou = torch.stack([box_iou(g, anchors) for g in gt_boxes]) if gt_boxes.shape[1] else \
+            anchors.new_zeros((len(targets), 0, anchors.shape[0]))
+        matched, labels = self.matcher(iou, gt_valid)
+        fg, bg = self.sampler(labels)
+        sampled = fg | bg
+        num_sampled = sampled.sum().clamp(min=1)
+
+        objectness_loss = F.binary_cross_entropy_with_logits(
+            logits[sampled], fg[sampled].to(logits.dtype), reduction="sum") / num_sampled
+        if fg.any():
+            matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
+            target_deltas = self.box_coder.encode(anchors[None].expand_as(matched_boxes)[fg], matched_boxes[fg])
+            box_loss = F.smooth_l1_loss(deltas[fg], target_deltas, beta=self.box_loss_beta,
+                                        reduction="sum") / num_sampled
+        else:
+            box_loss = deltas.sum() * 0.0
+        return {"loss_rpn_cls": objectness_loss, "loss_rpn_box": box_loss}
+
+
+@dataclass
+class RPNConfig:
+    """Anchors: one size per level (SimpleDet: scale 8 x stride 4..64 = 32..512), three ratios."""
+
+    in_features: tuple[str, ...] = ("p2", "p3", "p4", "p5", "p6")
+    anchor_sizes: tuple[tuple[float, ...], ...] = ((32,), (64,), (128,), (256,), (512,))
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    fg_iou: float = 0.7
+    bg_iou: float = 0.3
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    pre_nms_top_n_train: int = 2000
+    pre_nms_top_n_test: int = 1000
+    post_nms_top_n_train: int = 2000
+    post_nms_top_n_test: int = 1000
+    nms_thresh: float = 0.7
+    min_size: float = 1e-3
+    box_loss_beta: float = 1.0 / 9
+
+    def build(self, in_channels: int) -> RPN:
+        anchors = AnchorGenerator(self.anchor_sizes, (self.aspect_ratios,) * len(self.anchor_sizes))
+        head = RPNHead(in_channels, anchors.num_anchors_per_location[0])
+        return RPN(head, anchors, list(self.in_features), fg_iou=self.fg_iou, bg_iou=self.bg_iou,
+                   batch_size_per_image=self.batch_size_per_image, positive_fraction=self.positive_fraction,
+                   pre_nms_top_n_train=self.pre_nms_top_n_train, pre_nms_top_n_test=self.pre_nms_top_n_test,
+                   post_nms_top_n_train=self.post_nms_top_n_train, post_nms_top_n_test=self.post_nms_top_n_test,
+                   nms_thresh=self.nms_thresh, min_size=self.min_size, box_loss_beta=self.box_loss_beta)

@@ -1,0 +1,111 @@
+"""Turns a list of images into a normalised, resized, padded batch, and maps boxes back.
+
+This is the model's input edge, as in torchvision: users pass float CHW images in [0, 1] of any
+size and get boxes in their original pixels. The arithmetic (normalise, then bilinear resize by a
+recomputed scale factor, then pad to a multiple of 32) is torchvision's, so converted torchvision
+models see bit-identical inputs.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ImagePreprocessor(nn.Module):
+    def __init__(self, min_size: tuple[int, ...], max_size: int, mean: tuple[float, float, float],
+                 std: tuple[float, float, float], pixel_scale: float = 1.0, bgr: bool = False,
+                 size_divisible: int = 32, test_min_size: int | None = None) -> None:
+        super().__init__()
+        self.min_size = tuple(min_size)
+        self.test_min_size = test_min_size if test_min_size is not None else self.min_size[-1]
+        self.max_size = max_size
+        self.pixel_scale = pixel_scale
+        self.bgr = bgr
+        self.size_divisible = size_divisible
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def normalize(self, image: Tensor) -> Tensor:
+        if not image.is_floating_point():
+            raise TypeError(f"images must be float tensors in [0, 1], got {image.dtype}")
+        if self.pixel_scale != 1.0:
+            image = image * self.pixel_scale
+        if self.bgr:
+            image = image.flip(0)
+        mean = self.mean.to(image.dtype)
+        std = self.std.to(image.dtype)
+        return (image - mean[:, None, None]) / std[:, None, None]
+
+    def _target_short_side(self) -> int:
+        if not self.training or len(self.min_size) == 1:
+            return self.min_size[-1] if self.training else self.test_min_size
+        # multi-scale training: torch's RNG, so a resumed run draws the same sizes
+        return self.min_size[int(torch.randint(len(self.min_size), ()).item())]
+
+    def resize(self, image: Tensor, short_side: int) -> Tensor:
+        h, w = image.shape[-2:]
+        scale = min(short_side / min(h, w), self.max_size / max(h, w))
+        return F.interpolate(image[None], scale_factor=scale, mode="bilinear",
+                             recompute_scale_factor=True, align_corners=False)[0]
+
+    def pad(self, images: list[Tensor]) -> Tensor:
+        stride = float(self.size_divisible)
+        max_h = int(math.ceil(max(img.shape[-2] for img in images) / stride) * stride)
+        max_w = int(math.ceil(max(img.shape[-1] for img in images) / stride) * stride)
+        batch = images[0].new_zeros((len(images), images[0].shape[0], max_h, max_w))
+        for i, img in enumerate(images):
+            batch[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)
+        return batch
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None
+                ) -> tuple[Tensor, list[tuple[int, int]], list[dict] | None]:
+        short_side = self._target_short_side()
+        resized, sizes, new_targets = [], [], [] if targets is not None else None
+        for i, image in enumerate(images):
+            h, w = image.shape[-2:]
+            image = self.resize(self.normalize(image), short_side)
+            resized.append(image)
+            sizes.append((int(image.shape[-2]), int(image.shape[-1])))
+            if targets is not None:
+                target = dict(targets[i])
+                target["boxes"] = scale_boxes(target["boxes"], (h, w), sizes[-1])
+                new_targets.append(target)
+        return self.pad(resized), sizes, new_targets
+
+    def postprocess(self, detections: list[dict], sizes: list[tuple[int, int]],
+                    original_sizes: list[tuple[int, int]]) -> list[dict]:
+        for det, size, original in zip(detections, sizes, original_sizes):
+            det["boxes"] = scale_boxes(det["boxes"], size, original)
+        return detections
+
+
+def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
+    """Rescale x1y1x2y2 boxes from an image of from_size (h, w) to one of to_size."""
+    ratio_h = torch.tensor(to_size[0], dtype=torch.float32, device=boxes.device) / torch.tensor(
+        from_size[0], dtype=torch.float32, device=boxes.device)
+    ratio_w = torch.tensor(to_size[1], dtype=torch.float32, device=boxes.device) / torch.tensor(
+        from_size[1], dtype=torch.float32, device=boxes.device)
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1)
+
+
+@dataclass
+class InputConfig:
+    """Resize and normalisation. mean/std are in the units of `pixel_scale` (1: images in [0, 1];
+    255: the 0-255 range SimpleDet's MXNet models expect); bgr flips RGB input to BGR."""
+
+    min_size: tuple[int, ...] = (800,)
+    max_size: int = 1333
+    test_min_size: int | None = None
+    mean: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pixel_scale: float = 255.0
+    bgr: bool = False
+    size_divisible: int = 32
+
+    def build(self) -> ImagePreprocessor:
+        return ImagePreprocessor(self.min_size, self.max_size, self.mean, self.std, self.pixel_scale,
+                                 self.bgr, self.size_divisible, self.test_min_size)
