@@ -96,7 +96,8 @@ def load_coco_json(path: Path) -> dict[str, list[dict]]:
                                 f"got {type(rec).__name__}")
             for key, ok, what in schema:
                 if key not in rec:
-                    raise UserError(f"{path}: {_where(section, i, rec)}: missing required key '{key}'")
+                    raise UserError(f"{path}: {_where(section, i, rec)}: "
+                                    f"missing required key '{key}'")
                 if not ok(rec[key]):
                     raise UserError(f"{path}: {_where(section, i, rec)}: {key} must be {what}, "
                                     f"got {_short(rec[key])}")
@@ -167,7 +168,8 @@ class CocoDetection(torch.utils.data.Dataset):
             img = images_by_id[ann["image_id"]]
             box = self._clean_box(ann, img["width"], img["height"])
             if box is not None:
-                per_image[ann["image_id"]].append((box, self.category_id_to_label[ann["category_id"]]))
+                label = self.category_id_to_label[ann["category_id"]]
+                per_image[ann["image_id"]].append((box, label))
         if any(self.stats[k] for k in ("boxes_clipped", "boxes_dropped", "crowd_boxes")):
             log.warning("%s: %d boxes clipped to the image, %d dropped (empty after clipping "
                         "or non-positive size), %d crowd boxes ignored", self.ann_file,
@@ -182,7 +184,8 @@ class CocoDetection(torch.utils.data.Dataset):
             if train and not objs:
                 continue  # nothing to learn from; evaluation keeps these
             self._records.append({k: im[k] for k in ("id", "file_name", "width", "height")})
-            self._boxes.append(torch.tensor([b for b, _ in objs], dtype=torch.float32).reshape(-1, 4))
+            boxes = torch.tensor([b for b, _ in objs], dtype=torch.float32)
+            self._boxes.append(boxes.reshape(-1, 4))
             self._labels.append(torch.tensor([lab for _, lab in objs], dtype=torch.int64))
         if train and not self._records:
             raise UserError(f"{self.ann_file}: no image has a usable (non-crowd, non-empty) box; "

@@ -22,8 +22,8 @@ class GroupedBatchSampler(Sampler[list[int]]):
         if not aspect_ratios:
             raise UserError("training dataset is empty: no images to sample batches from")
         if batch_size < 1 or num_replicas < 1 or not 0 <= rank < num_replicas or start_iter < 0:
-            raise ValueError(f"bad sampler setup: batch_size={batch_size}, start_iter={start_iter}, "
-                             f"num_replicas={num_replicas}, rank={rank}")
+            raise ValueError(f"bad sampler setup: batch_size={batch_size}, "
+                             f"start_iter={start_iter}, num_replicas={num_replicas}, rank={rank}")
         self.groups = [0 if r >= 1 else 1 for r in aspect_ratios]
         self.batch_size = batch_size
         self.seed = seed

@@ -1,0 +1,5 @@
+import sys
+
+from simpledet.cli import main
+
+sys.exit(main())

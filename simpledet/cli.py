@@ -1,0 +1,200 @@
+"""The `simpledet` command: train, eval, predict, convert, data.
+
+User mistakes (bad config, data or weights) print one message naming the culprit and exit with
+code 2; no traceback.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from simpledet.errors import UserError
+
+
+def _train(args) -> None:
+    from simpledet.config import load_config
+    from simpledet.engine.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    final = Trainer(cfg, out, resume=args.resume).train()
+    print(f"weights: {final}")
+
+
+def _checkpoint_categories(weights: Path) -> tuple[list[str], list[int]] | None:
+    meta = weights.with_suffix(".json")
+    if weights.suffix == ".safetensors" and meta.is_file():
+        data = json.loads(meta.read_text())
+        if "categories" in data and "category_ids" in data:
+            return data["categories"], data["category_ids"]
+    return None
+
+
+def _eval(args) -> None:
+    from simpledet.api import build_model, resolve_device
+    from simpledet.config import load_config
+    from simpledet.data.coco import CocoDetection
+    from simpledet.engine.checkpoint import atomic_write_text, load_weights
+    from simpledet.engine.evaluator import evaluate_detections, format_results, write_metrics
+    from simpledet.engine.inference import run_on_dataset
+    from simpledet.engine.labels import check_num_classes, model_label_to_category_id
+
+    cfg = load_config(args.config, args.overrides)
+    weights = Path(args.weights)
+    out = Path(args.out) if args.out else weights.parent / "eval"
+    dataset = CocoDetection(cfg.data.val.ann_file, cfg.data.val.image_dir, train=False)
+    check_num_classes(cfg, dataset)
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg)
+    load_weights(model, weights)
+    model.to(device)
+    records = run_on_dataset(model, dataset, model_label_to_category_id(cfg, dataset), device,
+                             cfg.data.eval_batch_size, cfg.data.num_workers)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "detections.json", json.dumps(records))
+    result = evaluate_detections(cfg.data.val.ann_file, records)
+    print(format_results(result))
+    write_metrics(out / "metrics.json", result)
+    print(f"wrote {out / 'metrics.json'} and {out / 'detections.json'}")
+
+
+def _predict(args) -> None:
+    import torch
+
+    from simpledet.api import Predictor
+    from simpledet.config import load_config
+    from simpledet.data.image_io import read_image
+    from simpledet.engine.checkpoint import atomic_write_text
+    from simpledet.visualize import draw_detections, save_image
+
+    overrides = list(args.overrides)
+    if args.score_thresh is not None:
+        overrides.append(f"model.roi_heads.score_thresh={args.score_thresh}")
+    cfg = load_config(args.config, overrides)
+    weights = Path(args.weights)
+    categories = _checkpoint_categories(weights)
+    names, label_to_cat = None, None
+    if categories is not None and cfg.data.contiguous_labels:
+        names = categories[0]
+        label_to_cat = {i + 1: cat for i, cat in enumerate(categories[1])}
+    predictor = Predictor(cfg, weights, device=cfg.train.device, category_names=names,
+                          label_to_category_id=label_to_cat)
+    records = []
+    for path in args.images:
+        try:
+            image = read_image(path)
+        except UserError as e:  # report and go on with the other images
+            print(f"warning: {e}", file=sys.stderr)
+            continue
+        det = predictor(image)
+        boxes = det["boxes"]
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+        cats = det.get("category_ids", det["labels"].tolist())
+        for box, cat, score in zip(xywh.tolist(), cats, det["scores"].tolist()):
+            records.append({"file_name": str(path), "category_id": int(cat),
+                            "bbox": [round(v, 3) for v in box], "score": round(score, 5)})
+        if args.vis:
+            labels = det.get("names", [str(lab) for lab in det["labels"].tolist()])
+            drawn = draw_detections(image, boxes, labels, det["scores"])
+            save_image(Path(args.vis) / (Path(path).stem + ".png"), drawn)
+    atomic_write_text(args.out, json.dumps(records, indent=1))
+    print(f"{len(records)} detections on {len(args.images)} image(s) -> {args.out}"
+          + (f"; pictures in {args.vis}" if args.vis else ""))
+
+
+def _convert(args) -> None:
+    from safetensors.torch import save_file
+
+    from simpledet.engine.checkpoint import atomic_write_text, read_state_dict
+    from simpledet.weights.torchvision import convert_torchvision, is_torchvision_detection
+
+    state = read_state_dict(args.src)
+    if not is_torchvision_detection(state):
+        raise UserError(f"{args.src}: not a torchvision detection checkpoint (no backbone.body.* parameters)")
+    converted, skipped = convert_torchvision(state)
+    dst = Path(args.dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in converted.items()}, str(dst))
+    atomic_write_text(dst.with_suffix(".json"), json.dumps({"source": str(args.src), "converted_from": "torchvision"}) + "\n")
+    print(f"converted {len(converted)} arrays ({len(skipped)} skipped: BatchNorm counters) -> {dst}")
+
+
+def _data_shapes(args) -> None:
+    from simpledet.data.shapes import generate_shapes
+
+    paths = generate_shapes(args.out_dir, num_train=args.train, num_val=args.val, seed=args.seed)
+    for key, value in paths.items():
+        print(f"{key}: {value}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simpledet", description="SimpleDet's detectors on PyTorch")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a detector")
+    t.add_argument("config")
+    t.add_argument("--out", help="output folder (default runs/CONFIG_NAME)")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    t.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="COCO box AP on the config's data.val split")
+    e.add_argument("config")
+    e.add_argument("--weights", required=True)
+    e.add_argument("--out", help="output folder (default: WEIGHTS_DIR/eval)")
+    e.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    e.set_defaults(func=_eval)
+
+    r = sub.add_parser("predict", help="detect objects in images")
+    r.add_argument("config")
+    r.add_argument("--weights", required=True)
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--out", default="preds.json", help="COCO-results JSON (default preds.json)")
+    r.add_argument("--vis", help="folder for pictures with the detections drawn")
+    r.add_argument("--score-thresh", type=float, dest="score_thresh")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="key.sub=value")
+    r.set_defaults(func=_predict)
+
+    c = sub.add_parser("convert", help="convert weights from another framework")
+    csub = c.add_subparsers(dest="source", required=True)
+    ct = csub.add_parser("torchvision", help="a torchvision detection state_dict")
+    ct.add_argument("src")
+    ct.add_argument("dst")
+    ct.set_defaults(func=_convert)
+
+    d = sub.add_parser("data", help="datasets")
+    dsub = d.add_subparsers(dest="dataset", required=True)
+    ds = dsub.add_parser("shapes", help="write the synthetic shapes dataset (COCO format)")
+    ds.add_argument("out_dir")
+    ds.add_argument("--train", type=int, default=600)
+    ds.add_argument("--val", type=int, default=100)
+    ds.add_argument("--seed", type=int, default=0)
+    ds.set_defaults(func=_data_shapes)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # overrides may follow options (`train CFG --out X key=v`), which argparse alone won't accept
+    args, extra = parser.parse_known_args(argv)
+    unknown = [x for x in extra if "=" not in x or x.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"simpledet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Between the dataset's contiguous labels (1..K) and the labels the model is trained on."""
+
+import torch
+
+
+from simpledet.config import Config
+from simpledet.errors import UserError
+
+
+def check_num_classes(cfg: Config, dataset) -> None:
+    num = cfg.model.num_classes
+    if cfg.data.contiguous_labels:
+        if num != len(dataset.category_ids):
+            raise UserError(f"model.num_classes is {num} but {cfg.data.train.ann_file or 'the data'} has "
+                            f"{len(dataset.category_ids)} categories; set model.num_classes={len(dataset.category_ids)}")
+    elif max(dataset.category_ids) > num:
+        raise UserError(f"model.num_classes is {num} but category ids go up to {max(dataset.category_ids)} "
+                        "(data.contiguous_labels=False uses category ids as labels)")
+
+
+def label_lookup(cfg: Config, dataset):
+    """Maps dataset labels to model labels: identity, or label -> category id."""
+    if cfg.data.contiguous_labels:
+        return lambda labels: labels
+    table = torch.zeros(len(dataset.category_ids) + 1, dtype=torch.int64)
+    for label, cat in dataset.label_to_category_id.items():
+        table[label] = cat
+    return lambda labels: table[labels]
+
+
+def model_label_to_category_id(cfg: Config, dataset) -> dict[int, int]:
+    if cfg.data.contiguous_labels:
+        return dict(dataset.label_to_category_id)
+    return {cat: cat for cat in dataset.category_ids}
+
+
+def category_names_by_label(cfg: Config, dataset) -> dict[int, str]:
+    names = dict(zip(dataset.category_ids, dataset.category_names))
+    return {label: names[cat] for label, cat in model_label_to_category_id(cfg, dataset).items()}
+
+

@@ -1,0 +1,181 @@
+"""The training loop: SGD with warmup and step decay, mixed precision on GPU, atomic checkpoints,
+exact resumption, JSON-lines metrics and a progress bar."""
+
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from simpledet.api import build_model, resolve_device
+from simpledet.config import Config, save_config, to_dict
+from simpledet.data.coco import CocoDetection
+from simpledet.data.loader import build_train_loader
+from simpledet.engine.checkpoint import atomic_torch_save, atomic_write_text, load_weights, save_weights
+from simpledet.engine.labels import check_num_classes, label_lookup
+from simpledet.engine.schedule import lr_factor, scaled_lr
+from simpledet.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.pth"
+LAST_FILE = "last_checkpoint"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """All RNG states, as tensors and plain values so the file loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(cfg.train.device)
+        seed_everything(cfg.train.seed)
+
+        data = cfg.data
+        self.dataset = CocoDetection(data.train.ann_file, data.train.image_dir, train=True, flip_copies=data.flip)
+        check_num_classes(cfg, self.dataset)
+        self.labels = label_lookup(cfg, self.dataset)
+
+        self.model = build_model(cfg).to(self.device)
+        self.total_batch = cfg.train.batch_size  # x world size once distributed
+        self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
+        self.optimizer = make_optimizer(self.model, cfg, self.base_lr)
+        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.start_iter = 0
+        if resume:
+            self._resume()
+        save_config(cfg, self.out / "config.json")
+
+    # ------------------------------------------------------------ checkpoints
+    def _resume(self) -> None:
+        last = self.out / LAST_FILE
+        if not last.exists():
+            log.warning("--resume: no checkpoint in %s, starting from scratch", self.out)
+            return
+        name = last.read_text().strip()
+        load_weights(self.model, self.out / name)
+        state = torch.load(self.out / STATE_FILE, map_location="cpu", weights_only=True)
+        if state["weights"] != name:
+            raise UserError(f"{self.out / STATE_FILE} belongs to {state['weights']}, not {name}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.start_iter = state["iteration"]
+        log.info("resumed from %s at iteration %d", name, self.start_iter)
+
+    def save_checkpoint(self, iteration: int, final: bool = False) -> None:
+        name = "model_final.safetensors" if final else f"model_{iteration:07d}.safetensors"
+        meta = {"iteration": iteration, "config": to_dict(self.cfg),
+                "categories": self.dataset.category_names, "category_ids": self.dataset.category_ids}
+        save_weights(self.model, self.out / name, meta)
+        state = {"weights": name, "iteration": iteration, "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict(), "rng": rng_state()}
+        atomic_torch_save(state, self.out / STATE_FILE)
+        atomic_write_text(self.out / LAST_FILE, name + "\n")  # the commit point
+        self._prune(keep=self.cfg.train.keep_checkpoints, current=name)
+
+    def _prune(self, keep: int, current: str) -> None:
+        old = sorted(self.out.glob("model_[0-9]*.safetensors"))
+        for path in old[:-keep] if keep > 0 else []:
+            if path.name != current:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ loop
+    def train(self) -> Path:
+        cfg = self.cfg.train
+        self.model.train()
+        loader = build_train_loader(self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed,
+                                    start_iter=self.start_iter)
+        batches = iter(loader)
+        metrics_file = open(self.out / "metrics.jsonl", "a")
+        bar = tqdm(total=cfg.max_iter, initial=self.start_iter, desc="train", dynamic_ncols=True,
+                   mininterval=1.0)
+        first_bad = torch.tensor(-1, device=self.device)  # checked at log time, no per-step sync
+        window_start, window_images = time.perf_counter(), 0
+        for iteration in range(self.start_iter, cfg.max_iter):
+            images, targets = next(batches)
+            lr = self.base_lr * lr_factor(iteration, cfg.warmup_iters, cfg.warmup_factor, cfg.steps, cfg.gamma)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if not images:  # every image of the batch was unreadable: skipped, warned by the dataset
+                continue
+            images = [img.to(self.device, non_blocking=True) for img in images]
+            targets = [{"boxes": t["boxes"].to(self.device), "labels": self.labels(t["labels"]).to(self.device)}
+                       for t in targets]
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                losses = self.model(images, targets)
+            loss = sum(losses.values())
+            bad = ~torch.isfinite(loss.detach())
+            first_bad = torch.where(bad & (first_bad < 0), torch.tensor(iteration, device=self.device), first_bad)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.clip_grad_norm:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            window_images += len(images)
+
+            done = iteration + 1
+            is_log = done % cfg.log_every == 0 or done == cfg.max_iter
+            is_ckpt = done % cfg.checkpoint_every == 0 or done == cfg.max_iter
+            if is_log or is_ckpt:
+                if int(first_bad) >= 0:
+                    bar.close()
+                    raise UserError(f"loss is not finite at iteration {int(first_bad) + 1}; training stopped. "
+                                    f"The last good checkpoint is in {self.out} (lower train.lr or set "
+                                    f"train.clip_grad_norm)")
+            if is_log:
+                elapsed = time.perf_counter() - window_start
+                record = {"iteration": done, "lr": lr, "loss": float(loss.detach()),
+                          **{k: float(v.detach()) for k, v in losses.items()},
+                          "images_per_s": window_images / max(elapsed, 1e-9)}
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
+                                img_s=f"{record['images_per_s']:.1f}")
+                window_start, window_images = time.perf_counter(), 0
+            if is_ckpt:
+                self.save_checkpoint(done, final=done == cfg.max_iter)
+            bar.update(1)
+        bar.close()
+        metrics_file.close()
+        return self.out / "model_final.safetensors"

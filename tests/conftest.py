@@ -1,0 +1,26 @@
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def photo_path() -> Path:
+    """A real photograph shipped inside a PyPI package (matplotlib's sample data)."""
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """The synthetic shapes set, small, shared by the tests that train."""
+    from simpledet.data.shapes import generate_shapes
+
+    out = tmp_path_factory.mktemp("shapes")
+    generate_shapes(out, num_train=48, num_val=16, seed=0)
+    return out

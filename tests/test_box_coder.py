@@ -1,0 +1,49 @@
+import math
+
+import torch
+from torchvision.models.detection._utils import BoxCoder as TorchvisionBoxCoder
+
+from simpledet.structures.box_coder import BoxCoder
+
+
+def test_encode_hand_computed():
+    ref = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    tgt = torch.tensor([[1.0, 2.0, 11.0, 22.0]])  # centre (6, 12), size 10 x 20
+    d = BoxCoder((1.0, 1.0, 1.0, 1.0)).encode(ref, tgt)
+    torch.testing.assert_close(d, torch.tensor([[0.1, 0.7, 0.0, math.log(2.0)]]))
+    # SimpleDet's std (0.1, 0.1, 0.2, 0.2) is weights (10, 10, 5, 5)
+    d = BoxCoder((10.0, 10.0, 5.0, 5.0)).encode(ref, tgt)
+    torch.testing.assert_close(d, torch.tensor([[1.0, 7.0, 0.0, 5 * math.log(2.0)]]))
+
+
+def test_decode_inverts_encode_and_handles_classes():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(50, 2, generator=g) * 100
+    ref = torch.cat([ref, ref + 1 + torch.rand(50, 2, generator=g) * 50], dim=1)
+    tgt = torch.rand(50, 2, generator=g) * 100
+    tgt = torch.cat([tgt, tgt + 1 + torch.rand(50, 2, generator=g) * 50], dim=1)
+    coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+    deltas = coder.encode(ref, tgt)
+    torch.testing.assert_close(coder.decode(deltas, ref)[:, 0], tgt, rtol=1e-5, atol=1e-3)
+    # K boxes per reference: (N, 4K) -> (N, K, 4)
+    three = coder.decode(deltas.repeat(1, 3), ref)
+    assert three.shape == (50, 3, 4)
+    torch.testing.assert_close(three[:, 2], tgt, rtol=1e-5, atol=1e-3)
+
+
+def test_decode_clamps_huge_scales():
+    ref = torch.tensor([[0.0, 0.0, 16.0, 16.0]])
+    out = BoxCoder().decode(torch.tensor([[0.0, 0.0, 100.0, 100.0]]), ref)[0, 0]
+    # exp(log(1000/16)) * 16 = 1000 px wide, centred at 8
+    torch.testing.assert_close(out, torch.tensor([8 - 500.0, 8 - 500.0, 8 + 500.0, 8 + 500.0]))
+
+
+def test_decode_bit_identical_to_torchvision():
+    g = torch.Generator().manual_seed(1)
+    ref = torch.rand(200, 2, generator=g) * 500
+    ref = torch.cat([ref, ref + 2 + torch.rand(200, 2, generator=g) * 200], dim=1)
+    deltas = torch.randn(200, 4 * 5, generator=g)
+    weights = (10.0, 10.0, 5.0, 5.0)
+    ours = BoxCoder(weights).decode(deltas, ref)
+    theirs = TorchvisionBoxCoder(weights).decode(deltas, [ref]).reshape(200, 5, 4)
+    assert torch.equal(ours, theirs)

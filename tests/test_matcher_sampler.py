@@ -1,0 +1,57 @@
+import torch
+
+from simpledet.structures.matcher import BACKGROUND, FOREGROUND, IGNORE, Matcher
+from simpledet.structures.sampler import BalancedSampler
+
+IOU = torch.tensor([[[0.8, 0.4, 0.1, 0.0],
+                     [0.2, 0.5, 0.25, 0.0],
+                     [0.9, 0.9, 0.9, 0.9]]])  # third row is padding
+VALID = torch.tensor([[True, True, False]])
+
+
+def test_matcher_thresholds_hand_computed():
+    matched, labels = Matcher(0.7, 0.3)(IOU, VALID)
+    assert matched[0, :3].tolist() == [0, 1, 1]
+    assert labels[0].tolist() == [FOREGROUND, IGNORE, BACKGROUND, BACKGROUND]
+
+
+def test_matcher_low_quality_matches_rescue_each_gt():
+    matched, labels = Matcher(0.7, 0.3, allow_low_quality_matches=True)(IOU, VALID)
+    # gt 1's best candidate (IoU 0.5) becomes foreground; padding row claims nothing
+    assert labels[0].tolist() == [FOREGROUND, FOREGROUND, BACKGROUND, BACKGROUND]
+    assert matched[0, 1] == 1
+
+
+def test_matcher_image_without_boxes_is_all_background():
+    iou = torch.zeros(2, 1, 3)
+    valid = torch.tensor([[True], [False]])
+    iou[0, 0] = torch.tensor([0.9, 0.1, 0.5])
+    _, labels = Matcher(0.7, 0.3)(iou, valid)
+    assert labels[0].tolist() == [FOREGROUND, BACKGROUND, IGNORE]
+    assert labels[1].tolist() == [BACKGROUND] * 3
+
+
+def test_sampler_respects_fraction_and_sets():
+    torch.manual_seed(0)
+    labels = torch.full((2, 200), IGNORE)
+    labels[0, :10] = FOREGROUND
+    labels[0, 10:110] = BACKGROUND
+    labels[1, :2] = FOREGROUND
+    labels[1, 2:12] = BACKGROUND
+    fg, bg = BalancedSampler(20, 0.25)(labels)
+    assert fg[0].sum() == 5 and bg[0].sum() == 15
+    assert fg[1].sum() == 2 and bg[1].sum() == 10  # not enough background to fill 18
+    assert (labels[fg] == FOREGROUND).all() and (labels[bg] == BACKGROUND).all()
+    assert not (fg & bg).any()
+
+
+def test_sampler_is_random_but_seeded():
+    labels = torch.full((1, 1000), BACKGROUND)
+    labels[0, :500] = FOREGROUND
+    torch.manual_seed(3)
+    a = BalancedSampler(64, 0.5)(labels)[0]
+    torch.manual_seed(3)
+    b = BalancedSampler(64, 0.5)(labels)[0]
+    torch.manual_seed(4)
+    c = BalancedSampler(64, 0.5)(labels)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)

@@ -1,0 +1,66 @@
+"""Our Faster R-CNN, given torchvision's weights through `simpledet convert torchvision`, finds
+the same detections as torchvision's fasterrcnn_resnet50_fpn on a real photograph."""
+
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops import FrozenBatchNorm2d
+
+from simpledet import build_model, load_config
+from simpledet.cli import main
+from simpledet.data.image_io import read_image
+from simpledet.engine.checkpoint import load_weights
+
+from .conftest import REPO
+
+
+def torchvision_model() -> torch.nn.Module:
+    """fasterrcnn_resnet50_fpn as torchvision builds it around a pretrained backbone (frozen BN,
+    3 trainable stages), with random weights and randomised BN statistics."""
+    torch.manual_seed(0)
+    model = FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91,
+                       box_score_thresh=0.0)
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, FrozenBatchNorm2d):
+            n = m.weight.numel()
+            m.weight.copy_(0.5 + torch.rand(n, generator=g))
+            m.bias.copy_(0.1 * torch.randn(n, generator=g))
+            m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    return model.eval()
+
+
+def test_same_detections_as_torchvision(tmp_path, photo_path):
+    reference = torchvision_model()
+    src, dst = tmp_path / "tv.pth", tmp_path / "converted.safetensors"
+    torch.save(reference.state_dict(), src)
+    assert main(["convert", "torchvision", str(src), str(dst)]) == 0
+
+    cfg = load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py", ["model.roi_heads.score_thresh=0"])
+    ours = build_model(cfg).eval()
+    load_weights(ours, dst)
+
+    image = read_image(photo_path)
+    with torch.no_grad():
+        expected = reference([image])[0]
+        got = ours([image])[0]
+    assert len(expected["boxes"]) == 100  # threshold 0: a full set of detections to compare
+    assert len(got["boxes"]) == len(expected["boxes"])
+    assert torch.equal(got["labels"], expected["labels"])
+    assert (got["boxes"] - expected["boxes"]).abs().max() <= 0.01
+    assert (got["scores"] - expected["scores"]).abs().max() <= 1e-4
+
+
+def test_torchvision_checkpoint_loads_directly_and_with_batchnorm_counters(tmp_path):
+    # a model trained from scratch has nn.BatchNorm2d (num_batches_tracked buffers): skipped
+    torch.manual_seed(0)
+    tv = FasterRCNN(_resnet_fpn_extractor(resnet50(), 5), num_classes=91)
+    path = tmp_path / "tv_bn.pth"
+    torch.save(tv.state_dict(), path)
+    cfg = load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py")
+    ours = build_model(cfg)
+    load_weights(ours, path)
+    torch.testing.assert_close(ours.backbone.layer1[0].conv1.weight, tv.backbone.body.layer1[0].conv1.weight)
+    torch.testing.assert_close(ours.roi_heads.box_predictor.bbox_pred.bias, tv.roi_heads.box_predictor.bbox_pred.bias)
