@@ -8,6 +8,7 @@ labels are COCO category ids directly: data.contiguous_labels is False.
 from simpledet.config import Config, DataConfig, DatasetConfig, TrainConfig
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
+from simpledet.modeling.heads.box_head import MLPHeadConfig
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.necks.fpn import FPNConfig
@@ -23,8 +24,10 @@ config = Config(
         backbone=ResNetConfig(depth=50, variant="v1b", norm="frozen_bn", freeze_at=2),
         neck=FPNConfig(out_channels=256),
         rpn=RPNConfig(pre_nms_top_n_train=2000, pre_nms_top_n_test=1000,
-                      post_nms_top_n_train=2000, post_nms_top_n_test=1000, nms_thresh=0.7),
-        roi_heads=RoIHeadsConfig(pooler_resolution=7, pooler_sampling_ratio=2, batch_size_per_image=512,
+                      post_nms_top_n_train=2000, post_nms_top_n_test=1000, nms_thresh=0.7,
+                      min_size=1e-3, allowed_border=None),
+        roi_heads=RoIHeadsConfig(box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=True),
+                                 pooler_resolution=7, pooler_sampling_ratio=2, batch_size_per_image=512,
                                  positive_fraction=0.25, score_thresh=0.05, nms_thresh=0.5,
                                  detections_per_img=100, box_loss_beta=1.0 / 9),
     ),

@@ -9,14 +9,15 @@ from torch import Tensor, nn
 class MLPHead(nn.Module):
     """Flattened RoI features through `num_fc` fully connected layers with ReLU (2MLP: two 1024-d)."""
 
-    def __init__(self, in_features: int, fc_dim: int = 1024, num_fc: int = 2) -> None:
+    def __init__(self, in_features: int, fc_dim: int = 1024, num_fc: int = 2, bias: bool = True) -> None:
         super().__init__()
         dims = [in_features] + [fc_dim] * num_fc
-        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.fcs = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(dims[:-1], dims[1:]))
         self.out_channels = fc_dim
         for fc in self.fcs:
             nn.init.kaiming_uniform_(fc.weight, a=1)
-            nn.init.zeros_(fc.bias)
+            if fc.bias is not None:
+                nn.init.zeros_(fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.flatten(1)
@@ -46,8 +47,12 @@ class BoxPredictor(nn.Module):
 
 @dataclass
 class MLPHeadConfig:
+    """SimpleDet's 2MLP head: two 1024-d layers, built as 1x1 convs without bias (fc_bias=False);
+    torchvision's TwoMLPHead has biases."""
+
     fc_dim: int = 1024
     num_fc: int = 2
+    fc_bias: bool = False
 
     def build(self, in_channels: int, resolution: int) -> MLPHead:
-        return MLPHead(in_channels * resolution * resolution, self.fc_dim, self.num_fc)
+        return MLPHead(in_channels * resolution * resolution, self.fc_dim, self.num_fc, self.fc_bias)

@@ -10,7 +10,7 @@ from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_sm
 
 from simpledet.structures.anchors import AnchorGenerator
 from simpledet.structures.box_coder import BoxCoder
-from simpledet.structures.matcher import Matcher
+from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.sampler import BalancedSampler
 from simpledet.structures.targets import pad_boxes
 
@@ -45,7 +45,8 @@ class RPN(nn.Module):
                  positive_fraction: float = 0.5, pre_nms_top_n_train: int = 2000,
                  pre_nms_top_n_test: int = 1000, post_nms_top_n_train: int = 2000,
                  post_nms_top_n_test: int = 1000, nms_thresh: float = 0.7, min_size: float = 1e-3,
-                 score_thresh: float = 0.0, box_loss_beta: float = 1.0 / 9) -> None:
+                 score_thresh: float = 0.0, box_loss_beta: float = 1.0 / 9,
+                 allowed_border: float | None = None) -> None:
         super().__init__()
         self.head = head
         self.anchor_generator = anchor_generator
@@ -59,6 +60,7 @@ class RPN(nn.Module):
         self.min_size = min_size
         self.score_thresh = score_thresh
         self.box_loss_beta = box_loss_beta
+        self.allowed_border = allowed_border
 
     def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
                 image_sizes: list[tuple[int, int]], targets: list[dict] | None = None
@@ -79,7 +81,7 @@ class RPN(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("targets are needed in training mode")
-            losses = self.losses(all_anchors, all_logits, all_deltas, targets)
+            losses = self.losses(all_anchors, all_logits, all_deltas, targets, image_sizes)
         return proposals, losses
 
     def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int],
@@ -112,11 +114,14 @@ class RPN(nn.Module):
             proposals.append(img_boxes[keep])
         return proposals
 
-    def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+    def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict],
+               image_sizes: list[tuple[int, int]]) -> dict[str, Tensor]:
         gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
         iou = torch.stack([box_iou(g, anchors) for g in gt_boxes]) if gt_boxes.shape[1] else \
             anchors.new_zeros((len(targets), 0, anchors.shape[0]))
         matched, labels = self.matcher(iou, gt_valid)
+        if self.allowed_border is not None:
+            labels[~self.inside_image(anchors, image_sizes)] = IGNORE
         fg, bg = self.sampler(labels)
         sampled = fg | bg
         num_sampled = sampled.sum().clamp(min=1)
@@ -132,10 +137,19 @@ class RPN(nn.Module):
             box_loss = deltas.sum() * 0.0
         return {"loss_rpn_cls": objectness_loss, "loss_rpn_box": box_loss}
 
+    def inside_image(self, anchors: Tensor, image_sizes: list[tuple[int, int]]) -> Tensor:
+        """(B, A) mask of anchors within allowed_border pixels of each image (SimpleDet: 0)."""
+        hw = torch.tensor(image_sizes, dtype=anchors.dtype, device=anchors.device)  # (B, 2)
+        border = self.allowed_border
+        return ((anchors[None, :, 0] >= -border) & (anchors[None, :, 1] >= -border)
+                & (anchors[None, :, 2] < hw[:, 1:2] + border) & (anchors[None, :, 3] < hw[:, 0:1] + border))
+
 
 @dataclass
 class RPNConfig:
-    """Anchors: one size per level (SimpleDet: scale 8 x stride 4..64 = 32..512), three ratios."""
+    """SimpleDet's FPN RPN: one anchor size per level (scale 8 x stride 4..64 = 32..512 px), three
+    ratios; anchors crossing the image border ignored in training (allowed_border 0; None keeps
+    them all, as torchvision does); no minimum proposal size."""
 
     in_features: tuple[str, ...] = ("p2", "p3", "p4", "p5", "p6")
     anchor_sizes: tuple[tuple[float, ...], ...] = ((32,), (64,), (128,), (256,), (512,))
@@ -149,8 +163,9 @@ class RPNConfig:
     post_nms_top_n_train: int = 2000
     post_nms_top_n_test: int = 1000
     nms_thresh: float = 0.7
-    min_size: float = 1e-3
+    min_size: float = 0.0
     box_loss_beta: float = 1.0 / 9
+    allowed_border: float | None = 0.0
 
     def build(self, in_channels: int) -> RPN:
         anchors = AnchorGenerator(self.anchor_sizes, (self.aspect_ratios,) * len(self.anchor_sizes))
@@ -159,4 +174,5 @@ class RPNConfig:
                    batch_size_per_image=self.batch_size_per_image, positive_fraction=self.positive_fraction,
                    pre_nms_top_n_train=self.pre_nms_top_n_train, pre_nms_top_n_test=self.pre_nms_top_n_test,
                    post_nms_top_n_train=self.post_nms_top_n_train, post_nms_top_n_test=self.post_nms_top_n_test,
-                   nms_thresh=self.nms_thresh, min_size=self.min_size, box_loss_beta=self.box_loss_beta)
+                   nms_thresh=self.nms_thresh, min_size=self.min_size, box_loss_beta=self.box_loss_beta,
+                   allowed_border=self.allowed_border)

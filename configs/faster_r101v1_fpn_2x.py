@@ -1,0 +1,8 @@
+"""Faster R-CNN R101v1-FPN 2MLP, 2x schedule."""
+
+from pathlib import Path
+
+from simpledet.config import load_config
+
+config = load_config(Path(__file__).parent / "faster_r50v1_fpn_2x.py")
+config.model.backbone.depth = 101

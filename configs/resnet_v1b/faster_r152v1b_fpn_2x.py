@@ -1,0 +1,8 @@
+"""Faster R-CNN R152v1b-FPN 2MLP, 2x schedule. SimpleDet zoo: 42.0 box AP."""
+
+from pathlib import Path
+
+from simpledet.config import load_config
+
+config = load_config(Path(__file__).parent / "faster_r50v1b_fpn_2x.py")
+config.model.backbone.depth = 152

@@ -1,0 +1,21 @@
+"""Shared pieces for the tests that train: a small, fast version of the quick-start config."""
+
+from pathlib import Path
+
+from simpledet import load_config
+
+from .conftest import REPO
+
+QUICKSTART = REPO / "configs/quickstart/faster_r18_fpn_shapes.py"
+
+
+def shapes_overrides(data_dir: Path, train_split: str = "train", val_split: str = "val") -> list[str]:
+    return [f"data.train.ann_file={data_dir / 'annotations' / (train_split + '.json')}",
+            f"data.train.image_dir={data_dir / train_split}",
+            f"data.val.ann_file={data_dir / 'annotations' / (val_split + '.json')}",
+            f"data.val.image_dir={data_dir / val_split}",
+            "data.num_workers=0", "train.log_every=5"]
+
+
+def small_config(data_dir: Path, *extra: str, **kw):
+    return load_config(QUICKSTART, shapes_overrides(data_dir, **kw) + list(extra))
