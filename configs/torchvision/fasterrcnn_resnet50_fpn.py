@@ -21,7 +21,8 @@ config = Config(
         input=InputConfig(min_size=(800,), max_size=1333, mean=(0.485, 0.456, 0.406),
                           std=(0.229, 0.224, 0.225), pixel_scale=1.0),
         # torchvision's ResNet-50 is the v1b layout (stride in the 3x3 conv); 3 trainable stages
-        backbone=ResNetConfig(depth=50, variant="v1b", norm="frozen_bn", freeze_at=2),
+        # fuse_frozen_bn=False: torchvision's arithmetic exactly, for bit-level parity
+        backbone=ResNetConfig(depth=50, variant="v1b", norm="frozen_bn", freeze_at=2, fuse_frozen_bn=False),
         neck=FPNConfig(out_channels=256),
         rpn=RPNConfig(pre_nms_top_n_train=2000, pre_nms_top_n_test=1000,
                       post_nms_top_n_train=2000, post_nms_top_n_test=1000, nms_thresh=0.7,

@@ -1,6 +1,7 @@
 """Normalisation layers for backbones and heads."""
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -21,13 +22,28 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
+    def scale_and_shift(self) -> tuple[Tensor, Tensor]:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
     def forward(self, x: Tensor) -> Tensor:
-        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
-        shift = self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale
-        return x * scale.to(x.dtype) + shift.to(x.dtype)
+        scale, shift = self.scale_and_shift()
+        return x * scale.reshape(1, -1, 1, 1).to(x.dtype) + shift.reshape(1, -1, 1, 1).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor, fuse: bool) -> Tensor:
+    """norm(conv(x)); with fuse and a frozen BN, one convolution with the BN folded into its weight
+    and bias. Same function and gradients (the fold is recomputed from the live conv weight at
+    every call), but it saves two passes over the activations, forward and backward."""
+    if fuse and isinstance(norm, FrozenBatchNorm2d):
+        scale, shift = norm.scale_and_shift()
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        bias = shift if conv.bias is None else shift + conv.bias * scale
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return norm(conv(x))
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:

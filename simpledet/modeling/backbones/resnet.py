@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from simpledet.modeling.norm import make_norm
+from simpledet.modeling.norm import conv_norm, make_norm
 
 # blocks per stage and block type, by depth
 _ARCH = {
@@ -25,6 +25,7 @@ _ARCH = {
 
 class BasicBlock(nn.Module):
     expansion = 1
+    fuse_frozen_bn = False  # set by ResNet
 
     def __init__(self, in_ch: int, width: int, stride: int, norm: str, stride_in_1x1: bool = False) -> None:
         super().__init__()
@@ -37,14 +38,16 @@ class BasicBlock(nn.Module):
         self.downsample = _shortcut(in_ch, out_ch, stride, norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        fuse = self.fuse_frozen_bn
+        identity = x if self.downsample is None else conv_norm(self.downsample[0], self.downsample[1], x, fuse)
+        out = self.relu(conv_norm(self.conv1, self.bn1, x, fuse))
+        out = conv_norm(self.conv2, self.bn2, out, fuse)
         return self.relu(out + identity)
 
 
 class Bottleneck(nn.Module):
     expansion = 4
+    fuse_frozen_bn = False  # set by ResNet
 
     def __init__(self, in_ch: int, width: int, stride: int, norm: str, stride_in_1x1: bool = False) -> None:
         super().__init__()
@@ -60,10 +63,11 @@ class Bottleneck(nn.Module):
         self.downsample = _shortcut(in_ch, out_ch, stride, norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        fuse = self.fuse_frozen_bn
+        identity = x if self.downsample is None else conv_norm(self.downsample[0], self.downsample[1], x, fuse)
+        out = self.relu(conv_norm(self.conv1, self.bn1, x, fuse))
+        out = self.relu(conv_norm(self.conv2, self.bn2, out, fuse))
+        out = conv_norm(self.conv3, self.bn3, out, fuse)
         return self.relu(out + identity)
 
 
@@ -75,7 +79,8 @@ def _shortcut(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Module | No
 
 class ResNet(nn.Module):
     def __init__(self, depth: int = 50, variant: str = "v1b", norm: str = "frozen_bn", freeze_at: int = 2,
-                 base_width: int = 64, out_features: tuple[str, ...] = ("c2", "c3", "c4", "c5")) -> None:
+                 base_width: int = 64, out_features: tuple[str, ...] = ("c2", "c3", "c4", "c5"),
+                 fuse_frozen_bn: bool = True) -> None:
         super().__init__()
         if depth not in _ARCH:
             raise ValueError(f"ResNet depth must be one of {sorted(_ARCH)}, got {depth}")
@@ -102,6 +107,10 @@ class ResNet(nn.Module):
             self.add_module(f"layer{stage + 1}", nn.Sequential(*layers))
             self.out_channels[f"c{stage + 2}"] = in_ch
 
+        self.fuse_frozen_bn = fuse_frozen_bn
+        for m in self.modules():
+            if isinstance(m, (BasicBlock, Bottleneck)):
+                m.fuse_frozen_bn = fuse_frozen_bn
         self._init_weights()
         self.freeze(freeze_at)
 
@@ -122,7 +131,7 @@ class ResNet(nn.Module):
                     p.requires_grad_(False)
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x, self.fuse_frozen_bn)))
         out: OrderedDict[str, Tensor] = OrderedDict()
         for i in range(1, 5):
             x = getattr(self, f"layer{i}")(x)
@@ -147,6 +156,10 @@ class ResNetConfig:
     base_width: int = 64
     out_features: tuple[str, ...] = ("c2", "c3", "c4", "c5")
     pretrained: str | None = None
+    # fold frozen BN into the convolutions (faster; equal up to float rounding). False gives
+    # torchvision's exact arithmetic, which the torchvision parity configs use.
+    fuse_frozen_bn: bool = True
 
     def build(self) -> ResNet:
-        return ResNet(self.depth, self.variant, self.norm, self.freeze_at, self.base_width, self.out_features)
+        return ResNet(self.depth, self.variant, self.norm, self.freeze_at, self.base_width, self.out_features,
+                      self.fuse_frozen_bn)

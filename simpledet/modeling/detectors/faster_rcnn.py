@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+import torch
+
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.two_stage import TwoStageDetector
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
@@ -24,10 +26,13 @@ class FasterRCNNConfig:
     def build(self) -> TwoStageDetector:
         backbone = self.backbone.build()
         neck = self.neck.build(backbone.out_channels)
-        return TwoStageDetector(
+        model = TwoStageDetector(
             preprocess=self.input.build(),
             backbone=backbone,
             neck=neck,
             rpn=self.rpn.build(neck.out_channels),
             roi_heads=self.roi_heads.build(neck.out_channels, self.num_classes),
         )
+        if self.input.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model

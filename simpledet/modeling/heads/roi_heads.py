@@ -75,6 +75,7 @@ class RoIHeads(nn.Module):
         return list(boxes[sampled].split(per_image)), classes[sampled], box_targets
 
     def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
+        logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
         cls_loss = F.cross_entropy(logits, classes)
         fg = torch.where(classes > 0)[0]
         deltas = deltas.view(deltas.shape[0], -1, 4)
@@ -86,6 +87,7 @@ class RoIHeads(nn.Module):
     def postprocess(self, logits: Tensor, deltas: Tensor, proposals: list[Tensor],
                     image_sizes: list[tuple[int, int]]) -> list[dict]:
         num_classes = logits.shape[-1]
+        logits, deltas = logits.float(), deltas.float()
         boxes = self.box_coder.decode(deltas, torch.cat(proposals))  # (R, K or 1, 4)
         if boxes.shape[1] == 1:
             boxes = boxes.expand(-1, num_classes, -1)

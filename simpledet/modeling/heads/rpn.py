@@ -99,7 +99,7 @@ class RPN(nn.Module):
         top_idx = torch.cat(top_idx, dim=1)
         levels = torch.cat(level_ids)
         rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
-        scores = torch.sigmoid(logits[rows, top_idx])
+        scores = torch.sigmoid(logits[rows, top_idx].float())
         boxes = boxes[rows, top_idx]
 
         proposals = []
@@ -126,6 +126,7 @@ class RPN(nn.Module):
         sampled = fg | bg
         num_sampled = sampled.sum().clamp(min=1)
 
+        logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
         objectness_loss = F.binary_cross_entropy_with_logits(
             logits[sampled], fg[sampled].to(logits.dtype), reduction="sum") / num_sampled
         if fg.any():

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Every GPU measurement in one run, made to fit a short GPU lease (well under 8 minutes):
+# speed of our Faster R-CNN R50-FPN against torchvision's (mixed precision and fp32: img/s, peak
+# memory), and the quick-start detector trained and evaluated on the device.
+#
+#   bench/gpu_suite.sh [--small] [OUT_DIR]     (default OUT_DIR: runs/gpu_suite)
+#
+# --small shrinks every size so the whole suite runs end to end on a CPU (the tests do this).
+# Wheels found in .whl/ (e.g. faster-coco-eval for a machine without it) are installed first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+small=0
+out=runs/gpu_suite
+for arg in "$@"; do
+  case "$arg" in
+    --small) small=1 ;;
+    *) out=$arg ;;
+  esac
+done
+mkdir -p "$out"
+py=${PYTHON:-python3}
+
+if ! "$py" -c "import faster_coco_eval, pycocotools" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/simpledet-site .whl/*.whl
+  export PYTHONPATH=/tmp/simpledet-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+
+device=$("$py" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+"$py" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
+  torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" | tee "$out/env.txt"
+date -u +%Y-%m-%dT%H:%MZ >> "$out/env.txt"
+
+if [ "$small" = 1 ]; then
+  size=(--height 160 --width 224); reps=(--repeats 1 --warmup 1); iters=20; shapes=(--train 16 --val 8)
+else
+  size=(--height 800 --width 1216); reps=(--repeats 20 --warmup 5); iters=600; shapes=(--train 600 --val 100)
+fi
+amp=()
+[ "$device" = cuda ] && amp=(--amp)
+
+echo "== speed, mixed precision" | tee -a "$out/summary.txt"
+"$py" bench/speed.py --device "$device" "${amp[@]}" "${size[@]}" "${reps[@]}" --json "$out/speed_amp.json" | tee -a "$out/summary.txt"
+echo "== speed, fp32" | tee -a "$out/summary.txt"
+"$py" bench/speed.py --device "$device" "${size[@]}" "${reps[@]}" --json "$out/speed_fp32.json" | tee -a "$out/summary.txt"
+
+echo "== quick-start detector trained on $device" | tee -a "$out/summary.txt"
+rm -rf "$out/shapes" "$out/quickstart"
+"$py" -m simpledet data shapes "$out/shapes" "${shapes[@]}" > /dev/null
+data=(data.train.ann_file="$out/shapes/annotations/train.json" data.train.image_dir="$out/shapes/train"
+      data.val.ann_file="$out/shapes/annotations/val.json" data.val.image_dir="$out/shapes/val")
+start=$(date +%s)
+"$py" -m simpledet train configs/quickstart/faster_r18_fpn_shapes.py --out "$out/quickstart" "${data[@]}" \
+  train.device="$device" train.max_iter=$iters train.steps="($((iters * 3 / 4)),)" \
+  train.checkpoint_every=$iters 2> "$out/quickstart_train.log"
+echo "train wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/summary.txt"
+tail -n 1 "$out/quickstart/metrics.jsonl" | tee -a "$out/summary.txt"
+"$py" -m simpledet eval configs/quickstart/faster_r18_fpn_shapes.py --weights "$out/quickstart/model_final.safetensors" \
+  --out "$out/quickstart/eval" "${data[@]}" train.device="$device" 2>/dev/null | grep -E "maxDets=100 \] |IoU=0.50  " | tee -a "$out/summary.txt"
+echo "suite done: $out"

@@ -1,0 +1,153 @@
+"""Speed of our Faster R-CNN R50-FPN against torchvision's fasterrcnn_resnet50_fpn.
+
+Same architecture (ResNet-50 v1b, FPN, frozen BN, stem + stage 1 frozen), random weights, the
+same inputs, the two models interleaved in one process so that machine noise hits both. Reports
+median seconds per training step (batch 2) and per inference (1 image), and the ratio
+ours / torchvision (below 1.0: we are faster).
+
+    python bench/speed.py                       # CPU, 800x1216
+    python bench/speed.py --device cuda --amp   # GPU, mixed precision; adds img/s and peak memory
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops import FrozenBatchNorm2d
+
+from simpledet import build_model, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def torchvision_model() -> torch.nn.Module:
+    # fasterrcnn_resnet50_fpn as built around a pretrained backbone: frozen BN, 3 trainable stages
+    return FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+
+
+def our_model() -> torch.nn.Module:
+    # torchvision's architecture and settings, with our default fast path (frozen BN folded)
+    cfg = load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py", ["model.backbone.fuse_frozen_bn=true"])
+    return build_model(cfg)
+
+
+def make_inputs(batch: int, height: int, width: int, device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, height, width, generator=g).to(device) for _ in range(batch)]
+    targets = []
+    for _ in range(batch):
+        n = 8
+        xy = torch.rand(n, 2, generator=g) * torch.tensor([width * 0.7, height * 0.7])
+        wh = 32 + torch.rand(n, 2, generator=g) * torch.tensor([width * 0.3, height * 0.3])
+        targets.append({"boxes": torch.cat([xy, xy + wh], 1).to(device),
+                        "labels": torch.randint(1, 91, (n,), generator=g).to(device)})
+    return images, targets
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_train_step(model, optimizer, images, targets, device, amp):
+    sync(device)
+    start = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=amp):
+        losses = model(images, targets)
+    loss = sum(losses.values())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def time_inference(model, images, device, amp):
+    sync(device)
+    start = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=amp):
+        model(images)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def peak_memory(fn, device):
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true", help="mixed precision (fp16 autocast on GPU)")
+    ap.add_argument("--height", type=int, default=800)
+    ap.add_argument("--width", type=int, default=1216)
+    ap.add_argument("--batch", type=int, default=2, help="training batch")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", help="write the results here too")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    models = {"torchvision": torchvision_model().to(device), "ours": our_model().to(device)}
+    optimizers = {k: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+                  for k, m in models.items()}
+    images, targets = make_inputs(args.batch, args.height, args.width, device)
+
+    results = {}
+    for phase in ("train", "inference"):
+        times = {k: [] for k in models}
+        for i in range(args.warmup + args.repeats):
+            for name, model in models.items():  # interleaved
+                if phase == "train":
+                    model.train()
+                    t = time_train_step(model, optimizers[name], images, targets, device, args.amp)
+                else:
+                    model.eval()
+                    t = time_inference(model, images[:1], device, args.amp)
+                if i >= args.warmup:
+                    times[name].append(t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        batch = args.batch if phase == "train" else 1
+        results[phase] = {k: {"seconds": med[k], "images_per_s": batch / med[k]} for k in models}
+        results[phase]["ratio_ours_over_torchvision"] = med["ours"] / med["torchvision"]
+
+    if device.type == "cuda":
+        for name, model in models.items():
+            model.train()
+            results["train"][name]["peak_memory_gib"] = peak_memory(
+                lambda: time_train_step(model, optimizers[name], images, targets, device, args.amp), device)
+        results["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        results["device_name"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    results["settings"] = vars(args) | {"torch": torch.__version__}
+
+    print(f"device: {results['device_name']}  input {args.height}x{args.width}  amp={args.amp}")
+    for phase in ("train", "inference"):
+        r = results[phase]
+        extra = ""
+        if "peak_memory_gib" in r["ours"]:
+            extra = f"  peak mem ours {r['ours']['peak_memory_gib']:.2f} GiB, torchvision {r['torchvision']['peak_memory_gib']:.2f} GiB"
+        print(f"{phase:9s} ours {r['ours']['seconds']:.3f}s ({r['ours']['images_per_s']:.1f} img/s)  "
+              f"torchvision {r['torchvision']['seconds']:.3f}s ({r['torchvision']['images_per_s']:.1f} img/s)  "
+              f"ratio {r['ratio_ours_over_torchvision']:.3f}{extra}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
