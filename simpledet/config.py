@@ -69,7 +69,8 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    model: FasterRCNNConfig = field(default_factory=FasterRCNNConfig)
+    # any detector config: a dataclass with `num_classes`, `input` and a `build()` method
+    model: Any = field(default_factory=FasterRCNNConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

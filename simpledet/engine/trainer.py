@@ -118,6 +118,12 @@ class Trainer:
                 path.unlink(missing_ok=True)
                 path.with_suffix(".json").unlink(missing_ok=True)
 
+    def _to_device(self, target: dict) -> dict:
+        """The tensors of a target (boxes, labels, masks, ...), labels mapped to the model's."""
+        out = {k: v.to(self.device, non_blocking=True) for k, v in target.items() if isinstance(v, torch.Tensor)}
+        out["labels"] = self.labels(target["labels"]).to(self.device)
+        return out
+
     # ------------------------------------------------------------ loop
     def train(self) -> Path:
         cfg = self.cfg.train
@@ -138,8 +144,7 @@ class Trainer:
             if not images:  # every image of the batch was unreadable: skipped, warned by the dataset
                 continue
             images = [img.to(self.device, non_blocking=True) for img in images]
-            targets = [{"boxes": t["boxes"].to(self.device), "labels": self.labels(t["labels"]).to(self.device)}
-                       for t in targets]
+            targets = [self._to_device(t) for t in targets]
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses = self.model(images, targets)
             loss = sum(losses.values())

@@ -29,14 +29,22 @@ def is_torchvision_detection(state_dict: dict[str, Tensor]) -> bool:
     return any(k.startswith("backbone.body.") for k in state_dict)
 
 
+def rename_rules() -> list[tuple[str, str]]:
+    """All families' rules: each family that has a torchvision counterpart adds its own list."""
+    from simpledet.weights import torchvision_families
+
+    return _RULES + torchvision_families.RULES
+
+
 def convert_torchvision(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """Returns (our state_dict, names that were skipped)."""
+    rules = rename_rules()
     out, skipped = {}, []
     for name, value in state_dict.items():
         if name.endswith("num_batches_tracked"):
             skipped.append(name)
             continue
-        for pattern, repl in _RULES:
+        for pattern, repl in rules:
             new, n = re.subn(pattern, repl, name)
             if n:
                 out[new] = value

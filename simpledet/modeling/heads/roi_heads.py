@@ -55,7 +55,10 @@ class RoIHeads(nn.Module):
     @torch.no_grad()
     def sample_proposals(self, proposals: list[Tensor], targets: list[dict]
                          ) -> tuple[list[Tensor], Tensor, Tensor]:
-        """Sampled proposals per image, with their class (0 = background) and regression targets."""
+        """Sampled proposals per image, with their class (0 = background) and regression targets.
+
+        Also keeps `self.last_matched_gt`: for each sampled proposal (in the same order), the index
+        of its matched ground truth within its image, for heads that need more targets (masks)."""
         device = proposals[0].device
         gt_boxes = [t["boxes"].to(device) for t in targets]
         proposals = [torch.cat([p, g]) for p, g in zip(proposals, gt_boxes)]
@@ -72,6 +75,7 @@ class RoIHeads(nn.Module):
         matched_gt = torch.gather(gt, 1, matched[..., None].expand(-1, -1, 4))
         box_targets = self.box_coder.encode(boxes[sampled], matched_gt[sampled])
         per_image = sampled.sum(dim=1).tolist()
+        self.last_matched_gt = matched[sampled]
         return list(boxes[sampled].split(per_image)), classes[sampled], box_targets
 
     def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
