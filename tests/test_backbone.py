@@ -54,7 +54,7 @@ def test_folded_frozen_bn_equals_separate_bn_forward_and_backward():
     sum(f.square().mean() for f in b.values()).backward()
     for (name, p), q in zip(plain.named_parameters(), fused.parameters()):
         if p.requires_grad:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-6, msg=name)
+            assert float((p.grad - q.grad).abs().max()) <= 1e-3 * float(p.grad.abs().max()), name
 
 
 def test_trainable_bn_for_training_from_scratch():
