@@ -17,5 +17,5 @@ def shapes_overrides(data_dir: Path, train_split: str = "train", val_split: str 
             "data.num_workers=0", "train.log_every=5"]
 
 
-def small_config(data_dir: Path, *extra: str, **kw):
-    return load_config(QUICKSTART, shapes_overrides(data_dir, **kw) + list(extra))
+def small_config(data_dir: Path, *extra: str, config: Path = QUICKSTART, **kw):
+    return load_config(config, shapes_overrides(data_dir, **kw) + list(extra))

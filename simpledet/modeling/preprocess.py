@@ -17,11 +17,13 @@ from torch import Tensor, nn
 class ImagePreprocessor(nn.Module):
     def __init__(self, min_size: tuple[int, ...], max_size: int, mean: tuple[float, float, float],
                  std: tuple[float, float, float], pixel_scale: float = 1.0, bgr: bool = False,
-                 size_divisible: int = 32, test_min_size: int | None = None, channels_last: bool = False) -> None:
+                 size_divisible: int = 32, test_min_size: int | None = None, channels_last: bool = False,
+                 test_max_size: int | None = None) -> None:
         super().__init__()
         self.min_size = tuple(min_size)
         self.test_min_size = test_min_size if test_min_size is not None else self.min_size[-1]
         self.max_size = max_size
+        self.test_max_size = test_max_size if test_max_size is not None else max_size
         self.pixel_scale = pixel_scale
         self.bgr = bgr
         self.size_divisible = size_divisible
@@ -48,7 +50,8 @@ class ImagePreprocessor(nn.Module):
 
     def resize(self, image: Tensor, short_side: int) -> Tensor:
         h, w = image.shape[-2:]
-        scale = min(short_side / min(h, w), self.max_size / max(h, w))
+        max_size = self.max_size if self.training else self.test_max_size
+        scale = min(short_side / min(h, w), max_size / max(h, w))
         return F.interpolate(image[None], scale_factor=scale, mode="bilinear",
                              recompute_scale_factor=True, align_corners=False)[0]
 
@@ -102,7 +105,8 @@ class InputConfig:
 
     min_size: tuple[int, ...] = (800,)
     max_size: int = 1333
-    test_min_size: int | None = None
+    test_min_size: int | None = None  # None: the last of min_size
+    test_max_size: int | None = None  # None: max_size
     mean: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     pixel_scale: float = 255.0
@@ -113,4 +117,5 @@ class InputConfig:
 
     def build(self) -> ImagePreprocessor:
         return ImagePreprocessor(self.min_size, self.max_size, self.mean, self.std, self.pixel_scale,
-                                 self.bgr, self.size_divisible, self.test_min_size, self.channels_last)
+                                 self.bgr, self.size_divisible, self.test_min_size, self.channels_last,
+                                 self.test_max_size)

@@ -6,6 +6,7 @@ import torch
 
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.two_stage import TwoStageDetector
+from simpledet.modeling.heads.cascade_roi_heads import CascadeRoIHeadsConfig
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.necks.fpn import FPNConfig
@@ -14,24 +15,34 @@ from simpledet.modeling.preprocess import InputConfig
 
 @dataclass
 class FasterRCNNConfig:
-    """num_classes counts foreground classes only (COCO: 80); background is added inside."""
+    """Faster R-CNN (and, with CascadeRoIHeadsConfig as roi_heads, Cascade R-CNN).
+
+    FPN models have a neck; C4 models have none: the RPN and the RoI pooling read the backbone's
+    C4 map and the RoI head is stage 5. num_classes counts foreground classes only (COCO: 80);
+    background is added inside."""
 
     num_classes: int = 80
     input: InputConfig = field(default_factory=InputConfig)
     backbone: ResNetConfig = field(default_factory=ResNetConfig)
-    neck: FPNConfig = field(default_factory=FPNConfig)
+    neck: FPNConfig | None = field(default_factory=FPNConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
-    roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
+    roi_heads: RoIHeadsConfig | CascadeRoIHeadsConfig = field(default_factory=RoIHeadsConfig)
 
     def build(self) -> TwoStageDetector:
         backbone = self.backbone.build()
-        neck = self.neck.build(backbone.out_channels)
+        if self.neck is not None:
+            neck = self.neck.build(backbone.out_channels)
+            rpn_channels = roi_channels = neck.out_channels
+        else:
+            neck = None
+            rpn_channels = backbone.out_channels[self.rpn.in_features[0]]
+            roi_channels = backbone.out_channels[self.roi_heads.in_features[0]]
         model = TwoStageDetector(
             preprocess=self.input.build(),
             backbone=backbone,
             neck=neck,
-            rpn=self.rpn.build(neck.out_channels),
-            roi_heads=self.roi_heads.build(neck.out_channels, self.num_classes),
+            rpn=self.rpn.build(rpn_channels),
+            roi_heads=self.roi_heads.build(roi_channels, self.num_classes),
         )
         if self.input.channels_last:
             model = model.to(memory_format=torch.channels_last)

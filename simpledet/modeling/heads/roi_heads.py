@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
 from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
+from simpledet.modeling.heads.res5_head import Res5HeadConfig
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.sampler import BalancedSampler
@@ -46,7 +47,7 @@ class RoIHeads(nn.Module):
         logits, deltas = self.predict(features, proposals, image_sizes)
         if self.training:
             return [], self.losses(logits, deltas, class_targets, box_targets)
-        return self.postprocess(logits, deltas, proposals, image_sizes), {}
+        return self.postprocess(F.softmax(logits, -1), deltas, proposals, image_sizes), {}
 
     def predict(self, features, proposals, image_sizes) -> tuple[Tensor, Tensor]:
         pooled = self.pooler(features, proposals, image_sizes)
@@ -88,19 +89,28 @@ class RoIHeads(nn.Module):
                                     reduction="sum") / max(classes.numel(), 1)
         return {"loss_cls": cls_loss, "loss_box": box_loss}
 
-    def postprocess(self, logits: Tensor, deltas: Tensor, proposals: list[Tensor],
+    @torch.no_grad()
+    def refine(self, deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> list[Tensor]:
+        """Proposals moved by class-agnostic deltas and clipped: the next cascade stage's input."""
+        boxes = self.box_coder.decode(deltas.float().detach()[:, :4], torch.cat(proposals))[:, 0]
+        out = []
+        for b, size in zip(boxes.split([len(p) for p in proposals]), image_sizes):
+            out.append(clip_boxes_to_image(b, size))
+        return out
+
+    def postprocess(self, scores: Tensor, deltas: Tensor, proposals: list[Tensor],
                     image_sizes: list[tuple[int, int]]) -> list[dict]:
-        num_classes = logits.shape[-1]
-        logits, deltas = logits.float(), deltas.float()
+        """scores: (R, num_classes + 1) class probabilities; deltas: per class or agnostic."""
+        num_classes = scores.shape[-1]
+        scores, deltas = scores.float(), deltas.float()
         boxes = self.box_coder.decode(deltas, torch.cat(proposals))  # (R, K or 1, 4)
         if boxes.shape[1] == 1:
             boxes = boxes.expand(-1, num_classes, -1)
-        scores = F.softmax(logits, -1)
         counts = [len(p) for p in proposals]
         results = []
         for img_boxes, img_scores, size in zip(boxes.split(counts), scores.split(counts), image_sizes):
             img_boxes = clip_boxes_to_image(img_boxes, size)
-            labels = torch.arange(num_classes, device=logits.device).view(1, -1).expand_as(img_scores)
+            labels = torch.arange(num_classes, device=scores.device).view(1, -1).expand_as(img_scores)
             # drop the background column, then one candidate per (proposal, class)
             img_boxes = img_boxes[:, 1:].reshape(-1, 4)
             img_scores = img_scores[:, 1:].reshape(-1)
@@ -122,7 +132,7 @@ class RoIHeadsConfig:
     in_features: tuple[str, ...] = ("p2", "p3", "p4", "p5")
     pooler_resolution: int = 7
     pooler_sampling_ratio: int = 2
-    box_head: MLPHeadConfig = field(default_factory=MLPHeadConfig)
+    box_head: MLPHeadConfig | Res5HeadConfig = field(default_factory=MLPHeadConfig)
     class_agnostic: bool = False
     fg_iou: float = 0.5
     bg_iou: float = 0.5
@@ -134,8 +144,12 @@ class RoIHeadsConfig:
     nms_thresh: float = 0.5
     detections_per_img: int = 100
 
+    def build_pooler(self) -> MultiScaleRoIAlign:
+        # one level (C4 heads) or several (FPN); the scale of each level is read off its size
+        return MultiScaleRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
+
     def build(self, in_channels: int, num_classes: int) -> RoIHeads:
-        pooler = MultiScaleRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
+        pooler = self.build_pooler()
         box_head = self.box_head.build(in_channels, self.pooler_resolution)
         predictor = BoxPredictor(box_head.out_channels, num_classes, self.class_agnostic)
         return RoIHeads(pooler, box_head, predictor, fg_iou=self.fg_iou, bg_iou=self.bg_iou,

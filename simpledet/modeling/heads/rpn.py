@@ -18,11 +18,12 @@ from simpledet.structures.targets import pad_boxes
 class RPNHead(nn.Module):
     """A shared 3x3 conv, then per-anchor objectness logits and box deltas, on every level."""
 
-    def __init__(self, in_channels: int, num_anchors: int) -> None:
+    def __init__(self, in_channels: int, num_anchors: int, conv_channels: int | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
-        self.objectness = nn.Conv2d(in_channels, num_anchors, 1)
-        self.box_deltas = nn.Conv2d(in_channels, num_anchors * 4, 1)
+        conv_channels = conv_channels or in_channels
+        self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
+        self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
+        self.box_deltas = nn.Conv2d(conv_channels, num_anchors * 4, 1)
         for layer in (self.conv, self.objectness, self.box_deltas):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
@@ -167,10 +168,11 @@ class RPNConfig:
     min_size: float = 0.0
     box_loss_beta: float = 1.0 / 9
     allowed_border: float | None = 0.0
+    conv_channels: int | None = None  # the 3x3 conv's width; None: as its input (FPN: 256; C4: 512)
 
     def build(self, in_channels: int) -> RPN:
         anchors = AnchorGenerator(self.anchor_sizes, (self.aspect_ratios,) * len(self.anchor_sizes))
-        head = RPNHead(in_channels, anchors.num_anchors_per_location[0])
+        head = RPNHead(in_channels, anchors.num_anchors_per_location[0], self.conv_channels)
         return RPN(head, anchors, list(self.in_features), fg_iou=self.fg_iou, bg_iou=self.bg_iou,
                    batch_size_per_image=self.batch_size_per_image, positive_fraction=self.positive_fraction,
                    pre_nms_top_n_train=self.pre_nms_top_n_train, pre_nms_top_n_test=self.pre_nms_top_n_test,

@@ -1,0 +1,43 @@
+"""The C5 head of the C4 detectors: ResNet's stage 5 run on each RoI, then global average pooling.
+
+SimpleDet's C5-512ROI / C5-256ROI heads pool 7x7 RoIs from C4 and run stage 5 with stride 1
+(Detectron pools 14x14 and strides); the parameters are the same either way.
+"""
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+class Res5Head(nn.Module):
+    def __init__(self, stage: nn.Sequential, out_channels: int) -> None:
+        super().__init__()
+        self.layer4 = stage  # the name a ResNet checkpoint uses for stage 5
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer4(x).mean(dim=(2, 3))
+
+
+@dataclass
+class Res5HeadConfig:
+    """Stage 5 of a ResNet (v1 / v1b; groups for ResNeXt), as a RoI head."""
+
+    variant: str = "v1b"
+    norm: str = "frozen_bn"
+    num_blocks: int = 3
+    width: int = 512
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+    width_per_group: int = 64
+    fuse_frozen_bn: bool = True
+
+    def build(self, in_channels: int, resolution: int) -> Res5Head:
+        from simpledet.modeling.backbones.resnet import make_stage
+
+        stage = make_stage("bottleneck", in_channels, self.width, self.num_blocks, self.stride, self.norm,
+                           self.variant, self.groups, self.width_per_group, dilation=self.dilation,
+                           fuse_frozen_bn=self.fuse_frozen_bn)
+        out_channels = stage[-1].conv3.out_channels
+        return Res5Head(stage, out_channels)
