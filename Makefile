@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 	$(BIN)/simpledet eval $(DEMO_CONFIG) --weights runs/demo/model_final.safetensors --out runs/demo
 	$(BIN)/simpledet predict $(DEMO_CONFIG) --weights runs/demo/model_final.safetensors \
 		runs/shapes/val/000000.png runs/shapes/val/000001.png runs/shapes/val/000002.png runs/shapes/val/000003.png \
-		--out runs/demo/predictions.json --vis runs/demo/vis
+		--score-thresh 0.5 --out runs/demo/predictions.json --vis runs/demo/vis
 	$(BIN)/python -c "import json; m = json.load(open('runs/demo/metrics.json')); \
 		print(f\"demo: box AP50 {m['AP50']:.3f} (target >= 0.8), AP {m['AP']:.3f}; pictures in runs/demo/vis\")"
 

@@ -97,7 +97,11 @@ def _predict(args) -> None:
                             "bbox": [round(v, 3) for v in box], "score": round(score, 5)})
         if args.vis:
             labels = det.get("names", [str(lab) for lab in det["labels"].tolist()])
-            drawn = draw_detections(image, boxes, labels, det["scores"])
+            # small images are enlarged so that the labels stay readable
+            zoom = max(1, 512 // max(image.shape[-2:]))
+            if zoom > 1:
+                image = torch.nn.functional.interpolate(image[None], scale_factor=zoom, mode="nearest")[0]
+            drawn = draw_detections(image, boxes * zoom, labels, det["scores"])
             save_image(Path(args.vis) / (Path(path).stem + ".png"), drawn)
     atomic_write_text(args.out, json.dumps(records, indent=1))
     print(f"{len(records)} detections on {len(args.images)} image(s) -> {args.out}"
