@@ -36,6 +36,9 @@ class Predictor:
         if weights is not None:
             load_weights(self.model, weights)
         self.model.eval().to(self.device)
+        from simpledet.engine.tta import inference_fn
+
+        self.detect = inference_fn(self.model, cfg)
         self.category_names = category_names
         self.label_to_category_id = label_to_category_id
 
@@ -48,7 +51,7 @@ class Predictor:
         outputs = []
         for start in range(0, len(items), batch_size):
             batch = [to_tensor_image(x).to(self.device) for x in items[start:start + batch_size]]
-            for det in self.model(batch):
+            for det in self.detect(batch):
                 det = {k: v.cpu() for k, v in det.items()}
                 labels = det["labels"].tolist()
                 if self.label_to_category_id is not None:

@@ -39,6 +39,7 @@ def _eval(args) -> None:
     from simpledet.engine.checkpoint import atomic_write_text, load_weights
     from simpledet.engine.evaluator import evaluate_detections, format_results, write_metrics
     from simpledet.engine.inference import run_on_dataset
+    from simpledet.engine.tta import inference_fn
     from simpledet.engine.labels import check_num_classes, model_label_to_category_id
 
     cfg = load_config(args.config, args.overrides)
@@ -51,7 +52,7 @@ def _eval(args) -> None:
     load_weights(model, weights)
     model.to(device)
     records = run_on_dataset(model, dataset, model_label_to_category_id(cfg, dataset), device,
-                             cfg.data.eval_batch_size, cfg.data.num_workers)
+                             cfg.data.eval_batch_size, cfg.data.num_workers, detect=inference_fn(model, cfg))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "detections.json", json.dumps(records))
     result = evaluate_detections(cfg.data.val.ann_file, records)

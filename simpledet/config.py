@@ -68,11 +68,25 @@ class TrainConfig:
 
 
 @dataclass
+class TestConfig:
+    """Test-time augmentation (off by default): `scales` are short sides to run at (empty: the
+    model's own), `flip` adds mirrored runs; detections are merged by per-class NMS or soft-NMS."""
+
+    scales: tuple[int, ...] = ()
+    max_size: int | None = None
+    flip: bool = False
+    nms_thresh: float = 0.5
+    nms_method: str = "nms"  # "nms", "soft_linear", "soft_gaussian"
+    detections_per_img: int = 100
+
+
+@dataclass
 class Config:
     # any detector config: a dataclass with `num_classes`, `input` and a `build()` method
     model: Any = field(default_factory=FasterRCNNConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
 
 
 # ---------------------------------------------------------------- loading and overrides

@@ -70,6 +70,8 @@ class CascadeRoIHeadsConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    nms_method: str = "nms"
+    soft_nms_sigma: float = 0.5
 
     def build(self, in_channels: int, num_classes: int) -> CascadeRoIHeads:
         pooler = RoIHeadsConfig(in_features=self.in_features, pooler_resolution=self.pooler_resolution,
@@ -82,5 +84,6 @@ class CascadeRoIHeadsConfig:
                                    batch_size_per_image=self.batch_size_per_image,
                                    positive_fraction=self.positive_fraction, box_weights=_inverse(std),
                                    score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
-                                   detections_per_img=self.detections_per_img, box_loss_beta=self.box_loss_beta))
+                                   detections_per_img=self.detections_per_img, box_loss_beta=self.box_loss_beta,
+                                   nms_method=self.nms_method, soft_nms_sigma=self.soft_nms_sigma))
         return CascadeRoIHeads(stages, self.loss_weights)

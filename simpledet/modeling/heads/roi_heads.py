@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image, remove_small_boxes
 
 from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
 from simpledet.modeling.heads.res5_head import Res5HeadConfig
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
+from simpledet.structures.nms import class_nms
 from simpledet.structures.sampler import BalancedSampler
 from simpledet.structures.targets import pad_boxes, pad_labels
 
@@ -25,7 +26,7 @@ class RoIHeads(nn.Module):
                  fg_iou: float = 0.5, bg_iou: float = 0.5, batch_size_per_image: int = 512,
                  positive_fraction: float = 0.25, box_weights=(10.0, 10.0, 5.0, 5.0),
                  score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
-                 box_loss_beta: float = 1.0) -> None:
+                 box_loss_beta: float = 1.0, nms_method: str = "nms", soft_nms_sigma: float = 0.5) -> None:
         super().__init__()
         self.pooler = pooler
         self.box_head = box_head
@@ -37,6 +38,8 @@ class RoIHeads(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.box_loss_beta = box_loss_beta
+        self.nms_method = nms_method
+        self.soft_nms_sigma = soft_nms_sigma
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
                 targets: list[dict] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
@@ -119,8 +122,9 @@ class RoIHeads(nn.Module):
             img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
             keep = remove_small_boxes(img_boxes, min_size=1e-2)
             img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
-            keep = batched_nms(img_boxes, img_scores, labels, self.nms_thresh)[: self.detections_per_img]
-            results.append({"boxes": img_boxes[keep], "scores": img_scores[keep], "labels": labels[keep]})
+            keep, kept_scores = class_nms(img_boxes, img_scores, labels, self.nms_thresh, self.detections_per_img,
+                                          self.nms_method, self.soft_nms_sigma)
+            results.append({"boxes": img_boxes[keep], "scores": kept_scores, "labels": labels[keep]})
         return results
 
 
@@ -143,6 +147,8 @@ class RoIHeadsConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    nms_method: str = "nms"  # or "soft_linear", "soft_gaussian" (soft-NMS, SimpleDet's option)
+    soft_nms_sigma: float = 0.5
 
     def build_pooler(self) -> MultiScaleRoIAlign:
         # one level (C4 heads) or several (FPN); the scale of each level is read off its size
@@ -156,4 +162,5 @@ class RoIHeadsConfig:
                         batch_size_per_image=self.batch_size_per_image,
                         positive_fraction=self.positive_fraction, box_weights=self.box_weights,
                         score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
-                        detections_per_img=self.detections_per_img, box_loss_beta=self.box_loss_beta)
+                        detections_per_img=self.detections_per_img, box_loss_beta=self.box_loss_beta,
+                        nms_method=self.nms_method, soft_nms_sigma=self.soft_nms_sigma)
