@@ -59,7 +59,7 @@ class TrainConfig:
     steps: tuple[int, ...] = (60000, 80000)
     gamma: float = 0.1
     clip_grad_norm: float | None = None
-    amp: bool = True  # mixed precision (used on GPU only)
+    amp: bool = False  # mixed precision on GPU (the zoo's _fp16 configs); the CPU always trains in fp32
     checkpoint_every: int = 5000
     keep_checkpoints: int = 2
     log_every: int = 20

@@ -15,11 +15,23 @@ def test_configs_found():
     assert "configs/resnet_v1b/faster_r50v1b_fpn_1x.py" in CONFIGS and len(CONFIGS) >= 10
 
 
+def shrink_proposals(model_cfg) -> None:
+    """Few proposals and RoIs: a C5 head on 1000 RoIs alone costs over a TFLOP."""
+    rpn = getattr(model_cfg, "rpn", None)
+    if rpn is not None:
+        rpn.pre_nms_top_n_train = rpn.pre_nms_top_n_test = 200
+        rpn.post_nms_top_n_train = rpn.post_nms_top_n_test = 32
+    roi = getattr(model_cfg, "roi_heads", None)
+    if roi is not None and hasattr(roi, "batch_size_per_image"):
+        roi.batch_size_per_image = 16
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_builds_trains_and_predicts(name):
     torch.manual_seed(0)
     cfg = load_config(REPO / name, ["model.input.min_size=(96,)", "model.input.max_size=128",
-                                    "model.input.test_min_size=96"])
+                                    "model.input.test_min_size=96", "model.input.test_max_size=128"])
+    shrink_proposals(cfg.model)
     model = build_model(cfg)
     model.train()
     images = [torch.rand(3, 100, 120), torch.rand(3, 120, 90)]

@@ -1,0 +1,113 @@
+"""`simpledet zoo`: every config with SimpleDet's published figures beside our model's size.
+
+Parameters and FLOPs are counted on the meta device (no memory, no arithmetic): the dense part
+(backbone, neck, RPN or dense head) on one 800x1333 image padded to 800x1344, and the per-RoI
+heads on as many RoIs as the model keeps at test time (RPN proposals for box heads, the
+detections for the mask head). FLOPs count a multiply-add as two.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from simpledet.config import load_config
+from simpledet.zoo_reference import ZOO, ZooRow
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass
+class ZooEntry:
+    name: str  # config path relative to configs/, without .py
+    reference: ZooRow | None
+    params_m: float
+    gflops: float | None
+
+
+def _roi_flops(heads, num_rois: int, channels: int) -> float:
+    """FLOPs of the per-RoI part of an R-CNN head (box head + predictor, every cascade stage)."""
+    stages = getattr(heads, "stages", [heads])
+    total = 0.0
+    for stage in stages:
+        resolution = stage.pooler.output_size[0]
+        pooled = torch.empty(num_rois, channels, resolution, resolution, device="meta")
+        with FlopCounterMode(display=False) as counter:
+            stage.box_predictor(stage.box_head(pooled))
+        total += counter.get_total_flops()
+    if len(stages) > 1:  # the earlier stages' classifiers run again on the last stage's RoIs
+        total += sum(total / len(stages) for _ in stages[:-1])
+    mask_head = getattr(heads, "mask_head", None)
+    if mask_head is not None:
+        resolution = heads.mask_pooler.output_size[0]
+        pooled = torch.empty(getattr(heads, "detections_per_img", 100), channels, resolution, resolution,
+                             device="meta")
+        with FlopCounterMode(display=False) as counter:
+            mask_head(pooled)
+        total += counter.get_total_flops()
+    return total
+
+
+def count_params_and_flops(cfg, height: int = 800, width: int = 1333) -> tuple[float, float | None]:
+    with torch.device("meta"):
+        model = cfg.model.build()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    try:
+        pad = 32
+        image = torch.empty(1, 3, -(-height // pad) * pad, -(-width // pad) * pad, device="meta")
+        with FlopCounterMode(display=False) as counter:
+            features = model.backbone(image)
+            if getattr(model, "neck", None) is not None:
+                features = model.neck(features)
+            if hasattr(model, "rpn"):
+                model.rpn.head([features[f] for f in model.rpn.in_features])
+            else:
+                model.head([features[f] for f in model.head_in_features])
+        flops = counter.get_total_flops()
+        if hasattr(model, "roi_heads"):
+            first = model.roi_heads.stages[0] if hasattr(model.roi_heads, "stages") else model.roi_heads
+            feature = first.pooler.featmap_names[0]
+            flops += _roi_flops(model.roi_heads, model.rpn.post_nms_top_n[False], features[feature].shape[1])
+        return params, flops / 1e9
+    except (AttributeError, NotImplementedError, RuntimeError, TypeError):
+        return params, None  # a family this counter does not know yet
+
+
+def config_names(root: Path = CONFIG_ROOT) -> list[str]:
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.py"))
+
+
+def collect(root: Path = CONFIG_ROOT) -> list[ZooEntry]:
+    entries = []
+    for name in config_names(root):
+        cfg = load_config(root / f"{name}.py")
+        params, gflops = count_params_and_flops(cfg)
+        entries.append(ZooEntry(name, ZOO.get(name), params, gflops))
+    return entries
+
+
+def format_table(entries: list[ZooEntry], markdown: bool = False) -> str:
+    header = ["config", "model", "backbone", "head", "schedule", "SimpleDet AP", "SimpleDet mem",
+              "SimpleDet speed", "params (M)", "GFLOPs"]
+    rows = []
+    for e in entries:
+        r = e.reference
+        ap = "" if r is None else (f"{r.ap}" + (f" ({r.mask_ap})" if r.mask_ap is not None else ""))
+        rows.append([e.name, r.model if r else "-", r.backbone if r else "-", r.head if r else "-",
+                     r.schedule if r else "-", ap or "-", (r.train_mem or "-") if r else "-",
+                     (r.train_speed or "-") if r else "-", f"{e.params_m:.1f}",
+                     f"{e.gflops:.0f}" if e.gflops is not None else "-"])
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header)] + [fmt.format(*row) for row in rows])
+
+
+def missing_configs(root: Path = CONFIG_ROOT) -> list[str]:
+    """Rows of SimpleDet's zoo that have no config here yet."""
+    have = set(config_names(root))
+    return sorted(name for name in ZOO if name not in have)
