@@ -1,5 +1,6 @@
 """The small Python API: build a model from a config, and a Predictor for images on disk."""
 
+import logging
 from pathlib import Path
 
 import torch
@@ -9,9 +10,23 @@ from simpledet.config import Config
 from simpledet.engine.checkpoint import load_weights
 
 
-def build_model(cfg: Config) -> nn.Module:
-    """The detector described by `cfg.model`, with random (or `pretrained` backbone) weights."""
-    return cfg.model.build()
+def build_model(cfg: Config, load_pretrained: bool = True) -> nn.Module:
+    """The detector described by `cfg.model`: random weights, and the backbone's ImageNet weights
+    when `model.backbone.pretrained` names a file (SimpleDet's MXNet .params, a torchvision ResNet,
+    or one of ours); C4 detectors also take stage 5, which lives in their RoI head, from it."""
+    model = cfg.model.build()
+    path = getattr(cfg.model.backbone, "pretrained", None)
+    if load_pretrained and path:
+        from simpledet.weights.mxnet_backbone import load_pretrained_backbone
+
+        backbone = getattr(model.backbone, "body", model.backbone)  # TridentNet wraps its ResNet
+        reports = [load_pretrained_backbone(backbone, path)]
+        box_head = getattr(getattr(model, "roi_heads", None), "box_head", None)
+        if hasattr(box_head, "layer4"):
+            reports.append(load_pretrained_backbone(box_head, path))
+        for report in reports:
+            logging.getLogger(__name__).info("%s: %s", path, report.summary())
+    return model
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -32,7 +47,7 @@ class Predictor:
                  category_names: list[str] | None = None, label_to_category_id: dict[int, int] | None = None) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
-        self.model = build_model(cfg)
+        self.model = build_model(cfg, load_pretrained=weights is None)
         if weights is not None:
             load_weights(self.model, weights)
         self.model.eval().to(self.device)

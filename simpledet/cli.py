@@ -48,7 +48,7 @@ def _eval(args) -> None:
     dataset = CocoDetection(cfg.data.val.ann_file, cfg.data.val.image_dir, train=False)
     check_num_classes(cfg, dataset)
     device = resolve_device(cfg.train.device)
-    model = build_model(cfg)
+    model = build_model(cfg, load_pretrained=False)  # every weight comes from the checkpoint
     load_weights(model, weights)
     model.to(device)
     records = run_on_dataset(model, dataset, model_label_to_category_id(cfg, dataset), device,
@@ -126,6 +126,18 @@ def _convert(args) -> None:
     print(f"converted {len(converted)} arrays ({len(skipped)} skipped: BatchNorm counters) -> {dst}")
 
 
+def _inspect(args) -> None:
+    from simpledet.weights.inspect import run_inspect
+
+    print(run_inspect(args.file))
+
+
+def _convert_mxnet(args) -> None:
+    from simpledet.weights.mxnet_backbone import convert_mxnet_backbone
+
+    print(convert_mxnet_backbone(args.src, args.dst))
+
+
 def _data_shapes(args) -> None:
     from simpledet.data.shapes import generate_shapes
 
@@ -188,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("src")
     ct.add_argument("dst")
     ct.set_defaults(func=_convert)
+    cm = csub.add_parser("mxnet", help="a SimpleDet ImageNet-pretrained backbone (.params) -> safetensors")
+    cm.add_argument("src")
+    cm.add_argument("dst")
+    cm.set_defaults(func=_convert_mxnet)
+
+    i = sub.add_parser("inspect", help="list the arrays (name, dtype, shape) of a .params / .pth / .safetensors file")
+    i.add_argument("file")
+    i.set_defaults(func=_inspect)
 
     z = sub.add_parser("zoo", help="list every config with SimpleDet's figures and our model's size")
     z.add_argument("--markdown", nargs="?", const="docs/zoo.md", default=None, metavar="PATH",

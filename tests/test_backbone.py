@@ -1,6 +1,10 @@
+import json
+from pathlib import Path
+
+import pytest
 import torch
 
-from simpledet.modeling.backbones.resnet import ResNet
+from simpledet.modeling.backbones.resnet import ResNet, ResNetConfig, make_stage, mxnet_name_map
 from simpledet.modeling.norm import FrozenBatchNorm2d
 
 
@@ -60,3 +64,70 @@ def test_folded_frozen_bn_equals_separate_bn_forward_and_backward():
 def test_trainable_bn_for_training_from_scratch():
     model = ResNet(depth=18, norm="bn", freeze_at=0, base_width=16)
     assert isinstance(model.bn1, torch.nn.BatchNorm2d) and model.bn1.weight.requires_grad
+
+
+# --- truncated backbones, reusable stages, dilation ---------------------------------------------
+
+def test_truncated_backbone_builds_only_the_stages_it_returns():
+    model = ResNet(depth=50, out_features=("c4",), base_width=16)
+    assert not hasattr(model, "layer4") and not any(k.startswith("layer4.") for k in model.state_dict())
+    assert model.out_channels == {"c2": 64, "c3": 128, "c4": 256}
+    feats = model(torch.rand(1, 3, 64, 64))
+    assert list(feats) == ["c4"] and feats["c4"].shape == (1, 256, 4, 4)
+
+
+def test_make_stage_is_the_backbones_stage():
+    torch.manual_seed(0)
+    model = ResNet(depth=50, base_width=16, variant="v1", groups=2, width_per_group=32)
+    randomise_frozen_bn(model)
+    stage = make_stage("bottleneck", 256, 128, 3, 2, "frozen_bn", "v1", 2, 32)
+    full = {k[len("layer4."):]: v for k, v in model.state_dict().items() if k.startswith("layer4.")}
+    assert set(stage.state_dict()) == set(full) and "0.downsample.0.weight" in full
+    stage.load_state_dict(full)
+    x = torch.rand(1, 256, 6, 6)
+    torch.testing.assert_close(stage(x), model.layer4(x))
+
+
+def test_dilated_stage_keeps_the_resolution():
+    stage = make_stage("bottleneck", 64, 16, 2, 1, "frozen_bn", dilation=2)
+    assert stage[0].conv2.dilation == (2, 2) and stage[0].conv2.padding == (2, 2)
+    assert stage(torch.rand(1, 64, 9, 9)).shape == (1, 64, 9, 9)
+    model = ResNet(depth=50, base_width=16, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2))
+    assert model(torch.rand(1, 3, 64, 64))["c5"].shape == (1, 512, 4, 4)
+
+
+# --- SimpleDet (MXNet) parameter names ------------------------------------------------------------
+
+BACKBONE_JSON = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "simpledet" / "backbones"
+needs_json = pytest.mark.skipif(not BACKBONE_JSON.is_dir(), reason="../shared/fixtures is not beside the checkout")
+
+
+def check_mxnet_names(json_name: str, build, name_map) -> None:
+    """Every arg / aux of the SimpleDet model file maps to one of our state_dict keys, same shape."""
+    spec = json.loads((BACKBONE_JSON / json_name).read_text())
+    with torch.device("meta"):  # shapes only: nothing is allocated or initialised
+        state = build().state_dict()
+    names = {**spec["arg"], **spec["aux"]}
+    mapped = {name_map(n): shape for n, shape in names.items()}
+    assert len(mapped) == len(names)  # one to one
+    missing = sorted(k for k in mapped if k not in state)
+    assert not missing, missing[:5]
+    wrong = [(k, s, list(state[k].shape)) for k, s in mapped.items() if list(state[k].shape) != s]
+    assert not wrong, wrong[:5]
+
+
+@needs_json
+@pytest.mark.parametrize("json_name, depth, variant", [
+    ("resnet-v1-50.json", 50, "v1"), ("resnet-v1-101.json", 101, "v1"), ("resnet50_v1b.json", 50, "v1b"),
+    ("resnet101_v1b.json", 101, "v1b"), ("resnet152_v1b.json", 152, "v1b")])
+def test_mxnet_names_map_onto_resnet(json_name, depth, variant):
+    check_mxnet_names(json_name, lambda: ResNetConfig(depth=depth, variant=variant).build(), mxnet_name_map)
+
+
+def test_mxnet_name_map_examples():
+    assert mxnet_name_map("conv0_weight") == "conv1.weight"
+    assert mxnet_name_map("bn0_moving_var") == "bn1.running_var"
+    assert mxnet_name_map("stage1_unit1_sc_bn_gamma") == "layer1.0.downsample.1.weight"
+    assert mxnet_name_map("stage3_unit23_conv2_offset_weight") == "layer3.22.conv2.offset_conv.weight"
+    with pytest.raises(KeyError):
+        mxnet_name_map("fc1_weight")

@@ -1,0 +1,13 @@
+"""TridentFast R101v1b-C4 C5-128ROI, 2x. SimpleDet zoo: 42.5 box AP."""
+
+from pathlib import Path
+
+from simpledet.config import load_config
+
+config = load_config(Path(__file__).parent / "tridentnet_r101v1bc4_c5_2x.py")
+# TridentFast: trained like TridentNet on all branches without scale-aware ranges, tested with
+# the middle branch (dilation 2) alone
+config.model.trident.valid_ranges = ((0.0, -1.0), (0.0, -1.0), (0.0, -1.0))
+config.model.trident.train_scale_aware = False
+config.model.trident.test_scale_aware = False
+config.model.trident.test_branches = (1,)

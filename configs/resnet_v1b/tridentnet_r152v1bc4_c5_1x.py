@@ -1,0 +1,8 @@
+"""TridentNet R152v1b-C4 C5-128ROI, 1x. SimpleDet zoo: 43.7 box AP."""
+
+from pathlib import Path
+
+from simpledet.config import load_config
+
+config = load_config(Path(__file__).parent / "tridentnet_r50v1bc4_c5_1x.py")
+config.model.backbone.depth = 152

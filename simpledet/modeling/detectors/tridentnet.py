@@ -1,0 +1,123 @@
+"""TridentNet (and TridentFast): a C4 Faster R-CNN whose stage-4 output comes in three branches.
+
+Each branch is trained on the objects of its own scale range (scale-aware training: ground truth
+and proposals outside the branch's valid range, measured on the original image, are left out).
+At test time each branch keeps the detections in its range and the branches are merged by
+per-class NMS. TridentFast runs only the middle branch (dilation 2) and keeps everything.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from simpledet.modeling.backbones.resnet import ResNetConfig
+from simpledet.modeling.backbones.trident import TridentBackbone
+from simpledet.modeling.detectors.two_stage import TwoStageDetector
+from simpledet.modeling.heads.res5_head import Res5HeadConfig
+from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
+from simpledet.modeling.heads.rpn import RPNConfig
+from simpledet.modeling.preprocess import InputConfig
+from simpledet.structures.nms import class_nms
+
+
+def in_range(boxes: Tensor, scale: float, low: float, high: float) -> Tensor:
+    """Boxes whose size sqrt(w * h), measured on the original image, lies in [low, high]."""
+    size = ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)).sqrt() / scale
+    return (size >= low) & (size <= high)
+
+
+class TridentDetector(TwoStageDetector):
+    def __init__(self, *parts, valid_ranges: tuple[tuple[float, float], ...], train_scale_aware: bool,
+                 test_scale_aware: bool, merge_nms_thresh: float = 0.5, detections_per_img: int = 100) -> None:
+        super().__init__(*parts)
+        self.valid_ranges = [(lo, math.inf if hi < 0 else hi) for lo, hi in valid_ranges]
+        self.train_scale_aware = train_scale_aware
+        self.test_scale_aware = test_scale_aware
+        self.merge_nms_thresh = merge_nms_thresh
+        self.detections_per_img = detections_per_img
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        if self.training and targets is None:
+            raise ValueError("targets are needed in training mode")
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        batch, sizes, targets = self.preprocess(images, targets)
+        scales = [s[0] / o[0] for s, o in zip(sizes, original_sizes)]
+        features = self.backbone(batch)
+        branches = self.backbone.active_branches
+        sizes_b = sizes * len(branches)  # branch-major, as the backbone stacks them
+        targets_b = None
+        if self.training:
+            targets_b = [self._branch_targets(t, scale, b) for b in branches for t, scale in zip(targets, scales)]
+        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes_b, targets_b)
+        if self.training and self.train_scale_aware:  # proposal i belongs to branch i // B, image i % B
+            proposals = [p[in_range(p, scales[i % len(images)], *self.valid_ranges[branches[i // len(images)]])]
+                         for i, p in enumerate(proposals)]
+        detections, roi_losses = self.roi_heads(features, proposals, sizes_b, targets_b)
+        if self.training:
+            return {**rpn_losses, **roi_losses}
+        merged = self._merge(detections, branches, scales, len(images))
+        return self.preprocess.postprocess(merged, sizes, original_sizes)
+
+    def _branch_targets(self, target: dict, scale: float, branch: int) -> dict:
+        if not self.train_scale_aware:
+            return target
+        keep = in_range(target["boxes"], scale, *self.valid_ranges[branch])
+        return {**target, "boxes": target["boxes"][keep], "labels": target["labels"][keep]}
+
+    def _merge(self, detections: list[dict], branches: tuple[int, ...], scales: list[float], num_images: int):
+        merged = []
+        for i in range(num_images):
+            parts = [detections[k * num_images + i] for k in range(len(branches))]
+            if self.test_scale_aware:
+                parts = [{key: value[in_range(d["boxes"], scales[i], *self.valid_ranges[b])] for key, value in d.items()}
+                         for d, b in zip(parts, branches)]
+            if len(parts) == 1:
+                merged.append(parts[0])
+                continue
+            boxes = torch.cat([d["boxes"] for d in parts])
+            scores = torch.cat([d["scores"] for d in parts])
+            labels = torch.cat([d["labels"] for d in parts])
+            keep, kept = class_nms(boxes, scores, labels, self.merge_nms_thresh, self.detections_per_img)
+            merged.append({"boxes": boxes[keep], "scores": kept, "labels": labels[keep]})
+        return merged
+
+
+@dataclass
+class TridentSettings:
+    """SimpleDet's Trident class: three branches, dilations 1/2/3, valid ranges in original-image
+    pixels (-1: unbounded), weights shared; `test_branches` (1,) makes TridentFast."""
+
+    dilations: tuple[int, ...] = (1, 2, 3)
+    num_trident_blocks: int | None = None  # None: every block of stage 4 but the first
+    valid_ranges: tuple[tuple[float, float], ...] = ((0.0, 90.0), (30.0, 160.0), (90.0, -1.0))
+    train_scale_aware: bool = True
+    test_scale_aware: bool = True
+    test_branches: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass
+class TridentNetConfig:
+    num_classes: int = 80
+    input: InputConfig = field(default_factory=InputConfig)
+    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(out_features=("c4",)))
+    trident: TridentSettings = field(default_factory=TridentSettings)
+    rpn: RPNConfig = field(default_factory=lambda: RPNConfig(
+        in_features=("c4",), anchor_sizes=((32, 64, 128, 256, 512),), conv_channels=512,
+        pre_nms_top_n_train=12000, pre_nms_top_n_test=6000, post_nms_top_n_train=500, post_nms_top_n_test=300))
+    roi_heads: RoIHeadsConfig = field(default_factory=lambda: RoIHeadsConfig(
+        in_features=("c4",), box_head=Res5HeadConfig(), class_agnostic=True, batch_size_per_image=128))
+
+    def build(self) -> TridentDetector:
+        t = self.trident
+        if len(t.valid_ranges) != len(t.dilations):
+            raise ValueError("TridentNet needs one valid range per branch")
+        backbone = TridentBackbone(self.backbone.build(), t.dilations, t.num_trident_blocks, t.test_branches)
+        channels = backbone.out_channels["c4"]
+        model = TridentDetector(self.input.build(), backbone, None, self.rpn.build(channels),
+                                self.roi_heads.build(channels, self.num_classes),
+                                valid_ranges=t.valid_ranges, train_scale_aware=t.train_scale_aware,
+                                test_scale_aware=t.test_scale_aware, merge_nms_thresh=self.roi_heads.nms_thresh,
+                                detections_per_img=self.roi_heads.detections_per_img)
+        return model

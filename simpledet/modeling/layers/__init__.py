@@ -1,0 +1,5 @@
+"""Layers shared by backbones and heads."""
+
+from simpledet.modeling.layers.deform_conv import DeformConv2d
+
+__all__ = ["DeformConv2d"]
