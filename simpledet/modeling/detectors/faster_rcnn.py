@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 from simpledet.modeling.backbones.resnet import ResNetConfig
+from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.modeling.detectors.two_stage import TwoStageDetector
 from simpledet.modeling.heads.cascade_roi_heads import CascadeRoIHeadsConfig
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
@@ -23,7 +24,7 @@ class FasterRCNNConfig:
 
     num_classes: int = 80
     input: InputConfig = field(default_factory=InputConfig)
-    backbone: ResNetConfig = field(default_factory=ResNetConfig)
+    backbone: ResNetConfig | ResNetV2Config = field(default_factory=ResNetConfig)
     neck: FPNConfig | None = field(default_factory=FPNConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_heads: RoIHeadsConfig | CascadeRoIHeadsConfig = field(default_factory=RoIHeadsConfig)

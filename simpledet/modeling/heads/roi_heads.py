@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image, remove_small_boxes
 
 from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
-from simpledet.modeling.heads.res5_head import Res5HeadConfig
+from simpledet.modeling.heads.res5_head import Res5HeadConfig, Res5V2HeadConfig
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import class_nms
@@ -136,7 +136,7 @@ class RoIHeadsConfig:
     in_features: tuple[str, ...] = ("p2", "p3", "p4", "p5")
     pooler_resolution: int = 7
     pooler_sampling_ratio: int = 2
-    box_head: MLPHeadConfig | Res5HeadConfig = field(default_factory=MLPHeadConfig)
+    box_head: MLPHeadConfig | Res5HeadConfig | Res5V2HeadConfig = field(default_factory=MLPHeadConfig)
     class_agnostic: bool = False
     fg_iou: float = 0.5
     bg_iou: float = 0.5
