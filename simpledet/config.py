@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simpledet.engine.distill import DistillConfig
 from simpledet.errors import UserError
 from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
 
@@ -87,6 +88,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    distill: DistillConfig | None = None  # FitNet distillation from a teacher (configs/kd/)
 
 
 # ---------------------------------------------------------------- loading and overrides

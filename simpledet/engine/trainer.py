@@ -16,6 +16,7 @@ from simpledet.api import build_model, resolve_device
 from simpledet.config import Config, save_config, to_dict
 from simpledet.data.coco import CocoDetection
 from simpledet.data.loader import build_train_loader
+from simpledet.engine.distill import build_distiller
 from simpledet.engine.checkpoint import atomic_torch_save, atomic_write_text, load_weights, save_weights
 from simpledet.engine.labels import check_num_classes, label_lookup
 from simpledet.engine.schedule import lr_factor, scaled_lr
@@ -54,8 +55,8 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float) -> torch.optim.Optimizer:
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
     return torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
 
 
@@ -73,9 +74,11 @@ class Trainer:
         self.labels = label_lookup(cfg, self.dataset)
 
         self.model = build_model(cfg).to(self.device)
+        self.distiller = build_distiller(cfg, self.model, self.device) if cfg.distill is not None else None
         self.total_batch = cfg.train.batch_size  # x world size once distributed
         self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
-        self.optimizer = make_optimizer(self.model, cfg, self.base_lr)
+        trainable = [self.model] + ([self.distiller] if self.distiller is not None else [])
+        self.optimizer = make_optimizer(trainable, cfg, self.base_lr)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start_iter = 0
@@ -95,6 +98,8 @@ class Trainer:
         if state["weights"] != name:
             raise UserError(f"{self.out / STATE_FILE} belongs to {state['weights']}, not {name}")
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.distiller is not None:
+            self.distiller.adapters.load_state_dict(state["distill_adapters"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.start_iter = state["iteration"]
@@ -107,6 +112,8 @@ class Trainer:
         save_weights(self.model, self.out / name, meta)
         state = {"weights": name, "iteration": iteration, "optimizer": self.optimizer.state_dict(),
                  "scaler": self.scaler.state_dict(), "rng": rng_state()}
+        if self.distiller is not None:
+            state["distill_adapters"] = self.distiller.adapters.state_dict()
         atomic_torch_save(state, self.out / STATE_FILE)
         atomic_write_text(self.out / LAST_FILE, name + "\n")  # the commit point
         self._prune(keep=self.cfg.train.keep_checkpoints, current=name)
@@ -128,6 +135,8 @@ class Trainer:
     def train(self) -> Path:
         cfg = self.cfg.train
         self.model.train()
+        if self.distiller is not None:
+            self.distiller.train()
         loader = build_train_loader(self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed,
                                     start_iter=self.start_iter)
         batches = iter(loader)
@@ -147,6 +156,8 @@ class Trainer:
             targets = [self._to_device(t) for t in targets]
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses = self.model(images, targets)
+                if self.distiller is not None:
+                    losses["loss_distill"] = self.distiller.loss()
             loss = sum(losses.values())
             bad = ~torch.isfinite(loss.detach())
             first_bad = torch.where(bad & (first_bad < 0), torch.tensor(iteration, device=self.device), first_bad)
