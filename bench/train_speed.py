@@ -1,0 +1,167 @@
+"""Training speed and peak memory of each model family, ours and torchvision's, on one device.
+
+For every family: images per second of a full training step (forward, backward, SGD) at
+`--batch` images of HxW, after warm-up, in fp32 and with mixed precision (`--amp`), and the
+peak memory allocated on GPU. torchvision's Faster, Mask and RetinaNet run in the same process on
+the same inputs; `ours_tv` rows are our reproduction of those same torchvision architectures, the
+fair comparison. Writes a markdown table (and JSON) for docs/benchmarks.md.
+
+    python bench/train_speed.py --device cuda --amp --out runs/train_speed
+    python bench/train_speed.py --small          # a quick run on the CPU
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+from simpledet import build_model, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tv_faster():
+    return FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+
+
+def tv_mask():
+    return MaskRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+
+
+def tv_retina():
+    body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4],
+                                 extra_blocks=LastLevelP6P7(256, 256))
+    return RetinaNet(body, num_classes=91)
+
+
+def ours(config: str, *overrides: str):
+    def build():
+        cfg = load_config(REPO / "configs" / config, ["model.backbone.fuse_frozen_bn=true", *overrides])
+        return build_model(cfg, load_pretrained=False)
+    return build
+
+
+FAMILIES = [  # (row name, builder, needs masks)
+    ("torchvision Faster R50-FPN", tv_faster, False),
+    ("ours_tv Faster R50-FPN", ours("torchvision/fasterrcnn_resnet50_fpn.py"), False),
+    ("ours Faster R50v1b-FPN (zoo)", ours("resnet_v1b/faster_r50v1b_fpn_1x.py"), False),
+    ("ours Faster R50v1-C4 C5-512ROI", ours("faster_r50v1c4_c5_512roi_1x.py"), False),
+    ("torchvision Mask R50-FPN", tv_mask, True),
+    ("ours_tv Mask R50-FPN", ours("torchvision/maskrcnn_resnet50_fpn.py"), True),
+    ("torchvision RetinaNet R50-FPN", tv_retina, False),
+    ("ours_tv RetinaNet R50-FPN", ours("torchvision/retinanet_resnet50_fpn.py"), False),
+    ("ours Cascade R50v1-FPN", ours("cascade_r50v1_fpn_1x.py"), False),
+    ("ours TridentNet R50v1b-C4", ours("resnet_v1b/tridentnet_r50v1bc4_c5_1x.py"), False),
+]
+
+
+def make_batch(n, h, w, device, masks, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, h, w, generator=g).to(device) for _ in range(n)]
+    targets = []
+    for _ in range(n):
+        k = 8
+        xy = torch.rand(k, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        wh = 32 + torch.rand(k, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3])
+        boxes = torch.cat([xy, xy + wh], 1)
+        t = {"boxes": boxes.to(device), "labels": torch.randint(1, 80, (k,), generator=g).to(device)}
+        if masks:
+            m = torch.zeros(k, h, w, dtype=torch.uint8)
+            for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+                m[i, y1:y2, x1:x2] = 1
+            t["masks"] = m.to(device)
+        targets.append(t)
+    return images, targets
+
+
+def measure(build, device, amp, images, targets, steps, warmup):
+    torch.manual_seed(0)
+    model = build().to(device).train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                            enabled=amp):
+            losses = model(images, targets)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    del model, opt
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return len(images) / statistics.median(times), peak
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--amp", action="store_true", help="also measure mixed precision")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--height", type=int, default=800)
+    ap.add_argument("--width", type=int, default=1216)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--small", action="store_true", help="tiny sizes for a CPU smoke run")
+    ap.add_argument("--only", default="", help="comma-separated substrings of row names to run")
+    ap.add_argument("--out", default="runs/train_speed")
+    args = ap.parse_args()
+    if args.small:
+        args.height, args.width, args.steps, args.warmup = 160, 224, 1, 1
+    device = torch.device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    rows = []
+    for row, build, masks in FAMILIES:
+        if args.only and not any(s in row for s in args.only.split(",")):
+            continue
+        images, targets = make_batch(args.batch, args.height, args.width, device, masks)
+        result = {"model": row}
+        for precision in (["fp32", "amp"] if args.amp else ["fp32"]):
+            try:
+                ips, peak = measure(build, device, precision == "amp", images, targets, args.steps, args.warmup)
+                result[precision] = {"images_per_s": ips, "peak_gib": peak}
+            except Exception as e:  # a family that is not available must not hide the others
+                result[precision] = {"error": f"{type(e).__name__}: {str(e)[:120]}"}
+            print(row, precision, result[precision], flush=True)
+        rows.append(result)
+    header = f"Training, {args.batch} images of {args.height}x{args.width}, {name}, torch {torch.__version__}"
+    lines = [header, "", "| model | fp32 img/s | fp32 peak GiB |" + (" AMP img/s | AMP peak GiB |" if args.amp else ""),
+             "|---|---|---|" + ("---|---|" if args.amp else "")]
+    for r in rows:
+        cells = []
+        for precision in (["fp32", "amp"] if args.amp else ["fp32"]):
+            v = r[precision]
+            if "error" in v:
+                cells += ["error", "-"]
+            else:
+                cells += [f"{v['images_per_s']:.1f}", f"{v['peak_gib']:.2f}" if v["peak_gib"] is not None else "-"]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    (out / "train_speed.md").write_text("\n".join(lines) + "\n")
+    (out / "train_speed.json").write_text(json.dumps({"device": name, "settings": vars(args), "rows": rows}, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
