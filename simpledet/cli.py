@@ -70,10 +70,10 @@ def _predict(args) -> None:
     from simpledet.engine.checkpoint import atomic_write_text
     from simpledet.visualize import draw_detections, save_image
 
-    overrides = list(args.overrides)
-    if args.score_thresh is not None:
-        overrides.append(f"model.roi_heads.score_thresh={args.score_thresh}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, args.overrides)
+    if args.score_thresh is not None:  # the final head: R-CNN heads or a one-stage head
+        final_head = getattr(cfg.model, "roi_heads", None) or cfg.model.head
+        final_head.score_thresh = args.score_thresh
     weights = Path(args.weights)
     categories = _checkpoint_categories(weights)
     names, label_to_cat = None, None

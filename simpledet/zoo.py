@@ -63,7 +63,7 @@ def count_params_and_flops(cfg, height: int = 800, width: int = 1333) -> tuple[f
             if hasattr(model, "rpn"):
                 model.rpn.head([features[f] for f in model.rpn.in_features])
             else:
-                model.head([features[f] for f in model.head_in_features])
+                model.head.predict([features[f] for f in model.head.in_features])
         flops = counter.get_total_flops()
         if hasattr(model, "roi_heads"):
             first = model.roi_heads.stages[0] if hasattr(model.roi_heads, "stages") else model.roi_heads

@@ -76,7 +76,8 @@ def _init_weights(module: nn.Module) -> None:
 class ResNetV2(nn.Module):
     def __init__(self, depth: int = 50, norm: str = "frozen_bn", freeze_at: int = 2,
                  out_features: tuple[str, ...] = _STAGES, fuse_frozen_bn: bool = True, data_bn: bool = True,
-                 base_width: int = 64) -> None:
+                 base_width: int = 64, strides: tuple[int, ...] = (1, 2, 2, 2),
+                 dilations: tuple[int, ...] = (1, 1, 1, 1)) -> None:
         super().__init__()
         if depth not in _BLOCKS:
             raise ValueError(f"ResNetV2 depth must be one of {sorted(_BLOCKS)}, got {depth}")
@@ -95,8 +96,8 @@ class ResNetV2(nn.Module):
         self.out_channels: dict[str, int] = {}
         for i in range(self.num_stages):
             width = base_width * 2**i
-            self.add_module(f"layer{i + 1}", make_stage_v2(in_ch, width, _BLOCKS[depth][i], 1 if i == 0 else 2,
-                                                           norm, 1, fuse_frozen_bn))
+            self.add_module(f"layer{i + 1}", make_stage_v2(in_ch, width, _BLOCKS[depth][i], strides[i],
+                                                           norm, dilations[i], fuse_frozen_bn))
             in_ch = width * 4
             self.out_channels[_STAGES[i]] = in_ch
         self.final_bn = make_norm(norm, in_ch) if self.num_stages == 4 else None
@@ -139,10 +140,12 @@ class ResNetV2Config:
     fuse_frozen_bn: bool = True
     data_bn: bool = True
     base_width: int = 64  # stem channels and stage-1 planes; smaller for slim models trained from scratch
+    strides: tuple[int, ...] = (1, 2, 2, 2)  # per stage; (1, 2, 2, 1) + dilation 2 keeps C5 at stride 16
+    dilations: tuple[int, ...] = (1, 1, 1, 1)
 
     def build(self) -> ResNetV2:
         return ResNetV2(self.depth, self.norm, self.freeze_at, self.out_features, self.fuse_frozen_bn, self.data_bn,
-                        self.base_width)
+                        self.base_width, self.strides, self.dilations)
 
 
 def mxnet_name_map_v2(name: str) -> str:

@@ -11,6 +11,7 @@ from simpledet.modeling.heads.cascade_roi_heads import CascadeRoIHeadsConfig
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.necks.fpn import FPNConfig
+from simpledet.modeling.necks.reduce import ReduceNeckConfig
 from simpledet.modeling.preprocess import InputConfig
 
 
@@ -25,19 +26,19 @@ class FasterRCNNConfig:
     num_classes: int = 80
     input: InputConfig = field(default_factory=InputConfig)
     backbone: ResNetConfig | ResNetV2Config = field(default_factory=ResNetConfig)
-    neck: FPNConfig | None = field(default_factory=FPNConfig)
+    neck: FPNConfig | ReduceNeckConfig | None = field(default_factory=FPNConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_heads: RoIHeadsConfig | CascadeRoIHeadsConfig = field(default_factory=RoIHeadsConfig)
 
     def build(self) -> TwoStageDetector:
         backbone = self.backbone.build()
-        if self.neck is not None:
-            neck = self.neck.build(backbone.out_channels)
-            rpn_channels = roi_channels = neck.out_channels
-        else:
-            neck = None
-            rpn_channels = backbone.out_channels[self.rpn.in_features[0]]
-            roi_channels = backbone.out_channels[self.roi_heads.in_features[0]]
+        neck = self.neck.build(backbone.out_channels) if self.neck is not None else None
+        if neck is None:
+            channels = backbone.out_channels
+        else:  # FPN: one width for every level; other necks say per feature
+            channels = getattr(neck, "feature_channels", None) or {f: neck.out_channels for f in neck.out_features}
+        rpn_channels = channels[self.rpn.in_features[0]]
+        roi_channels = channels[self.roi_heads.in_features[0]]
         model = TwoStageDetector(
             preprocess=self.input.build(),
             backbone=backbone,

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from simpledet.modeling.backbones.resnet import ResNetConfig
+from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.modeling.backbones.trident import TridentBackbone
 from simpledet.modeling.detectors.two_stage import TwoStageDetector
 from simpledet.modeling.heads.res5_head import Res5HeadConfig
@@ -101,7 +102,7 @@ class TridentSettings:
 class TridentNetConfig:
     num_classes: int = 80
     input: InputConfig = field(default_factory=InputConfig)
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(out_features=("c4",)))
+    backbone: ResNetConfig | ResNetV2Config = field(default_factory=lambda: ResNetConfig(out_features=("c4",)))
     trident: TridentSettings = field(default_factory=TridentSettings)
     rpn: RPNConfig = field(default_factory=lambda: RPNConfig(
         in_features=("c4",), anchor_sizes=((32, 64, 128, 256, 512),), conv_channels=512,
