@@ -46,6 +46,13 @@ echo "== speed, mixed precision" | tee -a "$out/summary.txt"
 echo "== speed, fp32" | tee -a "$out/summary.txt"
 "$py" bench/speed.py --device "$device" "${size[@]}" "${reps[@]}" --json "$out/speed_fp32.json" | tee -a "$out/summary.txt"
 
+echo "== training speed of every family (batch 2)" | tee -a "$out/summary.txt"
+if [ "$small" = 1 ]; then
+  "$py" bench/train_speed.py --device "$device" --small --only "Faster R50-FPN" --out "$out/train_speed" | tail -n 6 | tee -a "$out/summary.txt"
+else
+  "$py" bench/train_speed.py --device "$device" "${amp[@]}" --steps 10 --warmup 3 --out "$out/train_speed" | tail -n 14 | tee -a "$out/summary.txt"
+fi
+
 echo "== quick-start detector trained on $device" | tee -a "$out/summary.txt"
 rm -rf "$out/shapes" "$out/quickstart"
 "$py" -m simpledet data shapes "$out/shapes" "${shapes[@]}" > /dev/null
