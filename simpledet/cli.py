@@ -126,6 +126,25 @@ def _convert(args) -> None:
     print(f"converted {len(converted)} arrays ({len(skipped)} skipped: BatchNorm counters) -> {dst}")
 
 
+def _score(args) -> None:
+    from simpledet.engine.evaluator import evaluate_detections, format_results, write_metrics
+
+    path = Path(args.detections)
+    if not path.is_file():
+        raise UserError(f"detections file not found: {path}")
+    try:
+        detections = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(detections, list):
+        raise UserError(f"{path}: expected a list of COCO result records")
+    result = evaluate_detections(args.gt, detections, iou_type=args.iou_type)
+    print(format_results(result))
+    if args.out:
+        write_metrics(args.out, result)
+        print(f"wrote {args.out}")
+
+
 def _inspect(args) -> None:
     from simpledet.weights.inspect import run_inspect
 
@@ -208,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="list the arrays (name, dtype, shape) of a .params / .pth / .safetensors file")
     i.add_argument("file")
     i.set_defaults(func=_inspect)
+
+    sc = sub.add_parser("score", help="COCO stats of any detector's results file against a ground truth")
+    sc.add_argument("gt", metavar="GT.json")
+    sc.add_argument("detections", metavar="DETECTIONS.json")
+    sc.add_argument("--iou-type", dest="iou_type", choices=("bbox", "segm"), default="bbox")
+    sc.add_argument("--out", help="write the 12 stats as JSON here")
+    sc.set_defaults(func=_score)
 
     z = sub.add_parser("zoo", help="list every config with SimpleDet's figures and our model's size")
     z.add_argument("--markdown", nargs="?", const="docs/zoo.md", default=None, metavar="PATH",

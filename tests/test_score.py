@@ -1,0 +1,43 @@
+"""`simpledet score`: the 12 COCO stats of any results file, the same as pycocotools gives."""
+
+import json
+
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from simpledet.cli import main
+from simpledet.engine.evaluator import STAT_NAMES
+
+from .conftest import REPO
+
+
+def test_score_matches_pycocotools(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from score_speed import make_set
+
+    gt, dets = make_set(60, 20, seed=3)
+    gt_path, det_path, out = tmp_path / "gt.json", tmp_path / "dets.json", tmp_path / "stats.json"
+    gt_path.write_text(json.dumps(gt))
+    det_path.write_text(json.dumps(dets))
+    assert main(["score", str(gt_path), str(det_path), "--out", str(out)]) == 0
+    assert "Average Precision" in capsys.readouterr().out
+    stats = json.loads(out.read_text())
+    coco = COCO(str(gt_path))
+    ev = COCOeval(coco, coco.loadRes(str(det_path)), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    for name, value in zip(STAT_NAMES, ev.stats):
+        assert abs(stats[name] - value) < 1e-9, name
+
+
+def test_score_bad_detections_file(tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    bad = tmp_path / "dets.json"
+    bad.write_text("{not json")
+    assert main(["score", str(gt), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "dets.json" in err and "Traceback" not in err
