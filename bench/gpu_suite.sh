@@ -41,6 +41,9 @@ fi
 amp=()
 [ "$device" = cuda ] && amp=(--amp)
 
+echo "== GPU-only correctness checks" | tee -a "$out/summary.txt"
+"$py" bench/gpu_checks.py | tee -a "$out/summary.txt"
+
 echo "== speed, mixed precision" | tee -a "$out/summary.txt"
 "$py" bench/speed.py --device "$device" "${amp[@]}" "${size[@]}" "${reps[@]}" --json "$out/speed_amp.json" | tee -a "$out/summary.txt"
 echo "== speed, fp32" | tee -a "$out/summary.txt"
