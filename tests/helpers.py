@@ -19,3 +19,22 @@ def shapes_overrides(data_dir: Path, train_split: str = "train", val_split: str 
 
 def small_config(data_dir: Path, *extra: str, config: Path = QUICKSTART, **kw):
     return load_config(config, shapes_overrides(data_dir, **kw) + list(extra))
+
+
+def randomise_frozen_bn(model, seed: int = 1) -> None:
+    """Random but well-scaled statistics for every frozen BN (torchvision's or ours), so that
+    parity tests exercise the BN arithmetic instead of identity layers."""
+    import torch
+    from torchvision.ops import FrozenBatchNorm2d as TorchvisionFrozenBN
+
+    from simpledet.modeling.norm import FrozenBatchNorm2d
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (FrozenBatchNorm2d, TorchvisionFrozenBN)):
+                n = m.weight.numel()
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))

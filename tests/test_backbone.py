@@ -7,16 +7,7 @@ import torch
 from simpledet.modeling.backbones.resnet import ResNet, ResNetConfig, make_stage, mxnet_name_map
 from simpledet.modeling.norm import FrozenBatchNorm2d
 
-
-def randomise_frozen_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, FrozenBatchNorm2d):
-            n = m.weight.numel()
-            m.weight.copy_(0.5 + torch.rand(n, generator=g))
-            m.bias.copy_(0.1 * torch.randn(n, generator=g))
-            m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+from .helpers import randomise_frozen_bn
 
 
 def test_output_names_strides_and_channels():

@@ -16,6 +16,7 @@ from simpledet.data.image_io import read_image
 from simpledet.engine.checkpoint import load_weights
 from simpledet.weights.torchvision import convert_torchvision, is_torchvision_detection
 
+from .helpers import randomise_frozen_bn
 from .conftest import REPO
 
 CONFIG = REPO / "configs/torchvision/retinanet_resnet50_fpn.py"
@@ -28,15 +29,8 @@ def torchvision_model() -> torch.nn.Module:
     backbone = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4],
                                      extra_blocks=LastLevelP6P7(256, 256))
     model = RetinaNet(backbone, num_classes=91, score_thresh=0.0)
-    g = torch.Generator().manual_seed(1)
+    randomise_frozen_bn(model)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, FrozenBatchNorm2d):
-                n = m.weight.numel()
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
         # the random backbone's features are in the hundreds: scaled down, the predictors give
         # scores spread over (0, 1) and moderate box deltas instead of saturated ones
         model.head.classification_head.cls_logits.weight.mul_(0.1)

@@ -13,6 +13,7 @@ from simpledet.data.image_io import read_image
 from simpledet.engine.checkpoint import load_weights
 
 from .conftest import REPO
+from .helpers import randomise_frozen_bn
 
 
 def torchvision_model() -> torch.nn.Module:
@@ -21,14 +22,7 @@ def torchvision_model() -> torch.nn.Module:
     torch.manual_seed(0)
     model = FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91,
                        box_score_thresh=0.0)
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, FrozenBatchNorm2d):
-            n = m.weight.numel()
-            m.weight.copy_(0.5 + torch.rand(n, generator=g))
-            m.bias.copy_(0.1 * torch.randn(n, generator=g))
-            m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    randomise_frozen_bn(model)
     return model.eval()
 
 
