@@ -5,8 +5,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-import torch
 
 from simpledet import build_model
 from simpledet.cli import main

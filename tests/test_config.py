@@ -1,9 +1,8 @@
-import json
 
 import pytest
 
 from simpledet import load_config
-from simpledet.config import Config, from_dict, save_config, to_dict
+from simpledet.config import Config, from_dict, save_config
 from simpledet.errors import UserError
 
 from .conftest import REPO

@@ -5,7 +5,6 @@ class scores are the mean of all three classifiers applied to the last stage's R
 
 from dataclasses import dataclass, field
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
