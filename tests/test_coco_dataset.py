@@ -227,3 +227,74 @@ def test_size_mismatch_rescales_boxes(tmp_path: Path, caplog: pytest.LogCaptureF
     assert target["boxes"].tolist() == [[4, 2, 12, 8]]
     assert flipped["boxes"].tolist() == [[28, 2, 36, 8]]
     assert ds.stats["size_mismatch"] == 1 and len(caplog.records) == 1
+
+
+# ---------------------------------------------------------------- instance masks (Mask R-CNN)
+
+def _rle(mask: np.ndarray, compressed: bool) -> dict:
+    """COCO RLE of a (H, W) mask: compressed (string counts) or uncompressed (list counts)."""
+    from pycocotools import mask as mask_utils
+
+    if compressed:
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+    flat = mask.astype(np.uint8).flatten(order="F")  # column-major runs, starting with zeros
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    return {"size": list(mask.shape), "counts": np.diff(np.concatenate([[0], changes])).tolist()}
+
+
+def test_masks_from_polygons_and_rles_follow_boxes_and_flips(tmp_path: Path) -> None:
+    square = np.zeros((10, 20), dtype=bool)
+    square[2:6, 3:9] = True
+    strip = np.zeros((10, 20), dtype=bool)
+    strip[7:9, 10:19] = True
+    anns = [
+        # polygon rasterised by pycocotools: the pixels whose centres lie inside (plus edges)
+        {"image_id": 1, "category_id": 1, "bbox": [3, 2, 6, 4], "segmentation": [[3, 2, 9, 2, 9, 6, 3, 6]]},
+        {"image_id": 1, "category_id": 1, "bbox": [3, 2, 6, 4], "segmentation": _rle(square, True)},
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "iscrowd": 1, "segmentation": _rle(square, True)},
+        {"image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 3], "segmentation": [[1, 1, 2, 1, 2, 4]]},  # dropped
+        {"image_id": 1, "category_id": 1, "bbox": [10, 7, 9, 2], "segmentation": _rle(strip, False)},
+    ]
+    ds = CocoDetection(_write(tmp_path, _coco([(20, 10)], anns)), tmp_path, flip_copies=True, with_masks=True)
+    _, target = ds[0]
+    masks = target["masks"]
+    assert masks.dtype == torch.uint8 and masks.shape == (3, 10, 20) == (len(target["boxes"]), 10, 20)
+    from pycocotools import mask as mask_utils
+    polygon = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([[3, 2, 9, 2, 9, 6, 3, 6]], 10, 20)))
+    assert torch.equal(masks[0], torch.from_numpy(polygon))
+    assert masks[0, 2:6, 3:9].all()  # the polygon covers at least the pixels inside it
+    assert torch.equal(masks[1], torch.from_numpy(square).to(torch.uint8))
+    assert torch.equal(masks[2], torch.from_numpy(strip).to(torch.uint8))
+    _, flipped = ds[1]
+    assert torch.equal(flipped["masks"], masks.flip(-1))
+    assert flipped["boxes"][2].tolist() == [1.0, 7.0, 10.0, 9.0]
+    assert flipped["masks"][2, 7:9, 1:10].all() and flipped["masks"][2].sum() == 18
+    assert "masks" not in CocoDetection(tmp_path / "annotations.json", tmp_path)[0][1]
+
+
+def test_masks_of_empty_images_and_resized_images(tmp_path: Path) -> None:
+    full = np.ones((10, 20), dtype=bool)
+    anns = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 10], "segmentation": _rle(full, False)}]
+    path = _write(tmp_path, _coco([(20, 10), (8, 6)], anns))
+    Image.new("RGB", (40, 20)).save(tmp_path / "0.png")  # twice the annotated size
+    ds = CocoDetection(path, tmp_path, with_masks=True)
+    assert ds[0][1]["masks"].shape == (1, 20, 40) and ds[0][1]["masks"].all()
+    assert ds[1][1]["masks"].shape == (0, 6, 8) and ds[1][1]["masks"].dtype == torch.uint8
+
+
+@pytest.mark.parametrize("segmentation, message", [
+    (None, "missing 'segmentation'"),
+    ([[1, 2, 3]], "polygons must be lists of x, y numbers"),
+    ({"size": [5, 5], "counts": "abc"}, "is not the image's"),
+    ({"size": [10, 20], "counts": [1.5]}, "RLE counts"),
+    ("oops", "list of polygons or an RLE"),
+])
+def test_bad_segmentation_names_the_annotation(tmp_path: Path, segmentation: Any, message: str) -> None:
+    ann = {"image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]}
+    if segmentation is not None:
+        ann["segmentation"] = segmentation
+    path = _write(tmp_path, _coco([(20, 10)], [ann]))
+    CocoDetection(path, tmp_path)  # boxes alone need no masks
+    with pytest.raises(UserError, match=rf"annotations\[0\] \(id 40\): .*{message}"):
+        CocoDetection(path, tmp_path, with_masks=True)

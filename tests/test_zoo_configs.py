@@ -38,6 +38,11 @@ def test_config_builds_trains_and_predicts(name):
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]),
                 "labels": torch.tensor([2, 1])}]
+    if getattr(cfg.model, "needs_masks", False):  # instance masks: the boxes, filled
+        for t, img in zip(targets, images):
+            t["masks"] = torch.zeros(len(t["boxes"]), *img.shape[-2:], dtype=torch.uint8)
+            for m, (x1, y1, x2, y2) in zip(t["masks"], t["boxes"].int().tolist()):
+                m[y1:y2, x1:x2] = 1
     losses = model(images, targets)
     assert losses and all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()

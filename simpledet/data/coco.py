@@ -1,4 +1,5 @@
-"""COCO-format detection dataset: validated annotations, clipped boxes, mirrored copies.
+"""COCO-format detection dataset: validated annotations, clipped boxes, mirrored copies, and
+instance masks when asked (polygons and RLE, rasterised with pycocotools when a sample is read).
 
 No randomness here: flipping is done SimpleDet-style by appending mirrored copies,
 so the same index always yields the same sample.
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
@@ -55,6 +57,35 @@ _SCHEMA: dict[str, tuple[tuple[str, Callable[[Any], bool], str], ...]] = {
                     ("category_id", _is_int, "an integer"), ("bbox", _is_box, "4 numbers")),
     "categories": (("id", _is_int, "an integer"), ("name", _is_name, "a non-empty string")),
 }
+
+
+def _segmentation_problem(segm: Any, height: int, width: int) -> str | None:
+    """Why a COCO segmentation (polygons, or RLE with list or string counts) is unusable, or None."""
+    if isinstance(segm, list):
+        for part in segm:
+            if not isinstance(part, list) or not all(_is_num(x) for x in part) or len(part) % 2:
+                return f"polygons must be lists of x, y numbers, got {_short(part)}"
+        return None
+    if isinstance(segm, dict):
+        counts, size = segm.get("counts"), segm.get("size")
+        if not (isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(c) for c in counts))):
+            return f"RLE counts must be a string or a list of integers, got {_short(counts)}"
+        if size != [height, width]:
+            return f"RLE size {_short(size)} is not the image's [height, width] [{height}, {width}]"
+        return None
+    return f"must be a list of polygons or an RLE object, got {_short(segm)}"
+
+
+def _to_rle(segm: list | dict, height: int, width: int) -> dict:
+    """One compressed RLE per instance: polygon parts merged, uncompressed counts encoded."""
+    if isinstance(segm, list):
+        parts = [p for p in segm if len(p) >= 6]  # fewer than 3 points enclose nothing
+        if not parts:
+            return mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
+        return mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
+    if isinstance(segm["counts"], list):
+        return mask_utils.frPyObjects(segm, height, width)
+    return segm
 
 
 def _short(v: Any) -> str:
@@ -139,14 +170,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 class CocoDetection(torch.utils.data.Dataset):
-    """Images and x1y1x2y2 boxes with contiguous labels 1..K (0 is background)."""
+    """Images and x1y1x2y2 boxes with contiguous labels 1..K (0 is background).
+
+    with_masks: targets also hold `masks`, (N, H, W) uint8 in the image's pixels, one per box
+    (crowd and dropped boxes drop theirs), mirrored with the flipped copies."""
 
     def __init__(self, ann_file: str | Path, image_dir: str | Path, *,
-                 train: bool = False, flip_copies: bool = False) -> None:
+                 train: bool = False, flip_copies: bool = False, with_masks: bool = False) -> None:
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.train = train
         self.flip_copies = flip_copies
+        self.with_masks = with_masks
         data = load_coco_json(self.ann_file)
         if not self.image_dir.is_dir():
             raise UserError(f"{self.image_dir}: image directory not found "
@@ -163,13 +198,14 @@ class CocoDetection(torch.utils.data.Dataset):
         self.stats: dict[str, int] = {"boxes_clipped": 0, "boxes_dropped": 0, "crowd_boxes": 0,
                                       "unreadable_images": 0, "size_mismatch": 0}
         images_by_id = {im["id"]: im for im in data["images"]}
-        per_image: dict[int, list[tuple[list[float], int]]] = {i: [] for i in images_by_id}
-        for ann in data["annotations"]:
+        per_image: dict[int, list[tuple[list[float], int, Any]]] = {i: [] for i in images_by_id}
+        for i, ann in enumerate(data["annotations"]):
             img = images_by_id[ann["image_id"]]
             box = self._clean_box(ann, img["width"], img["height"])
             if box is not None:
                 label = self.category_id_to_label[ann["category_id"]]
-                per_image[ann["image_id"]].append((box, label))
+                segm = self._check_segmentation(i, ann, img) if with_masks else None
+                per_image[ann["image_id"]].append((box, label, segm))
         if any(self.stats[k] for k in ("boxes_clipped", "boxes_dropped", "crowd_boxes")):
             log.warning("%s: %d boxes clipped to the image, %d dropped (empty after clipping "
                         "or non-positive size), %d crowd boxes ignored", self.ann_file,
@@ -179,14 +215,16 @@ class CocoDetection(torch.utils.data.Dataset):
         self._records: list[dict[str, Any]] = []
         self._boxes: list[Tensor] = []
         self._labels: list[Tensor] = []
+        self._segms: list[list[Any]] = []  # raw COCO segmentations, rasterised when read
         for im in data["images"]:
             objs = per_image[im["id"]]
             if train and not objs:
                 continue  # nothing to learn from; evaluation keeps these
             self._records.append({k: im[k] for k in ("id", "file_name", "width", "height")})
-            boxes = torch.tensor([b for b, _ in objs], dtype=torch.float32)
+            boxes = torch.tensor([b for b, _, _ in objs], dtype=torch.float32)
             self._boxes.append(boxes.reshape(-1, 4))
-            self._labels.append(torch.tensor([lab for _, lab in objs], dtype=torch.int64))
+            self._labels.append(torch.tensor([lab for _, lab, _ in objs], dtype=torch.int64))
+            self._segms.append([segm for _, _, segm in objs] if with_masks else [])
         if train and not self._records:
             raise UserError(f"{self.ann_file}: no image has a usable (non-crowd, non-empty) box; "
                             "nothing to train on")
@@ -211,6 +249,28 @@ class CocoDetection(torch.utils.data.Dataset):
         if (x1, y1, x2, y2) != (x, y, x + w, y + h):
             self.stats["boxes_clipped"] += 1
         return [x1, y1, x2, y2]
+
+    def _check_segmentation(self, i: int, ann: dict, img: dict) -> list | dict:
+        if "segmentation" not in ann:
+            raise UserError(f"{self.ann_file}: {_where('annotations', i, ann)}: missing 'segmentation' "
+                            "(instance masks are needed for this model)")
+        problem = _segmentation_problem(ann["segmentation"], int(img["height"]), int(img["width"]))
+        if problem:
+            raise UserError(f"{self.ann_file}: {_where('annotations', i, ann)}: segmentation {problem}")
+        return ann["segmentation"]
+
+    def _masks(self, base: int, height: int, width: int) -> Tensor:
+        """(N, height, width) uint8 instance masks of a record, in the order of its boxes."""
+        rec = self._records[base]
+        segms = self._segms[base]
+        if not segms:
+            return torch.zeros((0, height, width), dtype=torch.uint8)
+        h, w = int(rec["height"]), int(rec["width"])
+        decoded = mask_utils.decode([_to_rle(s, h, w) for s in segms])  # (h, w, N)
+        masks = torch.from_numpy(np.ascontiguousarray(decoded.transpose(2, 0, 1)))
+        if (h, w) != (height, width):  # the image is not the size its record says: follow the image
+            masks = torch.nn.functional.interpolate(masks[None], size=(height, width), mode="nearest")[0]
+        return masks
 
     def __len__(self) -> int:
         return len(self._records) * (2 if self.flip_copies else 1)
@@ -252,16 +312,20 @@ class CocoDetection(torch.utils.data.Dataset):
                             "rescaling its boxes", path, width, height, rec["width"], rec["height"])
             scale = torch.tensor([width / rec["width"], height / rec["height"]] * 2)
             boxes = boxes * scale
+        masks = self._masks(base, int(height), int(width)) if self.with_masks else None
         if flipped:
             image = F.horizontal_flip(image)
             boxes = F.horizontal_flip(tv_tensors.BoundingBoxes(
                 boxes, format="XYXY", canvas_size=(height, width)))
+            masks = masks.flip(-1) if masks is not None else None
         target = {
             "boxes": boxes.as_subclass(Tensor).clone(),
             "labels": self._labels[base].clone(),
             "image_id": rec["id"],
             "orig_size": (int(height), int(width)),
         }
+        if masks is not None:
+            target["masks"] = masks
         return image, target
 
 

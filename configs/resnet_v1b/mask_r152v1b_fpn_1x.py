@@ -1,0 +1,8 @@
+"""Mask R-CNN R152v1b-FPN, 1x schedule. SimpleDet zoo: 41.8 box AP / 37.4 mask AP."""
+
+from pathlib import Path
+
+from simpledet.config import load_config
+
+config = load_config(Path(__file__).parent / "mask_r50v1b_fpn_1x.py")
+config.model.backbone.depth = 152

@@ -1,0 +1,48 @@
+"""What the eval and predict commands do with instance masks: mask AP beside box AP, RLE
+`segmentation` in the predictions file, masks in the pictures."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from simpledet.engine.evaluator import EvalResult, _encode_masks, evaluate_detections
+
+
+def has_masks(model_cfg: Any) -> bool:
+    """Whether a model config predicts (and trains on) instance masks."""
+    return bool(getattr(model_cfg, "needs_masks", False))
+
+
+def evaluate_masks(ann_file: str | Path, records: list[dict]) -> EvalResult:
+    """Mask AP ("segm") of COCO result records that carry `segmentation`.
+
+    The box is left out of each record: given one, COCO takes the box's area as the instance's,
+    which files masks under the wrong small / medium / large range (detectron2 does the same)."""
+    return evaluate_detections(ann_file, [{k: v for k, v in r.items() if k != "bbox"} for r in records],
+                               iou_type="segm")
+
+
+def add_segmentations(records: list[dict], masks: Tensor) -> None:
+    """Adds to each record of one image's detections (in detection order) its mask as a COCO RLE
+    with string counts, thresholded at 0.5 exactly as in detections.json (same encoder)."""
+    if len(records) != len(masks):
+        raise ValueError(f"{len(records)} records but {len(masks)} masks")
+    if len(records):
+        for record, rle in zip(records, _encode_masks(masks)):
+            record["segmentation"] = rle
+
+
+def masks_for_drawing(det: dict, zoom: int = 1) -> Tensor | None:
+    """A detection dict's masks as (N, H * zoom, W * zoom) bool for draw_detections, or None."""
+    masks = det.get("masks")
+    if masks is None:
+        return None
+    masks = masks.reshape(-1, *masks.shape[-2:]) > 0.5
+    if zoom > 1 and len(masks):
+        masks = F.interpolate(masks[None].to(torch.uint8), scale_factor=zoom, mode="nearest")[0].bool()
+    elif zoom > 1:
+        masks = masks.new_zeros((0, masks.shape[-2] * zoom, masks.shape[-1] * zoom))
+    return masks

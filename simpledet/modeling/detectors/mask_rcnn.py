@@ -1,0 +1,58 @@
+"""Mask R-CNN: Faster R-CNN whose R-CNN stage also predicts a mask per detection."""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
+from simpledet.modeling.detectors.two_stage import TwoStageDetector
+from simpledet.modeling.heads.mask_head import MaskHeadConfig, paste_masks
+from simpledet.modeling.heads.mask_roi_heads import MaskRoIHeads
+
+
+class MaskRCNN(TwoStageDetector):
+    """torchvision's Mask R-CNN interface: training targets carry `masks` (N, H, W) uint8/bool in
+    the input image's pixels; eval outputs add `masks` (N, 1, H, W) float probabilities in [0, 1]
+    on the original image (threshold at 0.5 for binary masks)."""
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        outputs = super().forward(images, targets)
+        if self.training:
+            return outputs
+        # torchvision's order: boxes are first rescaled to the original image, then the 28x28
+        # masks pasted into those boxes at that size
+        for det, image in zip(outputs, images):
+            det["masks"] = paste_masks(det["masks"], det["boxes"], (int(image.shape[-2]), int(image.shape[-1])))
+        return outputs
+
+
+@dataclass
+class MaskRCNNConfig(FasterRCNNConfig):
+    """Faster R-CNN's parts plus the mask branch. `needs_masks` tells the trainer to load
+    instance masks with the boxes."""
+
+    needs_masks: ClassVar[bool] = True
+    mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)
+
+    @classmethod
+    def from_faster(cls, faster: FasterRCNNConfig, mask_head: MaskHeadConfig | None = None) -> "MaskRCNNConfig":
+        """A Faster R-CNN config with a mask branch added: SimpleDet's mask configs are its faster
+        configs plus MaskParam / MaskRoiParam, nothing else changed."""
+        parts = {f.name: getattr(faster, f.name) for f in dataclasses.fields(FasterRCNNConfig)}
+        return cls(**parts, mask_head=mask_head if mask_head is not None else MaskHeadConfig())
+
+    def build(self) -> MaskRCNN:
+        faster = super().build()
+        if faster.neck is None:
+            raise ValueError("Mask R-CNN is built on FPN features: model.neck must be set")
+        roi_heads = MaskRoIHeads(faster.roi_heads, self.mask_head.build_pooler(),
+                                 self.mask_head.build(faster.neck.out_channels, self.num_classes),
+                                 self.mask_head.resolution)
+        model = MaskRCNN(preprocess=faster.preprocess, backbone=faster.backbone, neck=faster.neck,
+                         rpn=faster.rpn, roi_heads=roi_heads)
+        if self.input.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model

@@ -1,0 +1,74 @@
+"""R-CNN stage with a mask branch: the box branch exactly as Faster R-CNN's, plus masks.
+
+Training: the box branch samples and matches RoIs as usual; the mask branch takes the foreground
+ones among them (SimpleDet: at most 128 per image), with the ground truth each was matched to.
+Inference: masks are predicted for the final detections (after NMS), as in SimpleDet and
+torchvision, and returned as 28x28 probabilities of the predicted class; the detector pastes
+them into the image once the boxes are in original pixels.
+"""
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import MultiScaleRoIAlign
+
+from simpledet.modeling.heads.mask_head import MaskHead, class_mask_probs, mask_loss, mask_targets
+from simpledet.modeling.heads.roi_heads import RoIHeads
+
+
+class MaskRoIHeads(RoIHeads):
+    def __init__(self, box_heads: RoIHeads, mask_pooler: MultiScaleRoIAlign, mask_head: MaskHead,
+                 mask_resolution: int) -> None:
+        if type(box_heads) is not RoIHeads:
+            raise TypeError(f"Mask R-CNN extends the plain RoIHeads, got {type(box_heads).__name__}")
+        nn.Module.__init__(self)
+        # Take over the box branch as RoIHeadsConfig built it: the same submodules, hence the same
+        # parameter names as Faster R-CNN (checkpoints and converters carry over), and the same
+        # settings (matcher, sampler, thresholds), whatever fields RoIHeads grows.
+        for name, value in vars(box_heads).items():
+            if not name.startswith("_") and name != "training":
+                setattr(self, name, value)
+        for name, module in box_heads.named_children():
+            self.add_module(name, module)
+        self.mask_pooler = mask_pooler
+        self.mask_head = mask_head
+        self.mask_resolution = mask_resolution
+
+    def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
+                targets: list[dict] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
+        if not self.training:
+            detections, _ = super().forward(features, proposals, image_sizes)
+            self.add_masks(features, detections, image_sizes)
+            return detections, {}
+        if targets is None:
+            raise ValueError("targets are needed in training mode")
+        if not all("masks" in t for t in targets):
+            raise ValueError("Mask R-CNN trains on instance masks: every target needs 'masks' (N, H, W) "
+                             "(CocoDetection(..., with_masks=True))")
+        proposals, classes, box_targets = self.sample_proposals(proposals, targets)
+        logits, deltas = self.predict(features, proposals, image_sizes)
+        losses = self.losses(logits, deltas, classes, box_targets)
+        losses["loss_mask"] = self.mask_losses(features, proposals, classes, image_sizes, targets)
+        return [], losses
+
+    def mask_losses(self, features: dict[str, Tensor], proposals: list[Tensor], classes: Tensor,
+                    image_sizes: list[tuple[int, int]], targets: list[dict]) -> Tensor:
+        """Loss of the mask branch on the foreground RoIs among the sampled ones."""
+        counts = [len(p) for p in proposals]
+        fg = (classes > 0).split(counts)
+        rois = [p[f] for p, f in zip(proposals, fg)]
+        gt_index = [m[f] for m, f in zip(self.last_matched_gt.split(counts), fg)]
+        logits = self.mask_head(self.mask_pooler(features, rois, image_sizes))
+        device = logits.device
+        gt_masks = [t["masks"].to(device) for t in targets]
+        goal = mask_targets(gt_masks, rois, gt_index, image_sizes, self.mask_resolution)
+        return mask_loss(logits, classes[classes > 0], goal)
+
+    def add_masks(self, features: dict[str, Tensor], detections: list[dict],
+                  image_sizes: list[tuple[int, int]]) -> None:
+        """Adds `masks` (n, 1, 28, 28) probabilities to each image's detections."""
+        boxes = [d["boxes"] for d in detections]
+        logits = self.mask_head(self.mask_pooler(features, boxes, image_sizes))
+        labels = torch.cat([d["labels"] for d in detections])
+        probs = class_mask_probs(logits, labels)
+        for det, masks in zip(detections, probs.split([len(b) for b in boxes])):
+            det["masks"] = masks
