@@ -15,12 +15,18 @@ from simpledet.errors import UserError
 
 def _train(args) -> None:
     from simpledet.config import load_config
+    from simpledet.engine import distributed
     from simpledet.engine.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    final = Trainer(cfg, out, resume=args.resume).train()
-    print(f"weights: {final}")
+    distributed.init_from_env(cfg.train.device)  # under torchrun: join the process group
+    try:
+        final = Trainer(cfg, out, resume=args.resume).train()
+        if distributed.is_main_process():
+            print(f"weights: {final}")
+    finally:
+        distributed.destroy()
 
 
 def _checkpoint_categories(weights: Path) -> tuple[list[str], list[int]] | None:
@@ -33,32 +39,44 @@ def _checkpoint_categories(weights: Path) -> tuple[list[str], list[int]] | None:
 
 
 def _eval(args) -> None:
-    from simpledet.api import build_model, resolve_device
+    from simpledet.api import build_model
     from simpledet.config import load_config
     from simpledet.data.coco import CocoDetection
+    from simpledet.engine import distributed
     from simpledet.engine.checkpoint import atomic_write_text, load_weights
     from simpledet.engine.evaluator import evaluate_detections, format_results, write_metrics
     from simpledet.engine.inference import run_on_dataset
-    from simpledet.engine.tta import inference_fn
     from simpledet.engine.labels import check_num_classes, model_label_to_category_id
+    from simpledet.engine.mask_outputs import evaluate_masks, has_masks
+    from simpledet.engine.tta import inference_fn
 
     cfg = load_config(args.config, args.overrides)
     weights = Path(args.weights)
     out = Path(args.out) if args.out else weights.parent / "eval"
     dataset = CocoDetection(cfg.data.val.ann_file, cfg.data.val.image_dir, train=False)
     check_num_classes(cfg, dataset)
-    device = resolve_device(cfg.train.device)
-    model = build_model(cfg, load_pretrained=False)  # every weight comes from the checkpoint
-    load_weights(model, weights)
-    model.to(device)
-    records = run_on_dataset(model, dataset, model_label_to_category_id(cfg, dataset), device,
-                             cfg.data.eval_batch_size, cfg.data.num_workers, detect=inference_fn(model, cfg))
+    device = distributed.init_from_env(cfg.train.device)  # under torchrun: images sharded by rank
+    try:
+        model = build_model(cfg, load_pretrained=False)  # every weight comes from the checkpoint
+        load_weights(model, weights)
+        model.to(device)
+        records = run_on_dataset(model, dataset, model_label_to_category_id(cfg, dataset), device,
+                                 cfg.data.eval_batch_size, cfg.data.num_workers, detect=inference_fn(model, cfg))
+    finally:
+        distributed.destroy()
+    if records is None:  # not rank 0: its detections went to rank 0, which evaluates and writes
+        return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "detections.json", json.dumps(records))
     result = evaluate_detections(cfg.data.val.ann_file, records)
     print(format_results(result))
     write_metrics(out / "metrics.json", result)
     print(f"wrote {out / 'metrics.json'} and {out / 'detections.json'}")
+    if has_masks(cfg.model):  # mask AP beside box AP
+        segm = evaluate_masks(cfg.data.val.ann_file, records)
+        print("\nMask AP (segm):\n" + format_results(segm))
+        write_metrics(out / "metrics_segm.json", segm)
+        print(f"wrote {out / 'metrics_segm.json'}")
 
 
 def _predict(args) -> None:
@@ -68,6 +86,7 @@ def _predict(args) -> None:
     from simpledet.config import load_config
     from simpledet.data.image_io import read_image
     from simpledet.engine.checkpoint import atomic_write_text
+    from simpledet.engine.mask_outputs import add_segmentations, masks_for_drawing
     from simpledet.visualize import draw_detections, save_image
 
     cfg = load_config(args.config, args.overrides)
@@ -93,16 +112,19 @@ def _predict(args) -> None:
         boxes = det["boxes"]
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
         cats = det.get("category_ids", det["labels"].tolist())
-        for box, cat, score in zip(xywh.tolist(), cats, det["scores"].tolist()):
-            records.append({"file_name": str(path), "category_id": int(cat),
-                            "bbox": [round(v, 3) for v in box], "score": round(score, 5)})
+        image_records = [{"file_name": str(path), "category_id": int(cat),
+                          "bbox": [round(v, 3) for v in box], "score": round(score, 5)}
+                         for box, cat, score in zip(xywh.tolist(), cats, det["scores"].tolist())]
+        if "masks" in det:  # RLE `segmentation`, COCO's results format
+            add_segmentations(image_records, det["masks"])
+        records.extend(image_records)
         if args.vis:
             labels = det.get("names", [str(lab) for lab in det["labels"].tolist()])
             # small images are enlarged so that the labels stay readable
             zoom = max(1, 512 // max(image.shape[-2:]))
             if zoom > 1:
                 image = torch.nn.functional.interpolate(image[None], scale_factor=zoom, mode="nearest")[0]
-            drawn = draw_detections(image, boxes * zoom, labels, det["scores"])
+            drawn = draw_detections(image, boxes * zoom, labels, det["scores"], masks=masks_for_drawing(det, zoom))
             save_image(Path(args.vis) / (Path(path).stem + ".png"), drawn)
     atomic_write_text(args.out, json.dumps(records, indent=1))
     print(f"{len(records)} detections on {len(args.images)} image(s) -> {args.out}"

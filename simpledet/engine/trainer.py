@@ -1,9 +1,18 @@
 """The training loop: SGD with warmup and step decay, mixed precision on GPU, atomic checkpoints,
-exact resumption, JSON-lines metrics and a progress bar."""
+exact resumption, JSON-lines metrics and a progress bar; DistributedDataParallel under torchrun.
+
+Distributed (a process group initialised, see engine/distributed.py): every rank builds the model
+from the same seed, trains on its shard of each global batch (train.batch_size images per process,
+batch_size x world_size in all, which is what the linear scaling rule sees), and rank 0 alone
+writes checkpoints, metrics.jsonl and the progress bar. Resuming on another number of processes
+continues at the same iteration with the same learning-rate schedule; the data stream continues
+from that global batch index, but a global batch then holds batch_size x new_world_size images
+drawn with the new sharding, so the run is no longer bit-identical to an uninterrupted one.
+"""
 
 import json
 import logging
-import math
+import os
 import random
 import time
 from pathlib import Path
@@ -16,6 +25,7 @@ from simpledet.api import build_model, resolve_device
 from simpledet.config import Config, save_config, to_dict
 from simpledet.data.coco import CocoDetection
 from simpledet.data.loader import build_train_loader
+from simpledet.engine import distributed as dist_utils
 from simpledet.engine.distill import build_distiller
 from simpledet.engine.checkpoint import atomic_torch_save, atomic_write_text, load_weights, save_weights
 from simpledet.engine.labels import check_num_classes, label_lookup
@@ -65,26 +75,50 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_device(cfg.train.device)
-        seed_everything(cfg.train.seed)
+        self.world_size, self.rank = dist_utils.get_world_size(), dist_utils.get_rank()
+        self.is_main = self.rank == 0
+        if dist_utils.is_initialized():
+            self.device = dist_utils.init_from_env(cfg.train.device)  # cuda:LOCAL_RANK on GPU
+        else:
+            self.device = resolve_device(cfg.train.device)
+        seed_everything(cfg.train.seed)  # the same on every rank: identical initial weights
 
         data = cfg.data
-        self.dataset = CocoDetection(data.train.ann_file, data.train.image_dir, train=True, flip_copies=data.flip)
+        self.dataset = CocoDetection(data.train.ann_file, data.train.image_dir, train=True, flip_copies=data.flip,
+                                     with_masks=getattr(cfg.model, "needs_masks", False))
         check_num_classes(cfg, self.dataset)
         self.labels = label_lookup(cfg, self.dataset)
 
         self.model = build_model(cfg).to(self.device)
         self.distiller = build_distiller(cfg, self.model, self.device) if cfg.distill is not None else None
-        self.total_batch = cfg.train.batch_size  # x world size once distributed
+        self.total_batch = cfg.train.batch_size * self.world_size
         self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
         trainable = [self.model] + ([self.distiller] if self.distiller is not None else [])
         self.optimizer = make_optimizer(trainable, cfg, self.base_lr)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start_iter = 0
+        if self.world_size > 1:
+            # Each rank its own random stream for proposal/RoI sampling (the weights are built).
+            seed_everything(cfg.train.seed + self.rank)
         if resume:
             self._resume()
-        save_config(cfg, self.out / "config.json")
+        self.ddp_model = self._wrap(self.model)
+        if self.is_main:
+            save_config(cfg, self.out / "config.json")
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DistributedDataParallel around the model when more than one process trains."""
+        if self.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Frozen parameters are fine for DDP; find_unused_parameters (slower) only on request,
+        # for models whose graph skips trainable parameters at some iterations.
+        find_unused = bool(getattr(self.cfg.train, "find_unused_parameters", False)) or \
+            os.environ.get("SIMPLEDET_FIND_UNUSED_PARAMETERS", "") == "1"
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused)
 
     # ------------------------------------------------------------ checkpoints
     def _resume(self) -> None:
@@ -101,17 +135,33 @@ class Trainer:
         if self.distiller is not None:
             self.distiller.adapters.load_state_dict(state["distill_adapters"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world_size:
+            set_rng_state(ranks[self.rank])  # same number of processes: each rank's own stream
+        elif self.world_size == 1:
+            set_rng_state(state["rng"])
+        else:  # another number of processes: fresh per-rank streams, a function of the iteration
+            seed_everything(self.cfg.train.seed + self.rank + 1000 * (state["iteration"] + 1))
         self.start_iter = state["iteration"]
         log.info("resumed from %s at iteration %d", name, self.start_iter)
 
     def save_checkpoint(self, iteration: int, final: bool = False) -> None:
+        """Collective under DDP: every rank calls it (its RNG state is gathered), rank 0 writes,
+        and a barrier keeps every rank from going on before the files are complete."""
+        rngs = dist_utils.gather_objects(rng_state()) if self.world_size > 1 else None
+        if self.is_main:
+            self._write_checkpoint(iteration, final, rngs)
+        dist_utils.barrier()
+
+    def _write_checkpoint(self, iteration: int, final: bool, rngs: list[dict] | None) -> None:
         name = "model_final.safetensors" if final else f"model_{iteration:07d}.safetensors"
         meta = {"iteration": iteration, "config": to_dict(self.cfg),
                 "categories": self.dataset.category_names, "category_ids": self.dataset.category_ids}
         save_weights(self.model, self.out / name, meta)
         state = {"weights": name, "iteration": iteration, "optimizer": self.optimizer.state_dict(),
                  "scaler": self.scaler.state_dict(), "rng": rng_state()}
+        if rngs is not None:
+            state["rng_ranks"] = rngs
         if self.distiller is not None:
             state["distill_adapters"] = self.distiller.adapters.state_dict()
         atomic_torch_save(state, self.out / STATE_FILE)
@@ -138,42 +188,56 @@ class Trainer:
         if self.distiller is not None:
             self.distiller.train()
         loader = build_train_loader(self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed,
-                                    start_iter=self.start_iter)
+                                    start_iter=self.start_iter, num_replicas=self.world_size, rank=self.rank)
         batches = iter(loader)
-        metrics_file = open(self.out / "metrics.jsonl", "a")
+        metrics_file = open(self.out / "metrics.jsonl", "a") if self.is_main else None
         bar = tqdm(total=cfg.max_iter, initial=self.start_iter, desc="train", dynamic_ncols=True,
-                   mininterval=1.0)
+                   mininterval=1.0, disable=not self.is_main)
         first_bad = torch.tensor(-1, device=self.device)  # checked at log time, no per-step sync
         window_start, window_images = time.perf_counter(), 0
+        last_batch = None
         for iteration in range(self.start_iter, cfg.max_iter):
             images, targets = next(batches)
             lr = self.base_lr * lr_factor(iteration, cfg.warmup_iters, cfg.warmup_factor, cfg.steps, cfg.gamma)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            weight = 1.0
             if not images:  # every image of the batch was unreadable: skipped, warned by the dataset
-                continue
+                if self.world_size == 1:
+                    continue
+                # The other ranks wait in DDP's all-reduce: this rank joins with zero gradients,
+                # running its previous batch with the loss multiplied by 0.
+                if last_batch is None:
+                    raise UserError(f"rank {self.rank}: no readable image in its first batch")
+                images, targets, weight = *last_batch, 0.0
+            last_batch = (images, targets)
             images = [img.to(self.device, non_blocking=True) for img in images]
             targets = [self._to_device(t) for t in targets]
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                losses = self.model(images, targets)
+                losses = self.ddp_model(images, targets)
                 if self.distiller is not None:
                     losses["loss_distill"] = self.distiller.loss()
             loss = sum(losses.values())
+            if weight != 1.0:
+                loss = loss * weight
             bad = ~torch.isfinite(loss.detach())
             first_bad = torch.where(bad & (first_bad < 0), torch.tensor(iteration, device=self.device), first_bad)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if self.distiller is not None:
+                dist_utils.average_gradients(self.distiller)  # DDP averages the model's only
             if cfg.clip_grad_norm:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            window_images += len(images)
+            window_images += len(images) if weight else 0
 
             done = iteration + 1
             is_log = done % cfg.log_every == 0 or done == cfg.max_iter
             is_ckpt = done % cfg.checkpoint_every == 0 or done == cfg.max_iter
             if is_log or is_ckpt:
+                dist_utils.all_reduce_max_(first_bad)  # every rank stops if any saw a bad loss
                 if int(first_bad) >= 0:
                     bar.close()
                     raise UserError(f"loss is not finite at iteration {int(first_bad) + 1}; training stopped. "
@@ -181,11 +245,15 @@ class Trainer:
                                     f"train.clip_grad_norm)")
             if is_log:
                 elapsed = time.perf_counter() - window_start
-                record = {"iteration": done, "lr": lr, "loss": float(loss.detach()),
+                total = loss.detach()
+                if self.world_size > 1:  # "loss": the mean over ranks; the parts: rank 0's
+                    total = dist_utils.all_reduce_mean_(total.float().clone())
+                record = {"iteration": done, "lr": lr, "loss": float(total),
                           **{k: float(v.detach()) for k, v in losses.items()},
-                          "images_per_s": window_images / max(elapsed, 1e-9)}
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
+                          "images_per_s": window_images * self.world_size / max(elapsed, 1e-9)}
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
                 bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
                                 img_s=f"{record['images_per_s']:.1f}")
                 window_start, window_images = time.perf_counter(), 0
@@ -193,5 +261,6 @@ class Trainer:
                 self.save_checkpoint(done, final=done == cfg.max_iter)
             bar.update(1)
         bar.close()
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
         return self.out / "model_final.safetensors"

@@ -34,6 +34,50 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose batch statistics cover every process of the default group (all GPUs of all
+    nodes; SimpleDet synchronised within a node only). Works with any backend, gloo on the CPU
+    included, where torch's nn.SyncBatchNorm refuses to run.
+
+    In training with a process group of more than one process, the per-channel sum, sum of
+    squares and count are all-reduced (one differentiable all_reduce, so the gradients flow back
+    through every process's share of the statistics); otherwise it is nn.BatchNorm2d. Same
+    parameters and buffers as nn.BatchNorm2d, so checkpoints move freely between the two.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        self._check_input_dim(x)
+        c = x.shape[1]
+        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        xf = x.to(dtype)
+        count = torch.full((1,), x.numel() / c, dtype=dtype, device=x.device)
+        stats = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)), count])
+        stats = all_reduce(stats)  # SUM over the group; its backward all-reduces the gradients
+        total_sum, total_sq, n = stats[:c], stats[c:2 * c], stats[2 * c]
+        mean = total_sum / n
+        var = (total_sq / n - mean * mean).clamp_min(0)  # biased, for normalising
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+                unbiased = var * (n / (n - 1).clamp_min(1))
+                self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        scale = (var + self.eps).rsqrt()
+        if self.affine:
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias
+        return (xf * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)).to(x.dtype)
+
+
 def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor, fuse: bool) -> Tensor:
     """norm(conv(x)); with fuse and a frozen BN, one convolution with the BN folded into its weight
     and bias. Same function and gradients (the fold is recomputed from the live conv weight at
@@ -53,7 +97,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     if kind == "syncbn":
-        return nn.SyncBatchNorm(channels)
+        return SyncBatchNorm2d(channels)
     if kind == "gn":
         return nn.GroupNorm(32 if channels % 32 == 0 else 8, channels)
     raise ValueError(f"unknown norm {kind!r}: use frozen_bn, bn, syncbn or gn")
