@@ -1,11 +1,11 @@
-"""Speed of our Faster R-CNN R50-FPN against torchvision's fasterrcnn_resnet50_fpn.
+"""Speed of our Faster / Mask R-CNN and RetinaNet R50-FPN against torchvision's *_resnet50_fpn.
 
 Same architecture (ResNet-50 v1b, FPN, frozen BN, stem + stage 1 frozen), random weights, the
 same inputs, the two models interleaved in one process so that machine noise hits both. Reports
 median seconds per training step (batch 2) and per inference (1 image), and the ratio
 ours / torchvision (below 1.0: we are faster).
 
-    python bench/speed.py                       # CPU, 800x1216
+    python bench/speed.py [--model faster|mask|retina]   # CPU, 800x1216
     python bench/speed.py --device cuda --amp   # GPU, mixed precision; adds img/s and peak memory
 """
 
@@ -18,27 +18,37 @@ from pathlib import Path
 
 import torch
 from torchvision.models import resnet50
-from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from simpledet import build_model, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def torchvision_model() -> torch.nn.Module:
-    # fasterrcnn_resnet50_fpn as built around a pretrained backbone: frozen BN, 3 trainable stages
-    return FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+def torchvision_model(family: str = "faster") -> torch.nn.Module:
+    # torchvision's *_resnet50_fpn as built around a pretrained backbone: frozen BN, 3 trainable stages
+    if family == "retina":
+        body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4],
+                                     extra_blocks=LastLevelP6P7(256, 256))
+        return RetinaNet(body, num_classes=91)
+    detector = MaskRCNN if family == "mask" else FasterRCNN
+    return detector(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
 
 
-def our_model() -> torch.nn.Module:
+CONFIGS = {"faster": "fasterrcnn", "mask": "maskrcnn", "retina": "retinanet"}
+
+
+def our_model(family: str = "faster") -> torch.nn.Module:
     # torchvision's architecture and settings, with our default fast path (frozen BN folded)
-    cfg = load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py", ["model.backbone.fuse_frozen_bn=true"])
+    cfg = load_config(REPO / f"configs/torchvision/{CONFIGS[family]}_resnet50_fpn.py",
+                      ["model.backbone.fuse_frozen_bn=true"])
     return build_model(cfg)
 
 
-def make_inputs(batch: int, height: int, width: int, device, seed: int = 0):
+def make_inputs(batch: int, height: int, width: int, device, seed: int = 0, masks: bool = False):
     g = torch.Generator().manual_seed(seed)
     images = [torch.rand(3, height, width, generator=g).to(device) for _ in range(batch)]
     targets = []
@@ -46,8 +56,14 @@ def make_inputs(batch: int, height: int, width: int, device, seed: int = 0):
         n = 8
         xy = torch.rand(n, 2, generator=g) * torch.tensor([width * 0.7, height * 0.7])
         wh = 32 + torch.rand(n, 2, generator=g) * torch.tensor([width * 0.3, height * 0.3])
-        targets.append({"boxes": torch.cat([xy, xy + wh], 1).to(device),
-                        "labels": torch.randint(1, 91, (n,), generator=g).to(device)})
+        boxes = torch.cat([xy, xy + wh], 1)
+        target = {"boxes": boxes.to(device), "labels": torch.randint(1, 91, (n,), generator=g).to(device)}
+        if masks:  # each box filled
+            m = torch.zeros(n, height, width, dtype=torch.uint8)
+            for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+                m[i, y1:y2, x1:x2] = 1
+            target["masks"] = m.to(device)
+        targets.append(target)
     return images, targets
 
 
@@ -90,6 +106,7 @@ def peak_memory(fn, device):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", choices=sorted(CONFIGS), default="faster", help="the family to compare")
     ap.add_argument("--amp", action="store_true", help="mixed precision (fp16 autocast on GPU)")
     ap.add_argument("--height", type=int, default=800)
     ap.add_argument("--width", type=int, default=1216)
@@ -103,10 +120,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    models = {"torchvision": torchvision_model().to(device), "ours": our_model().to(device)}
+    models = {"torchvision": torchvision_model(args.model).to(device), "ours": our_model(args.model).to(device)}
     optimizers = {k: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
                   for k, m in models.items()}
-    images, targets = make_inputs(args.batch, args.height, args.width, device)
+    images, targets = make_inputs(args.batch, args.height, args.width, device, masks=args.model == "mask")
 
     results = {}
     for phase in ("train", "inference"):
@@ -136,7 +153,7 @@ def main() -> None:
         results["device_name"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     results["settings"] = vars(args) | {"torch": torch.__version__}
 
-    print(f"device: {results['device_name']}  input {args.height}x{args.width}  amp={args.amp}")
+    print(f"{args.model}: device {results['device_name']}  input {args.height}x{args.width}  amp={args.amp}")
     for phase in ("train", "inference"):
         r = results[phase]
         extra = ""

@@ -33,14 +33,16 @@ class Res5HeadConfig:
     groups: int = 1
     width_per_group: int = 64
     fuse_frozen_bn: bool = True
+    block: str = "bottleneck"  # "basic" for ResNet-18/34 heads
 
     def build(self, in_channels: int, resolution: int) -> Res5Head:
         from simpledet.modeling.backbones.resnet import make_stage
 
-        stage = make_stage("bottleneck", in_channels, self.width, self.num_blocks, self.stride, self.norm,
+        stage = make_stage(self.block, in_channels, self.width, self.num_blocks, self.stride, self.norm,
                            self.variant, self.groups, self.width_per_group, dilation=self.dilation,
                            fuse_frozen_bn=self.fuse_frozen_bn)
-        out_channels = stage[-1].conv3.out_channels
+        last = stage[-1]
+        out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
         return Res5Head(stage, out_channels)
 
 
