@@ -17,11 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.models import resnet50
-from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-from torchvision.ops import FrozenBatchNorm2d
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from speed import torchvision_model  # the torchvision models exactly as bench/speed.py builds them
 
 from simpledet import build_model, load_config
 
@@ -29,17 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tv_faster():
-    return FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+    return torchvision_model("faster")
 
 
 def tv_mask():
-    return MaskRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+    return torchvision_model("mask")
 
 
 def tv_retina():
-    body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4],
-                                 extra_blocks=LastLevelP6P7(256, 256))
-    return RetinaNet(body, num_classes=91)
+    return torchvision_model("retina")
 
 
 def ours(config: str, *overrides: str):
