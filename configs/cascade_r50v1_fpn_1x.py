@@ -15,7 +15,7 @@ from simpledet.modeling.heads.cascade_roi_heads import CascadeRoIHeadsConfig
 config = load_config(Path(__file__).parent / "faster_r50v1_fpn_1x.py")
 config.model.roi_heads = CascadeRoIHeadsConfig(
     in_features=("p2", "p3", "p4", "p5"), pooler_resolution=7,
-    box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=False),
+    box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=True),  # SimpleDet's cascade fcs have biases
     fg_ious=(0.5, 0.6, 0.7),
     box_stds=((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067)),
     loss_weights=(1.0, 0.5, 0.25), batch_size_per_image=512, positive_fraction=0.25,

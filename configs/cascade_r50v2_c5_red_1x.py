@@ -20,7 +20,7 @@ config.model.backbone = ResNetV2Config(depth=50, norm="frozen_bn", freeze_at=2, 
 config.model.neck = ReduceNeckConfig(feature="c5", out_channels=1024)
 config.model.roi_heads = CascadeRoIHeadsConfig(
     in_features=("c5_reduced",), pooler_resolution=7,
-    box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=False),
+    box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=True),  # SimpleDet's cascade fcs have biases
     fg_ious=(0.5, 0.6, 0.7),
     box_stds=((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067)),
     loss_weights=(1.0, 0.5, 0.25), batch_size_per_image=256, positive_fraction=0.25)

@@ -79,6 +79,22 @@ def _eval(args) -> None:
         print(f"wrote {out / 'metrics_segm.json'}")
 
 
+def _config_of_checkpoint(weights: Path, overrides) -> "Config":
+    """The config a checkpoint of ours was trained with (saved in the JSON beside it)."""
+    from simpledet.config import apply_override, from_dict
+
+    meta = weights.with_suffix(".json")
+    if not meta.is_file():
+        raise UserError(f"no config given and {meta} (the checkpoint's config) does not exist: name a CONFIG")
+    try:
+        cfg = from_dict(json.loads(meta.read_text())["config"])
+    except (ValueError, KeyError, TypeError, ImportError, AttributeError) as e:
+        raise UserError(f"{meta}: holds no usable config ({type(e).__name__}: {e})") from None
+    for item in overrides:
+        apply_override(cfg, item)
+    return cfg
+
+
 def _predict(args) -> None:
     import torch
 
@@ -89,11 +105,17 @@ def _predict(args) -> None:
     from simpledet.engine.mask_outputs import add_segmentations, masks_for_drawing
     from simpledet.visualize import draw_detections, save_image
 
-    cfg = load_config(args.config, args.overrides)
+    weights = Path(args.weights)
+    if Path(args.config).suffix in (".py", ".json"):
+        cfg = load_config(args.config, args.overrides)
+    else:  # no config given: the first argument is an image; the checkpoint says its config
+        args.images = [args.config] + list(args.images)
+        cfg = _config_of_checkpoint(weights, args.overrides)
+    if not args.images:
+        raise UserError("predict needs at least one image")
     if args.score_thresh is not None:  # the final head: R-CNN heads or a one-stage head
         final_head = getattr(cfg.model, "roi_heads", None) or cfg.model.head
         final_head.score_thresh = args.score_thresh
-    weights = Path(args.weights)
     categories = _checkpoint_categories(weights)
     names, label_to_cat = None, None
     if categories is not None and cfg.data.contiguous_labels:
@@ -167,6 +189,12 @@ def _score(args) -> None:
         print(f"wrote {args.out}")
 
 
+def _convert_simpledet(args) -> None:
+    from simpledet.weights.simpledet_zoo import convert_simpledet_checkpoint
+
+    print(convert_simpledet_checkpoint(args.src, args.config, args.dst, args.overrides))
+
+
 def _inspect(args) -> None:
     from simpledet.weights.inspect import run_inspect
 
@@ -228,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="detect objects in images")
     r.add_argument("config")
     r.add_argument("--weights", required=True)
-    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="images; CONFIG may be left out for our checkpoints, which record their config")
     r.add_argument("--out", default="preds.json", help="COCO-results JSON (default preds.json)")
     r.add_argument("--vis", help="folder for pictures with the detections drawn")
     r.add_argument("--score-thresh", type=float, dest="score_thresh")
@@ -245,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("src")
     cm.add_argument("dst")
     cm.set_defaults(func=_convert_mxnet)
+    cs = csub.add_parser("simpledet", help="a SimpleDet zoo detector checkpoint (.params) into our config of the same name")
+    cs.add_argument("src")
+    cs.add_argument("dst")
+    cs.add_argument("--config", required=True)
+    cs.add_argument("--set", dest="overrides", action="append", default=[], metavar="key.sub=value")
+    cs.set_defaults(func=_convert_simpledet)
 
     i = sub.add_parser("inspect", help="list the arrays (name, dtype, shape) of a .params / .pth / .safetensors file")
     i.add_argument("file")
@@ -277,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # overrides may follow options (`train CFG --out X key=v`), which argparse alone won't accept
     args, extra = parser.parse_known_args(argv)
+    if getattr(args, "command", None) == "predict":  # images after the options land in `extra`
+        args.images = list(args.images) + [x for x in extra if not x.startswith("-")]
+        extra = [x for x in extra if x.startswith("-")]
     unknown = [x for x in extra if "=" not in x or x.startswith("-")]
     if unknown or (extra and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")

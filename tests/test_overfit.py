@@ -75,3 +75,12 @@ def test_predict_writes_records_and_pictures(trained):
         x, y, w, h = r["bbox"]
         assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 160.5 and y + h <= 160.5
     assert sorted(p.name for p in vis.iterdir()) == sorted(p.stem + ".png" for p in images)
+
+
+def test_predict_without_config_uses_the_checkpoints(trained):
+    root, data, out, _ = trained
+    image = sorted((data / "val").glob("*.png"))[0]
+    preds = root / "preds_noconfig.json"
+    assert main(["predict", "--weights", str(out / "model_final.safetensors"), str(image), "--out", str(preds),
+                 "--score-thresh", "0.5"]) == 0
+    assert json.loads(preds.read_text())
