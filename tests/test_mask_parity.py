@@ -16,6 +16,7 @@ from simpledet.modeling.heads.mask_head import paste_masks
 from simpledet.weights.torchvision import convert_torchvision
 
 from .conftest import REPO
+from .helpers import randomise_frozen_bn
 
 CONFIG = REPO / "configs/torchvision/maskrcnn_resnet50_fpn.py"
 
@@ -26,14 +27,8 @@ def torchvision_model() -> torch.nn.Module:
     torch.manual_seed(3)  # a seed whose random detector finds a full 100 boxes on the photo
     model = MaskRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91,
                      box_score_thresh=0.0)
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, FrozenBatchNorm2d):
-            n = m.weight.numel()
-            m.weight.copy_(0.5 + torch.rand(n, generator=g))
-            m.bias.copy_(0.1 * torch.randn(n, generator=g))
-            m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    randomise_frozen_bn(model)
+    g = torch.Generator().manual_seed(2)
     # torchvision leaves the mask predictor's biases at PyTorch's default init; give the logits
     # an offset so the masks are neither all 0 nor all 1 and their comparison means something
     with torch.no_grad():
