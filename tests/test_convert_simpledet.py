@@ -1,9 +1,14 @@
 """SimpleDet zoo checkpoints -> our detectors (simpledet.weights.simpledet_zoo).
 
-For every manifest of SimpleDet's parameter names (../shared/fixtures/simpledet/detectors/) that
-has a config of ours: a synthetic checkpoint with exactly the manifest's names, shaped as SimpleDet's
-layout implies from our parameter shapes, converts with every parameter of our model placed."""
+For every config of ours that SimpleDet has, tests/fixtures/simpledet_manifests/<config>.json holds the
+`arg` / `aux` names and shapes of SimpleDet's own test symbol (tools/simpledet_manifests.py, run with
+MXNet on SimpleDet's config of that name): a synthetic checkpoint with exactly those names and shapes
+converts with every parameter of our model placed, and the converter's model of SimpleDet's layouts
+(`simpledet_shape`) gives SimpleDet's real shapes. The shared name manifests
+(../shared/fixtures/simpledet/detectors/) are checked too; where one disagrees with SimpleDet's own
+symbol, the test is an xfail that says how."""
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -19,16 +24,32 @@ from simpledet.weights.simpledet_zoo import (
     simpledet_shape)
 
 REPO = Path(__file__).resolve().parents[1]
+GENERATED = REPO / "tests" / "fixtures" / "simpledet_manifests"
 FIXTURES = REPO.parent / "shared" / "fixtures"
 DETECTORS = FIXTURES / "simpledet" / "detectors"
 
-MANIFESTS = sorted(str(p.relative_to(DETECTORS).with_suffix("")) for p in DETECTORS.rglob("*.json")
-                   if (REPO / "configs" / p.relative_to(DETECTORS).with_suffix(".py")).is_file()) \
+# configs of ours that are not SimpleDet's (quickstart toys, torchvision ports)
+NOT_SIMPLEDET = ("quickstart/", "torchvision/")
+OUR_CONFIGS = sorted(str(p.relative_to(REPO / "configs").with_suffix("")) for p in (REPO / "configs").rglob("*.py")
+                     if p.name != "__init__.py")
+MANIFESTS = sorted(str(p.relative_to(GENERATED).with_suffix("")) for p in GENERATED.rglob("*.json")
+                   if (REPO / "configs" / p.relative_to(GENERATED).with_suffix(".py")).is_file())
+SHARED = sorted(str(p.relative_to(DETECTORS).with_suffix("")) for p in DETECTORS.rglob("*.json")
+                if (REPO / "configs" / p.relative_to(DETECTORS).with_suffix(".py")).is_file()) \
     if DETECTORS.is_dir() else []
 
 needs_fixtures = pytest.mark.skipif(not DETECTORS.is_dir(), reason=f"fixtures absent: {DETECTORS}")
 
 _SHAPE_CACHE: dict[str, dict[str, tuple[int, ...]]] = {}
+# our parameters SimpleDet has no array for (its convs lack the bias): set to zero by the converter
+_NO_BIAS = {"offset_conv.bias": "_conv2_offset_weight", "neck.reduce.bias": "backbone_reduce_weight"}
+
+
+def _manifest_tool():
+    spec = importlib.util.spec_from_file_location("simpledet_manifests", REPO / "tools" / "simpledet_manifests.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def model_shapes(config: str) -> dict[str, tuple[int, ...]]:
@@ -39,6 +60,12 @@ def model_shapes(config: str) -> dict[str, tuple[int, ...]]:
         _SHAPE_CACHE[config] = {k: tuple(v.shape) for k, v in model.state_dict().items()
                                 if not k.endswith("num_batches_tracked")}
     return _SHAPE_CACHE[config]
+
+
+def generated(config: str) -> dict[str, tuple[int, ...]]:
+    """SimpleDet's own names -> shapes (arg and aux) for `config`."""
+    manifest = json.loads((GENERATED / f"{config}.json").read_text())
+    return {name: tuple(shape) for part in ("arg", "aux") for name, shape in manifest[part].items()}
 
 
 def synthetic(names: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -56,60 +83,114 @@ def synthetic(names: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str,
     return out
 
 
-def _manifest_mismatch(names: list[str], shapes: dict[str, tuple[int, ...]]) -> str | None:
-    """Manifests whose names describe a network our config of that name does not build (each
-    checked against SimpleDet's own config of that name): fixture errors, reported, not converted."""
-    def units(pattern, keys):
-        return max([int(m.group(1)) for k in keys for m in [re.match(pattern, k)] if m] or [0])
-
-    theirs = units(r"^stage3_unit(\d+)_", names)
-    ours = units(r"^(?:backbone\.|backbone\.body\.)layer3\.(\d+)\.", shapes) + 1
-    if theirs != ours:
-        return (f"manifest's backbone has {theirs} stage-3 units, the depth its config name (and SimpleDet's "
-                f"config: depth / get_backbone(..., depth)) gives has {ours}: fixture to regenerate")
-    if any(k.endswith("final_bn.weight") for k in shapes) and any("_sc_bn_" in n for n in names):
-        return ("manifest lists stageN_unit1_sc_bn_* (ResNet v1 shortcut BN) for a ResNet v2 config: mxnext's "
-                "resnet_v2 shortcut is a bare conv: fixture to regenerate")
-    has_fpn_names = any(re.match(r"^P\d_lateral_weight$", n) for n in names)
-    has_fpn = any(k.startswith("neck.lateral_convs.") for k in shapes)
-    if has_fpn_names and not has_fpn:
-        return ("manifest lists FPN neck names (P*_lateral, rpn_conv_cls, anchor_stride*) but SimpleDet's "
-                "config of this name and ours build a C4 / C5-red network (RpnHead: rpn_conv_3x3, "
-                "rpn_cls_logit): fixture to regenerate")
-    if any(re.match(r"^bbox_fc1_(1st|2nd|3rd)_bias$", n) for n in names) and \
-            "roi_heads.stages.0.box_head.fcs.0.bias" not in shapes:
-        return ("SimpleDet's cascade 2fc heads have biases (models/cascade_rcnn/builder.py: "
-                "bbox_fc1_<stage>_bias); our cascade configs set MLPHeadConfig(fc_bias=False): config to fix")
-    return None
-
-
-@needs_fixtures
-@pytest.mark.parametrize("config", MANIFESTS)
-def test_manifest_converts_every_parameter(config):
-    manifest = json.loads((DETECTORS / f"{config}.json").read_text())
-    names = list(manifest["arg"]) + list(manifest["aux"])
-    shapes = model_shapes(config)
-    reason = _manifest_mismatch(names, shapes)
-    if reason:
-        pytest.xfail(reason)
-    report = convert_arrays(synthetic(names, shapes), shapes, config)
-    assert set(report.state) == set(shapes), set(shapes) ^ set(report.state)
+def _check_report(report, names, shapes):
+    assert set(report.state) == set(shapes), sorted(set(shapes) ^ set(report.state))[:5]
     for key, array in report.state.items():
         assert tuple(array.shape) == shapes[key], key
-    # every manifest name is placed or a documented skip
     placed = set(report.origin.values())
     for name in names:
         assert name in placed or name in report.skipped, name
     for name, why in report.skipped.items():
-        assert name.startswith(("anchor_stride", "student_hint", "teacher_")), (name, why)
+        assert name.startswith("anchor_stride"), (name, why)
     # the only parameters not read from the checkpoint: biases SimpleDet's convs lack (DCN offsets, C5-red)
-    assert all(k.endswith(("offset_conv.bias", "neck.reduce.bias")) for k in report.initialised)
+    for key in report.initialised:
+        suffix = next((s for s in _NO_BIAS if key.endswith(s)), None)
+        assert suffix is not None, key
+        weight = report.origin[key[: -len("bias")] + "weight"]
+        assert weight.endswith(_NO_BIAS[suffix]) and weight[: -len("weight")] + "bias" not in names, key
 
 
-def test_manifests_found():
-    if not DETECTORS.is_dir():
-        pytest.skip("fixtures absent")
-    assert len(MANIFESTS) >= 40
+def test_every_simpledet_config_of_ours_has_a_manifest():
+    ours = [c for c in OUR_CONFIGS if not c.startswith(NOT_SIMPLEDET)]
+    assert ours and sorted(ours) == MANIFESTS, sorted(set(ours) ^ set(MANIFESTS))
+
+
+@pytest.mark.parametrize("config", MANIFESTS)
+def test_simpledet_network_converts_every_parameter(config):
+    """SimpleDet's own test network (names and shapes) -> every parameter of our config, shapes
+    through the converter's layout transforms; nothing unmapped, nothing left over."""
+    theirs = generated(config)
+    shapes = model_shapes(config)
+    for name, shape in theirs.items():
+        rule = resolve_name(name, shapes)
+        if isinstance(rule, str):
+            continue
+        assert isinstance(rule, Rule), f"SimpleDet's {name} {shape} maps to nothing in our {config}"
+        assert simpledet_shape(name, rule, shapes[rule.key]) == shape, \
+            (name, shape, rule, shapes[rule.key])
+    arrays = {name: np.broadcast_to(np.float32(0), shape) for name, shape in theirs.items()}
+    report = convert_arrays(arrays, shapes, config)
+    _check_report(report, list(theirs), shapes)
+
+
+@pytest.mark.parametrize("config", MANIFESTS)
+def test_simpledet_head_layouts(config):
+    """The layouts the converter changes, as SimpleDet's symbol has them: RPN objectness 2A (softmax
+    bg/fg) vs our A, box regression 2 x 4 (class-agnostic) or 81 x 4 vs our 4 or 81 x 4, 81 classes
+    with background, bbox_fc* as 1x1 convs vs our Linear."""
+    theirs = generated(config)
+    shapes = model_shapes(config)
+    seen = set()
+    for name, shape in theirs.items():
+        rule = resolve_name(name, shapes)
+        if not isinstance(rule, Rule):
+            continue
+        ours = shapes[rule.key]
+        if rule.kind == "rpn_cls":
+            assert shape[0] == 2 * ours[0] and shape[1:] == ours[1:], (name, shape, ours)
+            seen.add("rpn_cls")
+        elif rule.kind == "bbox_delta" and name.endswith("_weight"):
+            assert (shape[0], ours[0]) in ((8, 4), (324, 324)), (name, shape, ours)
+            seen.add("bbox_delta")
+        elif re.match(r"^bbox_cls_logit(_\w+)?_weight$", name):
+            assert shape[0] == ours[0] == 81, (name, shape, ours)
+        elif re.match(r"^bbox_fc[12](_\w+)?_weight$", name):
+            assert len(shape) == 4 and shape[2:] == (1, 1) and shape[:2] == ours, (name, shape, ours)
+        elif re.match(r"^(cls|bbox)_pred_weight$", name):  # RetinaNet: 9 anchors x 80 classes / 4 deltas
+            assert shape[0] == ours[0] == 9 * (80 if name.startswith("cls") else 4), (name, shape, ours)
+    two_stage = any(k.startswith("rpn.") for k in shapes)
+    assert seen == ({"rpn_cls", "bbox_delta"} if two_stage else set()), seen
+
+
+def test_generated_manifests_come_from_simpledet():
+    for config in MANIFESTS:
+        manifest = json.loads((GENERATED / f"{config}.json").read_text())
+        assert re.match(rf"^TuSimple/simpledet@[0-9a-f]{{40}} config/{re.escape(config)}\.py ", manifest["source"])
+
+
+@needs_fixtures
+@pytest.mark.parametrize("config", SHARED)
+def test_shared_manifest_converts_every_parameter(config):
+    """The shared names-only manifest: converts, or (xfail) says how it differs from SimpleDet's own
+    test symbol of that config (tests/fixtures/simpledet_manifests/)."""
+    manifest = json.loads((DETECTORS / f"{config}.json").read_text())
+    names = list(manifest["arg"]) + list(manifest["aux"])
+    if (GENERATED / f"{config}.json").is_file():
+        diff = _manifest_tool().differences(names, list(generated(config)))
+        if diff:
+            pytest.xfail(f"shared fixture disagrees with SimpleDet's config/{config}.py test symbol "
+                         f"(tests/fixtures/simpledet_manifests/{config}.json): " + "; ".join(diff))
+    shapes = model_shapes(config)
+    report = convert_arrays(synthetic(names, shapes), shapes, config)
+    _check_report(report, names, shapes)
+
+
+@needs_fixtures
+def test_shared_manifests_found():
+    assert len(SHARED) >= 40
+
+
+def test_manifest_differences_described():
+    tool = _manifest_tool()
+    ours = [f"stage3_unit{i}_conv1_weight" for i in range(1, 7)] + \
+        ["stage1_unit1_conv1_weight", "rpn_conv_3x3_weight", "rpn_cls_logit_weight"]
+    theirs = [f"stage3_unit{i}_conv1_weight" for i in range(1, 24)] + \
+        ["stage1_unit1_conv1_weight", "P2_lateral_weight", "rpn_conv_cls_weight", "stage1_unit1_sc_bn_gamma", "anchor_stride4"]
+    text = "; ".join(tool.differences(theirs, ours))
+    assert "shared lists 23 stage3 units, SimpleDet's config builds 6" in text
+    assert "FPN" in text and "rpn_cls_logit, rpn_conv_3x3" in text
+    assert "sc_bn" in text and "anchor_stride4" in text
+    assert tool.differences(ours, list(reversed(ours))) == []
 
 
 def test_rpn_softmax_to_sigmoid():
@@ -161,72 +242,36 @@ def test_unmapped_and_misshaped_fail_with_name():
         convert_arrays({"rpn_conv_weight": np.zeros((4, 4, 3, 3), np.float32)}, shapes)
 
 
-@needs_fixtures
 def test_convert_checkpoint_end_to_end(tmp_path):
-    """A real .params (arg:/aux:) through convert_simpledet_checkpoint into safetensors."""
+    """A real .params (arg:/aux:, SimpleDet's names and shapes) through convert_simpledet_checkpoint
+    into safetensors; the layout changes checked on the values."""
     from simpledet.engine.checkpoint import read_state_dict
     from simpledet.weights.mxnet_format import write_ndarray_file
 
-    config = "retina_r50v1_fpn_1x"
-    manifest = json.loads((DETECTORS / f"{config}.json").read_text())
-    shapes = model_shapes(config)
-    arrays = synthetic(manifest["arg"] + manifest["aux"], shapes)
+    config = "faster_r50v1_fpn_1x"
+    manifest = json.loads((GENERATED / f"{config}.json").read_text())
     aux = set(manifest["aux"])
     rng = np.random.default_rng(3)
     params = {}
-    for name, a in arrays.items():
-        value = np.full(a.shape, rng.uniform(0.5, 1.5), np.float32)
+    for name, shape in list(manifest["arg"].items()) + list(manifest["aux"].items()):
+        size = int(np.prod(shape))
+        value = rng.uniform(0.5, 1.5, size=shape).astype(np.float32) if size <= 1 << 16 else \
+            np.full(shape, rng.uniform(0.5, 1.5), np.float32)
         params[("aux:" if name in aux else "arg:") + name] = value
-    src = tmp_path / "retina-0006.params"
+    src = tmp_path / "faster-0006.params"
     write_ndarray_file(src, params)
-    dst = tmp_path / "retina.safetensors"
+    dst = tmp_path / "faster.safetensors"
     summary = convert_simpledet_checkpoint(src, REPO / "configs" / f"{config}.py", dst)
-    assert "placed" in summary
+    assert "placed" in summary and "anchor_stride4" in summary
     state = read_state_dict(dst)
-    assert torch.equal(state["neck.p7_conv.weight"], torch.from_numpy(params["arg:P7_conv_weight"]))
+    assert torch.equal(state["neck.output_convs.0.weight"], torch.from_numpy(params["arg:P2_conv_weight"]))
     assert torch.equal(state["backbone.layer1.0.bn1.running_var"],
                        torch.from_numpy(params["aux:stage1_unit1_bn1_moving_var"]))
+    cls_w, cls_b = params["arg:rpn_conv_cls_weight"], params["arg:rpn_conv_cls_bias"]  # (6, 256, 1, 1): bg 0:3, fg 3:6
+    torch.testing.assert_close(state["rpn.head.objectness.weight"], torch.from_numpy(cls_w[3:] - cls_w[:3]))
+    torch.testing.assert_close(state["rpn.head.objectness.bias"], torch.from_numpy(cls_b[3:] - cls_b[:3]))
+    assert torch.equal(state["roi_heads.box_head.fcs.0.weight"],
+                       torch.from_numpy(params["arg:bbox_fc1_weight"].reshape(1024, 256 * 49)))
+    assert torch.equal(state["roi_heads.box_predictor.bbox_pred.weight"],
+                       torch.from_numpy(params["arg:bbox_reg_delta_weight"]))  # 81 x 4, per class
     assert json.loads(dst.with_suffix(".json").read_text())["config"]
-
-
-def _candidate_names() -> list[str]:
-    """Every SimpleDet name a detector of ours may need: the manifests' names plus the backbone
-    units of any depth (the manifests' own backbones are wrong for many configs, see above)."""
-    names: dict[str, None] = {}
-    if DETECTORS.is_dir():
-        for path in sorted(DETECTORS.rglob("*.json")):
-            manifest = json.loads(path.read_text())
-            names.update(dict.fromkeys(manifest["arg"] + manifest["aux"]))
-    bn = ("gamma", "beta", "moving_mean", "moving_var")
-    for stage in range(1, 5):
-        for unit in range(1, 37):
-            for layer in ("conv1", "conv2", "conv3", "sc", "conv2_offset"):
-                names.update(dict.fromkeys(f"stage{stage}_unit{unit}_{layer}_{s}" for s in ("weight", "bias")))
-            for layer in ("bn1", "bn2", "bn3", "sc_bn"):
-                names.update(dict.fromkeys(f"stage{stage}_unit{unit}_{layer}_{s}" for s in bn))
-    for stem in ("bn_data", "bn0", "bn1"):
-        names.update(dict.fromkeys(f"{stem}_{s}" for s in bn))
-    for base in ("rpn_conv_3x3", "rpn_cls_logit", "rpn_bbox_delta", "bbox_fc1", "bbox_fc2"):
-        names.update(dict.fromkeys(f"{base}_{s}" for s in ("weight", "bias")))
-    return list(names)
-
-
-@needs_fixtures
-@pytest.mark.parametrize("config", MANIFESTS)
-def test_simpledet_names_cover_our_model(config):
-    """Whatever the manifest says: SimpleDet's naming scheme reaches every parameter of our model
-    (C4 heads, v2, TridentNet, DCN included), and a checkpoint under those names converts."""
-    shapes = model_shapes(config)
-    chosen: dict[str, str] = {}
-    for name in _candidate_names():
-        rule = resolve_name(name, shapes)
-        if isinstance(rule, Rule) and rule.key not in chosen:
-            chosen[rule.key] = name
-    missing = [k for k in shapes if k not in chosen and not k.endswith(("offset_conv.bias", "neck.reduce.bias"))]
-    if missing and all(re.match(r"^roi_heads\.stages\.\d\.box_head\.fcs\.\d\.bias$", k) for k in missing):
-        pytest.xfail("cascade head biases")
-    assert not missing, missing[:5]
-    arrays = synthetic(list(chosen.values()), shapes)
-    report = convert_arrays(arrays, shapes, config)
-    assert set(report.state) == set(shapes)
-    assert all(k.endswith(("offset_conv.bias", "neck.reduce.bias")) for k in report.initialised)
