@@ -49,6 +49,29 @@ echo "== speed, mixed precision" | tee -a "$out/summary.txt"
 echo "== speed, fp32" | tee -a "$out/summary.txt"
 "$py" bench/speed.py --device "$device" "${size[@]}" "${reps[@]}" --json "$out/speed_fp32.json" | tee -a "$out/summary.txt"
 
+echo "== inference: latency at batch 1, throughput at batch 8" | tee -a "$out/summary.txt"
+half=()
+[ "$device" = cuda ] && half=(--half)
+if [ "$small" = 1 ]; then
+  "$py" bench/infer_speed.py --device "$device" --small --json "$out/infer_speed.json" | tee -a "$out/summary.txt"
+else
+  "$py" bench/infer_speed.py --device "$device" "${half[@]}" --repeats 10 --warmup 3 --json "$out/infer_speed.json" | tee -a "$out/summary.txt"
+fi
+
+echo "== data loader against the training step" | tee -a "$out/summary.txt"
+if [ "$small" = 1 ]; then
+  "$py" bench/loader_speed.py --device "$device" --small | tee -a "$out/summary.txt"
+else
+  "$py" bench/loader_speed.py --device "$device" --workers 0 4 8 --steps 10 | tee -a "$out/summary.txt" || true
+fi
+
+echo "== simpledet score against pycocotools" | tee -a "$out/summary.txt"
+if [ "$small" = 1 ]; then
+  "$py" bench/score_speed.py --images 20 | tee -a "$out/summary.txt"
+else
+  "$py" bench/score_speed.py --images 5000 | tee -a "$out/summary.txt"
+fi
+
 echo "== training speed of every family (batch 2)" | tee -a "$out/summary.txt"
 if [ "$small" = 1 ]; then
   "$py" bench/train_speed.py --device "$device" --small --only "Faster R50-FPN" --out "$out/train_speed" | tail -n 6 | tee -a "$out/summary.txt"
@@ -69,4 +92,8 @@ echo "train wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/summary.txt
 tail -n 1 "$out/quickstart/metrics.jsonl" | tee -a "$out/summary.txt"
 "$py" -m simpledet eval configs/quickstart/faster_r18_fpn_shapes.py --weights "$out/quickstart/model_final.safetensors" \
   --out "$out/quickstart/eval" "${data[@]}" train.device="$device" 2>/dev/null | grep -E "maxDets=100 \] |IoU=0.50  " | tee -a "$out/summary.txt"
+if [ "$small" = 0 ] && [ "$device" = cuda ]; then
+  echo "== speed, mixed precision, our backbone compiled (last: compiling takes a while)" | tee -a "$out/summary.txt"
+  "$py" bench/speed.py --device cuda --amp --compile "${size[@]}" --repeats 10 --warmup 5 --json "$out/speed_amp_compile.json" | tee -a "$out/summary.txt"
+fi
 echo "suite done: $out"

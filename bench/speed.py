@@ -42,10 +42,11 @@ CONFIGS = {"faster": "fasterrcnn", "mask": "maskrcnn", "retina": "retinanet"}
 
 
 def our_model(family: str = "faster") -> torch.nn.Module:
-    # torchvision's architecture and settings, with our default fast path (frozen BN folded)
+    # torchvision's architecture and settings, with our default fast path (frozen BN folded,
+    # NHWC memory format) instead of the parity config's bit-exact torchvision arithmetic
     cfg = load_config(REPO / f"configs/torchvision/{CONFIGS[family]}_resnet50_fpn.py",
-                      ["model.backbone.fuse_frozen_bn=true"])
-    return build_model(cfg)
+                      ["model.backbone.fuse_frozen_bn=true", "train.channels_last=true"])
+    return build_model(cfg).to(memory_format=torch.channels_last)
 
 
 def make_inputs(batch: int, height: int, width: int, device, seed: int = 0, masks: bool = False):
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compile", action="store_true", help="torch.compile our backbone (train.compile_backbone)")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     if args.threads:
@@ -121,7 +123,11 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     models = {"torchvision": torchvision_model(args.model).to(device), "ours": our_model(args.model).to(device)}
-    optimizers = {k: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    if args.compile:
+        models["ours"].backbone.compile(dynamic=True)
+    # each side's default SGD: torch's (foreach on GPU) for torchvision, our trainer's fused kernel
+    optimizers = {k: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
+                                     fused=True if k == "ours" else None)
                   for k, m in models.items()}
     images, targets = make_inputs(args.batch, args.height, args.width, device, masks=args.model == "mask")
 

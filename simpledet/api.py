@@ -51,6 +51,8 @@ class Predictor:
         if weights is not None:
             load_weights(self.model, weights)
         self.model.eval().to(self.device)
+        if cfg.test.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         from simpledet.engine.tta import inference_fn
 
         self.detect = inference_fn(self.model, cfg)

@@ -39,6 +39,8 @@ def _checkpoint_categories(weights: Path) -> tuple[list[str], list[int]] | None:
 
 
 def _eval(args) -> None:
+    import torch
+
     from simpledet.api import build_model
     from simpledet.config import load_config
     from simpledet.data.coco import CocoDetection
@@ -60,6 +62,8 @@ def _eval(args) -> None:
         model = build_model(cfg, load_pretrained=False)  # every weight comes from the checkpoint
         load_weights(model, weights)
         model.to(device)
+        if cfg.test.channels_last:
+            model.to(memory_format=torch.channels_last)
         records = run_on_dataset(model, dataset, model_label_to_category_id(cfg, dataset), device,
                                  cfg.data.eval_batch_size, cfg.data.num_workers, detect=inference_fn(model, cfg))
     finally:
@@ -182,6 +186,11 @@ def _score(args) -> None:
         raise UserError(f"{path}: not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if not isinstance(detections, list):
         raise UserError(f"{path}: expected a list of COCO result records")
+    needed = ("image_id", "category_id", "score", "bbox" if args.iou_type == "bbox" else "segmentation")
+    for i, record in enumerate(detections):
+        if not isinstance(record, dict) or any(key not in record for key in needed):
+            raise UserError(f"{path}: record #{i} is not a COCO {args.iou_type} result: it needs the keys "
+                            f"{', '.join(needed)}; got {str(record)[:120]}")
     result = evaluate_detections(args.gt, detections, iou_type=args.iou_type)
     print(format_results(result))
     if args.out:

@@ -275,3 +275,47 @@ def test_convert_checkpoint_end_to_end(tmp_path):
     assert torch.equal(state["roi_heads.box_predictor.bbox_pred.weight"],
                        torch.from_numpy(params["arg:bbox_reg_delta_weight"]))  # 81 x 4, per class
     assert json.loads(dst.with_suffix(".json").read_text())["config"]
+
+
+def test_converted_checkpoint_evaluates_and_predicts(tmp_path, shapes_dir):
+    """`simpledet convert simpledet`, then `eval` and `predict` (no config: the converted
+    checkpoint records it) on the converted model, unchanged, from the command line."""
+    from simpledet.cli import main
+    from simpledet.weights.mxnet_format import write_ndarray_file
+
+    config = REPO / "configs" / "faster_r50v1_fpn_1x.py"
+    manifest = json.loads((GENERATED / "faster_r50v1_fpn_1x.json").read_text())
+    rng = np.random.default_rng(0)
+    params = {}
+    for kind in ("arg", "aux"):
+        for name, shape in manifest[kind].items():
+            if name.endswith(("_gamma", "_moving_var")):
+                value = np.ones(shape, np.float32)
+            elif name.endswith(("_beta", "_moving_mean", "_bias")):
+                value = np.zeros(shape, np.float32)
+            else:  # small weights: finite activations through 50 layers
+                value = (0.01 * rng.standard_normal(shape)).astype(np.float32)
+            params[f"{kind}:{name}"] = value
+    src, dst = tmp_path / "faster_r50v1_fpn_1x-0006.params", tmp_path / "converted.safetensors"
+    write_ndarray_file(src, params)
+    assert main(["convert", "simpledet", str(src), str(dst), "--config", str(config)]) == 0
+
+    # the 80-class model against a ground truth with COCO's 80 categories (two shapes images)
+    gt = json.loads((shapes_dir / "annotations" / "val.json").read_text())
+    images = gt["images"][:2]
+    ids = {img["id"] for img in images}
+    gt = {"images": images, "annotations": [a for a in gt["annotations"] if a["image_id"] in ids],
+          "categories": [{"id": i, "name": f"class{i}"} for i in range(1, 81)]}
+    gt_path = tmp_path / "val80.json"
+    gt_path.write_text(json.dumps(gt))
+    small = ["model.input.test_min_size=128", "model.input.test_max_size=128", "train.device=cpu"]
+    assert main(["eval", str(config), "--weights", str(dst), "--out", str(tmp_path / "eval"),
+                 f"data.val.ann_file={gt_path}", f"data.val.image_dir={shapes_dir / 'val'}", "data.num_workers=0",
+                 *small]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics) >= {"AP", "AP50", "AR100"}
+    image = shapes_dir / "val" / images[0]["file_name"]
+    preds = tmp_path / "preds.json"
+    overrides = [arg for o in small for arg in ("--set", o)]
+    assert main(["predict", "--weights", str(dst), str(image), "--out", str(preds), *overrides]) == 0
+    assert isinstance(json.loads(preds.read_text()), list)

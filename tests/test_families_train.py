@@ -43,7 +43,8 @@ def test_family_trains_on_shapes(family, tmp_path, shapes_dir):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records]
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert sum(losses[-2:]) < sum(losses[:2]), losses
+    # falling: the later half below the start (40 steps of batch 4 are noisy step to step)
+    assert sum(losses[len(losses) // 2:]) / (len(losses) - len(losses) // 2) < losses[0], losses
     model = build_model(small_config(shapes_dir, *extra, config=config))
     model.eval()
     with torch.no_grad():

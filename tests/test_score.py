@@ -41,3 +41,15 @@ def test_score_bad_detections_file(tmp_path, capsys):
     assert main(["score", str(gt), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "dets.json" in err and "Traceback" not in err
+
+
+def test_score_record_without_a_box_is_named(tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 1, "width": 10, "height": 10, "file_name": "a.jpg"}],
+                              "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "score": 0.5},
+                                {"image_id": 1, "category_id": 1, "score": 0.4}]))
+    assert main(["score", str(gt), str(dets)]) == 2
+    err = capsys.readouterr().err
+    assert "dets.json: record #1" in err and "bbox" in err and "Traceback" not in err

@@ -33,6 +33,8 @@ def test_config_builds_trains_and_predicts(name):
                                     "model.input.test_min_size=96", "model.input.test_max_size=128"])
     shrink_proposals(cfg.model)
     model = build_model(cfg)
+    if cfg.train.channels_last:  # as the trainer runs it
+        model.to(memory_format=torch.channels_last)
     model.train()
     images = [torch.rand(3, 100, 120), torch.rand(3, 120, 90)]
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},

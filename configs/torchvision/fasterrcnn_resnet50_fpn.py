@@ -5,7 +5,7 @@ torchvision`). torchvision's layout has 91 classes (COCO category ids, backgroun
 labels are COCO category ids directly: data.contiguous_labels is False.
 """
 
-from simpledet.config import Config, DataConfig, DatasetConfig, TrainConfig
+from simpledet.config import Config, DataConfig, DatasetConfig, TestConfig, TrainConfig
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
 from simpledet.modeling.heads.box_head import MLPHeadConfig
@@ -36,5 +36,7 @@ config = Config(
                     val=DatasetConfig("data/coco/annotations/instances_val2017.json", "data/coco/val2017"),
                     contiguous_labels=False),
     train=TrainConfig(max_iter=90000, steps=(60000, 80000), lr=0.02, lr_reference_batch=16,
-                      warmup_iters=1000, warmup_factor=0.001),
+                      warmup_iters=1000, warmup_factor=0.001, channels_last=False),
+    # NCHW and unfolded frozen BN: torchvision's own arithmetic, bit for bit
+    test=TestConfig(channels_last=False),
 )

@@ -7,7 +7,7 @@ and up to 300 detections are kept. Labels are COCO category ids (data.contiguous
 torchvision's COCO checkpoint: 36.4 box AP.
 """
 
-from simpledet.config import Config, DataConfig, DatasetConfig, TrainConfig
+from simpledet.config import Config, DataConfig, DatasetConfig, TestConfig, TrainConfig
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.retinanet import RetinaNetConfig
 from simpledet.modeling.heads.retina_head import RetinaHeadConfig
@@ -35,5 +35,7 @@ config = Config(
                     contiguous_labels=False),
     # torchvision's reference recipe trains RetinaNet at lr 0.01 for 16 images
     train=TrainConfig(max_iter=90000, steps=(60000, 80000), lr=0.01, lr_reference_batch=16,
-                      warmup_iters=1000, warmup_factor=0.001),
+                      warmup_iters=1000, warmup_factor=0.001, channels_last=False),
+    # NCHW and unfolded frozen BN: torchvision's own arithmetic, bit for bit
+    test=TestConfig(channels_last=False),
 )

@@ -8,6 +8,7 @@ matched (e.g. an empty detection list).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -138,6 +139,26 @@ def _check_detections(ann_file: Path, gt: COCO, detections: list[dict]) -> None:
         raise UserError(f"{ann_file}: detections refer to category ids not in this file: {sorted(bad_cats)[:10]}")
 
 
+def _box_results(ann_file: Path, gt: COCO, detections: list[dict]) -> COCO:
+    """The detections as a COCO results object for box evaluation: what loadRes makes, without the
+    box polygon it adds to every record for segm use (a third of `simpledet score`'s time on a
+    COCO-sized result set). New dicts: the caller's records are left as they were."""
+    annotations = []
+    for i, d in enumerate(detections):
+        try:
+            x, y, w, h = d["bbox"]
+            annotations.append({"image_id": d["image_id"], "category_id": d["category_id"], "bbox": [x, y, w, h],
+                                "score": d["score"], "area": w * h, "id": i + 1, "iscrowd": 0})
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"{ann_file}: detection #{i} is not a COCO box result "
+                            f"(image_id, category_id, bbox [x, y, w, h], score): {err!r}") from None
+    results = COCO(print_function=_quiet)
+    results.dataset = {"images": list(gt.dataset["images"]), "categories": copy.deepcopy(gt.dataset["categories"]),
+                       "annotations": annotations}
+    results.createIndex()
+    return results
+
+
 def evaluate_detections(ann_file: str | Path, detections: list[dict], iou_type: str = "bbox") -> EvalResult:
     """Runs COCOeval on COCO result records against the GT file; see module doc for -1/0."""
     if iou_type not in _IOU_TYPES:
@@ -145,8 +166,7 @@ def evaluate_detections(ann_file: str | Path, detections: list[dict], iou_type: 
     ann_file = Path(ann_file)
     gt = COCO(_load_gt(ann_file), print_function=_quiet)
     _check_detections(ann_file, gt, detections)
-    # loadRes writes id/area/iscrowd into the records: give it copies, not the caller's dicts.
-    dt = gt.loadRes([dict(d) for d in detections])
+    dt = _box_results(ann_file, gt, detections) if iou_type == "bbox" else gt.loadRes([dict(d) for d in detections])
     dt.print_function = _quiet
     coco_eval = COCOeval_faster(gt, dt, iou_type, print_function=_quiet)
     coco_eval.evaluate()

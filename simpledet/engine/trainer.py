@@ -29,6 +29,7 @@ from simpledet.engine import distributed as dist_utils
 from simpledet.engine.distill import build_distiller
 from simpledet.engine.checkpoint import atomic_torch_save, atomic_write_text, load_weights, save_weights
 from simpledet.engine.labels import check_num_classes, label_lookup
+from simpledet.engine.precision import autocast, autocast_dtype
 from simpledet.engine.schedule import lr_factor, scaled_lr
 from simpledet.errors import UserError
 
@@ -65,9 +66,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float) -> torch.optim.Optimizer:
+OPTIMIZER_IMPLS = ("fused", "foreach", "for-loop")
+
+
+def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """SGD with momentum over the trainable parameters; train.optimizer_impl picks the kernels
+    (the update is the same: fused and foreach batch the per-parameter loop of "for-loop")."""
+    impl = cfg.train.optimizer_impl
+    if impl not in OPTIMIZER_IMPLS:
+        raise UserError(f"train.optimizer_impl: {impl!r} is not one of {list(OPTIMIZER_IMPLS)}")
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+    kernels = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
+    if impl == "fused" and device.type not in ("cuda", "cpu"):  # torch's fused SGD kernels
+        kernels = {"foreach": True}
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
+                           **kernels)
 
 
 class Trainer:
@@ -90,13 +103,17 @@ class Trainer:
         self.labels = label_lookup(cfg, self.dataset)
 
         self.model = build_model(cfg).to(self.device)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # convolutions pass NHWC on
         self.distiller = build_distiller(cfg, self.model, self.device) if cfg.distill is not None else None
         self.total_batch = cfg.train.batch_size * self.world_size
         self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
         trainable = [self.model] + ([self.distiller] if self.distiller is not None else [])
-        self.optimizer = make_optimizer(trainable, cfg, self.base_lr)
-        self.use_amp = cfg.train.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.optimizer = make_optimizer(trainable, cfg, self.base_lr, self.device)
+        self.amp_dtype = autocast_dtype(cfg.train.amp, cfg.train.amp_dtype, self.device)
+        # dynamic loss scaling for fp16 (SimpleDet used a fixed 128): grows while gradients stay
+        # finite, halves and skips the step when they overflow; its state is in the checkpoints
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.start_iter = 0
         if self.world_size > 1:
             # Each rank its own random stream for proposal/RoI sampling (the weights are built).
@@ -104,6 +121,10 @@ class Trainer:
         if resume:
             self._resume()
         self.ddp_model = self._wrap(self.model)
+        if cfg.train.compile_backbone:
+            # the backbone alone: its shapes vary only with the padded batch size, while the
+            # heads' data-dependent shapes (proposals, sampled RoIs) would recompile
+            self.model.backbone.compile(dynamic=True)
         if self.is_main:
             save_config(cfg, self.out / "config.json")
 
@@ -188,7 +209,8 @@ class Trainer:
         if self.distiller is not None:
             self.distiller.train()
         loader = build_train_loader(self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed,
-                                    start_iter=self.start_iter, num_replicas=self.world_size, rank=self.rank)
+                                    start_iter=self.start_iter, num_replicas=self.world_size, rank=self.rank,
+                                    pin_memory=self.device.type == "cuda")
         batches = iter(loader)
         metrics_file = open(self.out / "metrics.jsonl", "a") if self.is_main else None
         bar = tqdm(total=cfg.max_iter, initial=self.start_iter, desc="train", dynamic_ncols=True,
@@ -213,7 +235,7 @@ class Trainer:
             last_batch = (images, targets)
             images = [img.to(self.device, non_blocking=True) for img in images]
             targets = [self._to_device(t) for t in targets]
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            with autocast(self.device, self.amp_dtype):
                 losses = self.ddp_model(images, targets)
                 if self.distiller is not None:
                     losses["loss_distill"] = self.distiller.loss()

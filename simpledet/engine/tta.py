@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from simpledet.engine.precision import autocast, autocast_dtype
 from simpledet.structures.nms import class_nms
 
 
@@ -44,9 +45,22 @@ def augmented_inference(model: nn.Module, images: list[Tensor], scales: tuple[in
 
 
 def inference_fn(model: nn.Module, cfg) -> Callable[[list[Tensor]], list[dict]]:
-    """The model itself, or the model under the config's test-time augmentation (cfg.test)."""
+    """The model itself, or the model under the config's test-time augmentation (cfg.test), run
+    in the precision cfg.test asks for (outputs always fp32)."""
     test = cfg.test
     if not test.scales and not test.flip:
-        return model
-    return lambda images: augmented_inference(model, images, tuple(test.scales), test.flip, test.max_size,
-                                              test.nms_thresh, test.nms_method, test.detections_per_img)
+        run = model
+    else:
+        def run(images):
+            return augmented_inference(model, images, tuple(test.scales), test.flip, test.max_size,
+                                       test.nms_thresh, test.nms_method, test.detections_per_img)
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(test.amp, test.amp_dtype, device, key="test.amp_dtype")
+    if dtype is None:
+        return run
+
+    def run_autocast(images):
+        with autocast(device, dtype):
+            outputs = run(images)
+        return [{k: v.float() if v.is_floating_point() else v for k, v in out.items()} for out in outputs]
+    return run_autocast
