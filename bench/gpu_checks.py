@@ -47,7 +47,59 @@ def main() -> int:
     ok = rel < 1e-3
     failures += not ok
     print(f"faster r-cnn FPN features, CPU vs CUDA: max relative diff {rel:.1e} {'ok' if ok else 'FAIL'}")
+    failures += check_fp16_training(dev)
     return 1 if failures else 0
+
+
+def check_fp16_training(dev: torch.device) -> int:
+    """fp16 training with dynamic loss scaling: the scale is in the checkpoint and comes back on
+    resume; host syncs in a training step are counted; fp16 inference returns fp32 detections."""
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    from simpledet.api import Predictor
+    from simpledet.data.shapes import generate_shapes
+    from simpledet.engine.trainer import STATE_FILE, Trainer
+
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "shapes"
+        generate_shapes(data, num_train=16, num_val=4, seed=0)
+        overrides = [f"data.train.ann_file={data / 'annotations/train.json'}", f"data.train.image_dir={data / 'train'}",
+                     f"data.val.ann_file={data / 'annotations/val.json'}", f"data.val.image_dir={data / 'val'}",
+                     "data.num_workers=0", "train.device=cuda", "train.amp=true", "train.checkpoint_every=4",
+                     "train.log_every=4"]
+        cfg = load_config("configs/quickstart/faster_r18_fpn_shapes.py", overrides + ["train.max_iter=4"])
+        trainer = Trainer(cfg, Path(tmp) / "run")
+        trainer.train()
+        saved = torch.load(Path(tmp) / "run" / STATE_FILE, weights_only=True)["scaler"]
+        resumed = Trainer(load_config("configs/quickstart/faster_r18_fpn_shapes.py", overrides + ["train.max_iter=6"]),
+                          Path(tmp) / "run", resume=True)
+        ok = "scale" in saved and resumed.scaler.get_scale() == float(saved["scale"])
+        failures += not ok
+        print(f"fp16 dynamic loss scale in the checkpoint and restored on resume: {saved.get('scale')} "
+              f"{'ok' if ok else 'FAIL'}")
+
+        # host-device synchronisations in one training step (informative: NMS and data-dependent
+        # sizes sync by nature; the loop itself adds none)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                resumed.train()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message) for w in caught)
+        print(f"host syncs in 2 fp16 training steps (incl. one log + checkpoint step): {syncs}")
+
+        predictor = Predictor(load_config("configs/quickstart/faster_r18_fpn_shapes.py",
+                                          overrides + ["test.amp=true"]), device="cuda")
+        det = predictor(torch.rand(3, 128, 128))
+        ok = det["boxes"].dtype == torch.float32 and det["scores"].dtype == torch.float32
+        failures += not ok
+        print(f"fp16 inference returns fp32 detections: {'ok' if ok else 'FAIL'}")
+    return failures
 
 
 if __name__ == "__main__":
