@@ -12,6 +12,7 @@ fair comparison. Writes a markdown table (and JSON) for docs/benchmarks.md.
 
 import argparse
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 from speed import torchvision_model  # the torchvision models exactly as bench/speed.py builds them
 
 from simpledet import build_model, load_config
+from simpledet.zoo_reference import ZOO
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,23 +40,37 @@ def tv_retina():
 
 def ours(config: str, *overrides: str):
     def build():
+        # our default fast path: frozen BN folded, NHWC (the parity configs turn both off)
         cfg = load_config(REPO / "configs" / config, ["model.backbone.fuse_frozen_bn=true", *overrides])
-        return build_model(cfg, load_pretrained=False)
+        return build_model(cfg, load_pretrained=False).to(memory_format=torch.channels_last)
+    build.ours = True
     return build
 
 
-FAMILIES = [  # (row name, builder, needs masks)
-    ("torchvision Faster R50-FPN", tv_faster, False),
-    ("ours_tv Faster R50-FPN", ours("torchvision/fasterrcnn_resnet50_fpn.py"), False),
-    ("ours Faster R50v1b-FPN (zoo)", ours("resnet_v1b/faster_r50v1b_fpn_1x.py"), False),
-    ("ours Faster R50v1-C4 C5-512ROI", ours("faster_r50v1c4_c5_512roi_1x.py"), False),
-    ("torchvision Mask R50-FPN", tv_mask, True),
-    ("ours_tv Mask R50-FPN", ours("torchvision/maskrcnn_resnet50_fpn.py"), True),
-    ("torchvision RetinaNet R50-FPN", tv_retina, False),
-    ("ours_tv RetinaNet R50-FPN", ours("torchvision/retinanet_resnet50_fpn.py"), False),
-    ("ours Cascade R50v1-FPN", ours("cascade_r50v1_fpn_1x.py"), False),
-    ("ours TridentNet R50v1b-C4", ours("resnet_v1b/tridentnet_r50v1bc4_c5_1x.py"), False),
+FAMILIES = [  # (row name, builder, needs masks, SimpleDet zoo config whose img/s and memory it reports)
+    ("torchvision Faster R50-FPN", tv_faster, False, None),
+    ("ours_tv Faster R50-FPN", ours("torchvision/fasterrcnn_resnet50_fpn.py"), False, None),
+    ("ours Faster R50v1-FPN", ours("faster_r50v1_fpn_1x.py"), False, "faster_r50v1_fpn_1x"),
+    ("ours Faster R50v1-C4 C5-512ROI", ours("faster_r50v1c4_c5_512roi_1x.py"), False, "faster_r50v1c4_c5_512roi_1x"),
+    ("torchvision Mask R50-FPN", tv_mask, True, None),
+    ("ours_tv Mask R50-FPN", ours("torchvision/maskrcnn_resnet50_fpn.py"), True, None),
+    ("ours Mask R50v1-FPN", ours("mask_r50v1_fpn_1x.py"), True, "mask_r50v1_fpn_1x"),
+    ("torchvision RetinaNet R50-FPN", tv_retina, False, None),
+    ("ours_tv RetinaNet R50-FPN", ours("torchvision/retinanet_resnet50_fpn.py"), False, None),
+    ("ours RetinaNet R50v1-FPN", ours("retina_r50v1_fpn_1x.py"), False, "retina_r50v1_fpn_1x"),
+    ("ours Cascade R50v1-FPN", ours("cascade_r50v1_fpn_1x.py"), False, "cascade_r50v1_fpn_1x"),
+    ("ours TridentNet R50v2-C4", ours("tridentnet_r50v2c4_c5_1x.py"), False, "tridentnet_r50v2c4_c5_1x"),
 ]
+
+
+def zoo_cell(name: str | None) -> str:
+    """SimpleDet's own training figures for a config, per GPU: "5.4 img/s, 4.2G (8X 1080Ti)"."""
+    row = ZOO.get(name) if name else None
+    if row is None or not row.train_speed:
+        return "-"
+    m = re.match(r"(\d+(?:\.\d+)?) img/s on (\d+)X ([^,]+)", row.train_speed)
+    per_gpu = float(m.group(1)) / int(m.group(2))
+    return f"{per_gpu:.1f} img/s, {row.train_mem} ({m.group(3)})"
 
 
 def make_batch(n, h, w, device, masks, seed=0):
@@ -76,11 +92,13 @@ def make_batch(n, h, w, device, masks, seed=0):
     return images, targets
 
 
-def measure(build, device, amp, images, targets, steps, warmup):
+def measure(build, device, amp_dtype, images, targets, steps, warmup):
     torch.manual_seed(0)
     model = build().to(device).train()
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    # each side's default SGD: our trainer's fused kernel, torch's default for torchvision
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
+                          fused=True if getattr(build, "ours", False) else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -88,8 +106,7 @@ def measure(build, device, amp, images, targets, steps, warmup):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
-                            enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             losses = model(images, targets)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -111,6 +128,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", action="store_true", help="also measure mixed precision")
+    ap.add_argument("--amp-dtype", choices=("float16", "bfloat16"), default=None,
+                    help="default: float16 on GPU, bfloat16 on the CPU")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--height", type=int, default=800)
     ap.add_argument("--width", type=int, default=1216)
@@ -126,23 +145,27 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    amp_dtype = getattr(torch, args.amp_dtype) if args.amp_dtype else \
+        (torch.float16 if device.type == "cuda" else torch.bfloat16)
     rows = []
-    for row, build, masks in FAMILIES:
+    for row, build, masks, zoo in FAMILIES:
         if args.only and not any(s in row for s in args.only.split(",")):
             continue
         images, targets = make_batch(args.batch, args.height, args.width, device, masks)
-        result = {"model": row}
+        result = {"model": row, "zoo": zoo_cell(zoo)}
         for precision in (["fp32", "amp"] if args.amp else ["fp32"]):
             try:
-                ips, peak = measure(build, device, precision == "amp", images, targets, args.steps, args.warmup)
+                ips, peak = measure(build, device, amp_dtype if precision == "amp" else None, images, targets,
+                                    args.steps, args.warmup)
                 result[precision] = {"images_per_s": ips, "peak_gib": peak}
             except Exception as e:  # a family that is not available must not hide the others
                 result[precision] = {"error": f"{type(e).__name__}: {str(e)[:120]}"}
             print(row, precision, result[precision], flush=True)
         rows.append(result)
-    header = f"Training, {args.batch} images of {args.height}x{args.width}, {name}, torch {torch.__version__}"
-    lines = [header, "", "| model | fp32 img/s | fp32 peak GiB |" + (" AMP img/s | AMP peak GiB |" if args.amp else ""),
-             "|---|---|---|" + ("---|---|" if args.amp else "")]
+    header = (f"Training, {args.batch} images of {args.height}x{args.width}, {name}, torch {torch.__version__}"
+              + (f", AMP {str(amp_dtype).replace('torch.', '')}" if args.amp else ""))
+    lines = [header, "", "| model | fp32 img/s | fp32 peak GiB |" + (" AMP img/s | AMP peak GiB |" if args.amp else "")
+             + " SimpleDet zoo, per GPU |", "|---|---|---|" + ("---|---|" if args.amp else "") + "---|"]
     for r in rows:
         cells = []
         for precision in (["fp32", "amp"] if args.amp else ["fp32"]):
@@ -151,7 +174,7 @@ def main():
                 cells += ["error", "-"]
             else:
                 cells += [f"{v['images_per_s']:.1f}", f"{v['peak_gib']:.2f}" if v["peak_gib"] is not None else "-"]
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['zoo']} |")
     (out / "train_speed.md").write_text("\n".join(lines) + "\n")
     (out / "train_speed.json").write_text(json.dumps({"device": name, "settings": vars(args), "rows": rows}, indent=2))
     print("\n".join(lines))
