@@ -3,18 +3,22 @@
 # speed of our Faster R-CNN R50-FPN against torchvision's (mixed precision and fp32: img/s, peak
 # memory), and the quick-start detector trained and evaluated on the device.
 #
-#   bench/gpu_suite.sh [--small] [OUT_DIR]     (default OUT_DIR: runs/gpu_suite)
+#   bench/gpu_suite.sh [--small] [--diagnose] [OUT_DIR]     (default OUT_DIR: runs/gpu_suite)
 #
 # --small shrinks every size so the whole suite runs end to end on a CPU (the tests do this).
+# --diagnose adds, after everything else, runs that explain rather than report (our models in
+# NCHW, bf16, a compiled backbone); they take a few more minutes.
 # Wheels found in .whl/ (e.g. faster-coco-eval for a machine without it) are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 small=0
+diagnose=0
 out=runs/gpu_suite
 for arg in "$@"; do
   case "$arg" in
     --small) small=1 ;;
+    --diagnose) diagnose=1 ;;
     *) out=$arg ;;
   esac
 done
@@ -92,7 +96,12 @@ echo "train wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/summary.txt
 tail -n 1 "$out/quickstart/metrics.jsonl" | tee -a "$out/summary.txt"
 "$py" -m simpledet eval configs/quickstart/faster_r18_fpn_shapes.py --weights "$out/quickstart/model_final.safetensors" \
   --out "$out/quickstart/eval" "${data[@]}" train.device="$device" 2>/dev/null | grep -E "maxDets=100 \] |IoU=0.50  " | tee -a "$out/summary.txt"
-if [ "$small" = 0 ] && [ "$device" = cuda ]; then
+if [ "$diagnose" = 1 ] && [ "$small" = 0 ] && [ "$device" = cuda ]; then
+  echo "== diagnostics: C4 and Faster FPN in NCHW (what channels_last is worth), and bf16" | tee -a "$out/summary.txt"
+  "$py" bench/train_speed.py --device cuda --amp --nchw --only "C4,ours_tv Faster" --steps 10 --warmup 3 \
+    --out "$out/train_speed_nchw" | tail -n 4 | tee -a "$out/summary.txt"
+  "$py" bench/train_speed.py --device cuda --amp --amp-dtype bfloat16 --only "Faster R50-FPN,C4" --steps 10 --warmup 3 \
+    --out "$out/train_speed_bf16" | tail -n 5 | tee -a "$out/summary.txt"
   echo "== speed, mixed precision, our backbone compiled (last: compiling takes a while)" | tee -a "$out/summary.txt"
   "$py" bench/speed.py --device cuda --amp --compile "${size[@]}" --repeats 10 --warmup 5 --json "$out/speed_amp_compile.json" | tee -a "$out/summary.txt"
 fi

@@ -38,11 +38,15 @@ def tv_retina():
     return torchvision_model("retina")
 
 
+NHWC = [True]  # --nchw sets it False: our models in NCHW, to see what channels_last is worth
+
+
 def ours(config: str, *overrides: str):
     def build():
         # our default fast path: frozen BN folded, NHWC (the parity configs turn both off)
         cfg = load_config(REPO / "configs" / config, ["model.backbone.fuse_frozen_bn=true", *overrides])
-        return build_model(cfg, load_pretrained=False).to(memory_format=torch.channels_last)
+        model = build_model(cfg, load_pretrained=False)
+        return model.to(memory_format=torch.channels_last) if NHWC[0] else model
     build.ours = True
     return build
 
@@ -136,12 +140,14 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--small", action="store_true", help="tiny sizes for a CPU smoke run")
+    ap.add_argument("--nchw", action="store_true", help="our models in NCHW instead of their default NHWC")
     ap.add_argument("--only", default="", help="comma-separated substrings of row names to run")
     ap.add_argument("--out", default="runs/train_speed")
     args = ap.parse_args()
     if args.small:
         args.height, args.width, args.steps, args.warmup = 160, 224, 1, 1
     device = torch.device(args.device)
+    NHWC[0] = not args.nchw
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -163,7 +169,8 @@ def main():
             print(row, precision, result[precision], flush=True)
         rows.append(result)
     header = (f"Training, {args.batch} images of {args.height}x{args.width}, {name}, torch {torch.__version__}"
-              + (f", AMP {str(amp_dtype).replace('torch.', '')}" if args.amp else ""))
+              + (f", AMP {str(amp_dtype).replace('torch.', '')}" if args.amp else "")
+              + (", our models in NCHW" if args.nchw else ""))
     lines = [header, "", "| model | fp32 img/s | fp32 peak GiB |" + (" AMP img/s | AMP peak GiB |" if args.amp else "")
              + " SimpleDet zoo, per GPU |", "|---|---|---|" + ("---|---|" if args.amp else "") + "---|"]
     for r in rows:
