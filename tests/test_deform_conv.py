@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -112,3 +113,19 @@ def test_folded_frozen_bn_with_dcn_equals_separate_bn():
     b.square().mean().backward()
     p, q = plain.layer3[5].conv2.offset_conv.weight.grad, fused.layer3[5].conv2.offset_conv.weight.grad
     assert float((p - q).abs().max()) <= 1e-3 * float(p.abs().max())
+
+
+@pytest.mark.parametrize("modulated", [False, True])
+def test_deform_conv_under_cpu_bf16_autocast(modulated):
+    """Mixed precision on the CPU (train.amp_dtype=bfloat16): the layer runs, in fp32, and agrees
+    with its fp32 run up to the bf16 rounding of the offset conv. On average: MXNet's DCNv1 border
+    rule is discontinuous at y = H (full value, then 0), so a rounded offset can flip one tap."""
+    torch.manual_seed(0)
+    conv = DeformConv2d(8, 8, 3, padding=1, deformable_groups=2, modulated=modulated)
+    torch.nn.init.normal_(conv.offset_conv.weight, std=0.05)
+    x = torch.randn(1, 8, 10, 12)
+    reference = conv(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+    assert out.dtype == torch.float32
+    assert (out - reference).abs().mean() < 0.01 * reference.abs().mean()

@@ -80,7 +80,11 @@ class DeformConv2d(nn.Module):
         if scale is not None:
             weight = weight * scale.reshape(-1, 1, 1, 1)
             bias = shift if bias is None else shift + bias * scale
-        return deform_conv2d(x, offset, weight, bias, self.stride, self.padding, self.dilation, mask)
+        # one dtype for torchvision's kernel: under autocast x arrives in bf16 / fp16 while the weights
+        # are fp32; its CUDA autocast wrapper runs the op in fp32, and so do we, on any device
+        dtype = weight.dtype
+        return deform_conv2d(x.to(dtype), offset.to(dtype), weight, bias, self.stride, self.padding, self.dilation,
+                             None if mask is None else mask.to(dtype))
 
     def _mxnet_v1_offsets(self, offset: Tensor, height: int, width: int) -> Tensor:
         """Offsets under which torchvision's zero-padded bilinear sampling reads what MXNet's
@@ -104,7 +108,7 @@ class DeformConv2d(nn.Module):
         gone = -2.0  # all four neighbours outside: torchvision reads 0
         dy = torch.where(outside, gone - base_y, torch.where(y > height - 1, (height - 1) - base_y, dy))
         dx = torch.where(outside, gone - base_x, torch.where(x > width - 1, (width - 1) - base_x, dx))
-        return torch.stack([dy, dx], dim=3).reshape(offset.shape).to(offset.dtype)
+        return torch.stack([dy, dx], dim=3).reshape(offset.shape)  # float32: the kernel runs in fp32
 
     def extra_repr(self) -> str:
         return (f"{self.offset_conv.in_channels}, {self.out_channels}, kernel_size={self.weight.shape[-1]}, "
