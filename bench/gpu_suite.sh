@@ -42,8 +42,7 @@ if [ "$small" = 1 ]; then
 else
   size=(--height 800 --width 1216); reps=(--repeats 20 --warmup 5); iters=600; shapes=(--train 600 --val 100)
 fi
-amp=()
-[ "$device" = cuda ] && amp=(--amp)
+amp=(--amp)  # fp16 autocast on the GPU, bf16 on the CPU (--small)
 
 echo "== GPU-only correctness checks" | tee -a "$out/summary.txt"
 "$py" bench/gpu_checks.py | tee -a "$out/summary.txt"

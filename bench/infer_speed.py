@@ -53,8 +53,9 @@ def main() -> None:
     device = torch.device(args.device)
     half = args.half and device.type == "cuda"
     torch.manual_seed(0)
-    models = {"torchvision": torchvision_model(args.model).to(device).eval(),
-              "ours": our_model(args.model).to(device).eval()}
+    size = (args.height, args.width)
+    models = {"torchvision": torchvision_model(args.model, size).to(device).eval(),
+              "ours": our_model(args.model, size).to(device).eval()}
     images, _ = make_inputs(args.batch, args.height, args.width, device)
 
     latency = measure(models, images[:1], device, half, args.warmup, args.repeats)

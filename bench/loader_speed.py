@@ -109,7 +109,8 @@ def main() -> None:
     overrides = []
     if args.small:
         args.images, args.steps, args.workers = 16, 1, [0]
-        overrides = ["model.input.min_size=(160,)", "model.input.max_size=224"]
+        overrides = ["model.input.min_size=(160,)", "model.input.max_size=224", "model.rpn.pre_nms_top_n_train=200",
+                     "model.rpn.post_nms_top_n_train=100"]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

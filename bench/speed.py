@@ -28,24 +28,39 @@ from simpledet import build_model, load_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def torchvision_model(family: str = "faster") -> torch.nn.Module:
-    # torchvision's *_resnet50_fpn as built around a pretrained backbone: frozen BN, 3 trainable stages
+def torchvision_model(family: str = "faster", size: tuple[int, int] | None = None) -> torch.nn.Module:
+    """torchvision's *_resnet50_fpn as built around a pretrained backbone: frozen BN, 3 trainable
+    stages. `size` (h, w): the resize target, so that inputs of that size run unresized (800x1216
+    and 800x1333 are unresized by the default 800 / 1333 rule anyway)."""
     if family == "retina":
         body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4],
                                      extra_blocks=LastLevelP6P7(256, 256))
-        return RetinaNet(body, num_classes=91)
-    detector = MaskRCNN if family == "mask" else FasterRCNN
-    return detector(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+        model = RetinaNet(body, num_classes=91)
+    else:
+        detector = MaskRCNN if family == "mask" else FasterRCNN
+        model = detector(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+    if size is not None:
+        model.transform.min_size, model.transform.max_size = (min(size),), max(size)
+    return model
+
+
+def size_overrides(size: tuple[int, int] | None) -> list[str]:
+    """Our config's resize rule set so that inputs of `size` run unresized (see torchvision_model)."""
+    if size is None:
+        return []
+    short, long = min(size), max(size)
+    return [f"model.input.min_size=({short},)", f"model.input.max_size={long}",
+            f"model.input.test_min_size={short}", f"model.input.test_max_size={long}"]
 
 
 CONFIGS = {"faster": "fasterrcnn", "mask": "maskrcnn", "retina": "retinanet"}
 
 
-def our_model(family: str = "faster") -> torch.nn.Module:
+def our_model(family: str = "faster", size: tuple[int, int] | None = None) -> torch.nn.Module:
     # torchvision's architecture and settings, with our default fast path (frozen BN folded,
     # NHWC memory format) instead of the parity config's bit-exact torchvision arithmetic
     cfg = load_config(REPO / f"configs/torchvision/{CONFIGS[family]}_resnet50_fpn.py",
-                      ["model.backbone.fuse_frozen_bn=true", "train.channels_last=true"])
+                      ["model.backbone.fuse_frozen_bn=true", "train.channels_last=true", *size_overrides(size)])
     return build_model(cfg).to(memory_format=torch.channels_last)
 
 
@@ -122,7 +137,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    models = {"torchvision": torchvision_model(args.model).to(device), "ours": our_model(args.model).to(device)}
+    size = (args.height, args.width)
+    models = {"torchvision": torchvision_model(args.model, size).to(device),
+              "ours": our_model(args.model, size).to(device)}
     if args.compile:
         models["ours"].backbone.compile(dynamic=True)
     # each side's default SGD: torch's (foreach on GPU) for torchvision, our trainer's fused kernel

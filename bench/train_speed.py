@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from speed import torchvision_model  # the torchvision models exactly as bench/speed.py builds them
+from speed import size_overrides, torchvision_model  # the torchvision models as bench/speed.py builds them
 
 from simpledet import build_model, load_config
 from simpledet.zoo_reference import ZOO
@@ -26,25 +26,26 @@ from simpledet.zoo_reference import ZOO
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tv_faster():
-    return torchvision_model("faster")
+def tv_faster(size):
+    return torchvision_model("faster", size)
 
 
-def tv_mask():
-    return torchvision_model("mask")
+def tv_mask(size):
+    return torchvision_model("mask", size)
 
 
-def tv_retina():
-    return torchvision_model("retina")
+def tv_retina(size):
+    return torchvision_model("retina", size)
 
 
 NHWC = [True]  # --nchw sets it False: our models in NCHW, to see what channels_last is worth
 
 
 def ours(config: str, *overrides: str):
-    def build():
+    def build(size):
         # our default fast path: frozen BN folded, NHWC (the parity configs turn both off)
-        cfg = load_config(REPO / "configs" / config, ["model.backbone.fuse_frozen_bn=true", *overrides])
+        cfg = load_config(REPO / "configs" / config,
+                          ["model.backbone.fuse_frozen_bn=true", *overrides, *size_overrides(size)])
         model = build_model(cfg, load_pretrained=False)
         return model.to(memory_format=torch.channels_last) if NHWC[0] else model
     build.ours = True
@@ -98,7 +99,7 @@ def make_batch(n, h, w, device, masks, seed=0):
 
 def measure(build, device, amp_dtype, images, targets, steps, warmup):
     torch.manual_seed(0)
-    model = build().to(device).train()
+    model = build(tuple(images[0].shape[-2:])).to(device).train()  # inputs run unresized
     # each side's default SGD: our trainer's fused kernel, torch's default for torchvision
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
                           fused=True if getattr(build, "ours", False) else None)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 class ImagePreprocessor(nn.Module):
     def __init__(self, min_size: tuple[int, ...], max_size: int, mean: tuple[float, float, float],
                  std: tuple[float, float, float], pixel_scale: float = 1.0, bgr: bool = False,
-                 size_divisible: int = 32, test_min_size: int | None = None, channels_last: bool = False,
+                 size_divisible: int = 32, test_min_size: int | None = None,
                  test_max_size: int | None = None) -> None:
         super().__init__()
         self.min_size = tuple(min_size)
@@ -27,7 +27,6 @@ class ImagePreprocessor(nn.Module):
         self.pixel_scale = pixel_scale
         self.bgr = bgr
         self.size_divisible = size_divisible
-        self.channels_last = channels_last
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
 
@@ -62,8 +61,6 @@ class ImagePreprocessor(nn.Module):
         batch = images[0].new_zeros((len(images), images[0].shape[0], max_h, max_w))
         for i, img in enumerate(images):
             batch[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None
@@ -112,10 +109,7 @@ class InputConfig:
     pixel_scale: float = 255.0
     bgr: bool = False
     size_divisible: int = 32
-    # NHWC activations and weights: faster convolutions on CPU (oneDNN) and GPU tensor cores
-    channels_last: bool = False
 
     def build(self) -> ImagePreprocessor:
         return ImagePreprocessor(self.min_size, self.max_size, self.mean, self.std, self.pixel_scale,
-                                 self.bgr, self.size_divisible, self.test_min_size, self.channels_last,
-                                 self.test_max_size)
+                                 self.bgr, self.size_divisible, self.test_min_size, self.test_max_size)

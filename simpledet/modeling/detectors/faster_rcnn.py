@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass, field
 
-import torch
 
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
@@ -46,6 +45,4 @@ class FasterRCNNConfig:
             rpn=self.rpn.build(rpn_channels),
             roi_heads=self.roi_heads.build(roi_channels, self.num_classes),
         )
-        if self.input.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         return model

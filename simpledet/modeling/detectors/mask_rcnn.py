@@ -4,7 +4,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
@@ -53,6 +52,4 @@ class MaskRCNNConfig(FasterRCNNConfig):
                                  self.mask_head.resolution)
         model = MaskRCNN(preprocess=faster.preprocess, backbone=faster.backbone, neck=faster.neck,
                          rpn=faster.rpn, roi_heads=roi_heads)
-        if self.input.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         return model

@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass, field
 
-import torch
 
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.one_stage import OneStageDetector
@@ -32,6 +31,4 @@ class RetinaNetConfig:
             neck=neck,
             head=self.head.build(neck.out_channels, self.num_classes),
         )
-        if self.input.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         return model
