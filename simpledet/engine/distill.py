@@ -103,4 +103,7 @@ def build_distiller(cfg, student: nn.Module, device: torch.device, config_dir: P
         teacher_cfg_path = config_dir / d.teacher_config
     teacher = build_model(load_config(teacher_cfg_path), load_pretrained=False)
     load_weights(teacher, d.teacher_weights)
-    return FitNetDistiller(student, teacher.to(device), d.features, d.weight).to(device)
+    teacher.to(device)
+    if cfg.train.channels_last:  # in the student's memory format, as the trainer runs the student
+        teacher.to(memory_format=torch.channels_last)
+    return FitNetDistiller(student, teacher, d.features, d.weight).to(device)
