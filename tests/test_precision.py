@@ -47,7 +47,8 @@ def test_optimizer_impls_make_the_same_update(impl):
     reference, fused_opt = run("fused")
     assert fused_opt.defaults["fused"] is True
     assert (reference[0] - initial).abs().max() > 1e-3  # the parameters did move
-    other, _ = run(impl)
+    other, other_opt = run(impl)
+    assert other_opt.defaults["foreach"] is (impl == "foreach") and not other_opt.defaults["fused"]
     for a, b in zip(reference, other):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
