@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import math
@@ -159,6 +160,18 @@ def test_user_errors(tiny_gt: Path, tmp_path: Path) -> None:
     bad = [{"image_id": 99, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 1.0}]
     with pytest.raises(UserError, match="image ids"):
         evaluate_detections(tiny_gt, bad)
+    no_box = [{"image_id": 1, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 1.0},
+              {"image_id": 1, "category_id": 0, "bbox": [0, 0, 1], "score": 1.0}]
+    with pytest.raises(UserError, match="detection #1 is not a COCO box result"):
+        evaluate_detections(tiny_gt, no_box)
+    assert gc.isenabled()  # scoring pauses the cyclic collector, and restores it even on errors
+
+
+def test_caller_records_left_unchanged(tiny_gt: Path) -> None:
+    records = _perfect(tiny_gt)
+    before = json.dumps(records)
+    evaluate_detections(tiny_gt, records)
+    assert json.dumps(records) == before
 
 
 def test_write_metrics(tmp_path: Path) -> None:
