@@ -64,7 +64,10 @@ def our_model(family: str = "faster", size: tuple[int, int] | None = None) -> to
     return build_model(cfg).to(memory_format=torch.channels_last)
 
 
-def make_inputs(batch: int, height: int, width: int, device, seed: int = 0, masks: bool = False):
+def make_inputs(batch: int, height: int, width: int, device, seed: int = 0, masks: bool = False,
+                label_high: int = 91):
+    """Random images and 8 boxes each, labels drawn from 1..label_high-1 (91: torchvision's COCO
+    category ids; the 80-class zoo models take 80)."""
     g = torch.Generator().manual_seed(seed)
     images = [torch.rand(3, height, width, generator=g).to(device) for _ in range(batch)]
     targets = []
@@ -73,7 +76,7 @@ def make_inputs(batch: int, height: int, width: int, device, seed: int = 0, mask
         xy = torch.rand(n, 2, generator=g) * torch.tensor([width * 0.7, height * 0.7])
         wh = 32 + torch.rand(n, 2, generator=g) * torch.tensor([width * 0.3, height * 0.3])
         boxes = torch.cat([xy, xy + wh], 1)
-        target = {"boxes": boxes.to(device), "labels": torch.randint(1, 91, (n,), generator=g).to(device)}
+        target = {"boxes": boxes.to(device), "labels": torch.randint(1, label_high, (n,), generator=g).to(device)}
         if masks:  # each box filled
             m = torch.zeros(n, height, width, dtype=torch.uint8)
             for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from speed import size_overrides, torchvision_model  # the torchvision models as bench/speed.py builds them
+from speed import make_inputs, size_overrides, torchvision_model  # as bench/speed.py builds them
 
 from simpledet import build_model, load_config
 from simpledet.zoo_reference import ZOO
@@ -76,25 +76,6 @@ def zoo_cell(name: str | None) -> str:
     m = re.match(r"(\d+(?:\.\d+)?) img/s on (\d+)X ([^,]+)", row.train_speed)
     per_gpu = float(m.group(1)) / int(m.group(2))
     return f"{per_gpu:.1f} img/s, {row.train_mem} ({m.group(3)})"
-
-
-def make_batch(n, h, w, device, masks, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = [torch.rand(3, h, w, generator=g).to(device) for _ in range(n)]
-    targets = []
-    for _ in range(n):
-        k = 8
-        xy = torch.rand(k, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
-        wh = 32 + torch.rand(k, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3])
-        boxes = torch.cat([xy, xy + wh], 1)
-        t = {"boxes": boxes.to(device), "labels": torch.randint(1, 80, (k,), generator=g).to(device)}
-        if masks:
-            m = torch.zeros(k, h, w, dtype=torch.uint8)
-            for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
-                m[i, y1:y2, x1:x2] = 1
-            t["masks"] = m.to(device)
-        targets.append(t)
-    return images, targets
 
 
 def measure(build, device, amp_dtype, images, targets, steps, warmup):
@@ -158,7 +139,7 @@ def main():
     for row, build, masks, zoo in FAMILIES:
         if args.only and not any(s in row for s in args.only.split(",")):
             continue
-        images, targets = make_batch(args.batch, args.height, args.width, device, masks)
+        images, targets = make_inputs(args.batch, args.height, args.width, device, masks=masks, label_high=80)
         result = {"model": row, "zoo": zoo_cell(zoo)}
         for precision in (["fp32", "amp"] if args.amp else ["fp32"]):
             try:
