@@ -40,9 +40,14 @@ def main() -> int:
     cfg = load_config("configs/torchvision/fasterrcnn_resnet50_fpn.py")
     model = build_model(cfg).eval()
     batch = torch.rand(1, 3, 480, 640)
-    with torch.no_grad():
-        cpu = model.neck(model.backbone(batch))
-        gpu = model.to(dev).neck(model.backbone(batch.to(dev)))
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # fp32 against fp32: TF32 alone differs by ~1e-3
+    try:
+        with torch.no_grad():
+            cpu = model.neck(model.backbone(batch))
+            gpu = model.to(dev).neck(model.backbone(batch.to(dev)))
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     rel = max(((cpu[k] - gpu[k].cpu()).abs().max() / cpu[k].abs().max()).item() for k in cpu)
     ok = rel < 1e-3
     failures += not ok

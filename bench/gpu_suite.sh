@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one run, made to fit a short GPU lease (well under 8 minutes):
-# speed of our Faster R-CNN R50-FPN against torchvision's (mixed precision and fp32: img/s, peak
-# memory), and the quick-start detector trained and evaluated on the device.
+# Every GPU measurement in one run, made to fit a short GPU lease (about 6 minutes on an H100):
+# GPU-only checks, training speed of our Faster R-CNN R50-FPN against torchvision's (mixed
+# precision), every family's training img/s and memory (fp32 and mixed), inference latency and
+# throughput, scoring against pycocotools, the loader against the model, and the quick-start
+# detector trained and evaluated on the device.
 #
 #   bench/gpu_suite.sh [--small] [--diagnose] [OUT_DIR]     (default OUT_DIR: runs/gpu_suite)
 #
 # --small shrinks every size so the whole suite runs end to end on a CPU (the tests do this).
-# --diagnose adds, after everything else, runs that explain rather than report (our models in
-# NCHW, bf16, a compiled backbone); they take a few more minutes.
+# --diagnose adds, after everything else, runs that explain rather than report (fp32 speed, where a
+# step's time goes, our models in NCHW, bf16, a compiled backbone); a few more minutes. --small
+# runs those that a CPU can.
 # Wheels found in .whl/ (e.g. faster-coco-eval for a machine without it) are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +52,13 @@ echo "== GPU-only correctness checks" | tee -a "$out/summary.txt"
 
 echo "== speed, mixed precision" | tee -a "$out/summary.txt"
 "$py" bench/speed.py --device "$device" "${amp[@]}" "${size[@]}" "${reps[@]}" --json "$out/speed_amp.json" | tee -a "$out/summary.txt"
-echo "== speed, fp32" | tee -a "$out/summary.txt"
-"$py" bench/speed.py --device "$device" "${size[@]}" "${reps[@]}" --json "$out/speed_fp32.json" | tee -a "$out/summary.txt"
+
+echo "== training speed of every family (batch 2)" | tee -a "$out/summary.txt"
+if [ "$small" = 1 ]; then
+  "$py" bench/train_speed.py --device "$device" --small --only "Faster R50-FPN" --out "$out/train_speed" | tail -n 6 | tee -a "$out/summary.txt"
+else
+  "$py" bench/train_speed.py --device "$device" "${amp[@]}" --steps 8 --warmup 3 --out "$out/train_speed" | tail -n 14 | tee -a "$out/summary.txt"
+fi
 
 echo "== inference: latency at batch 1, throughput at batch 8" | tee -a "$out/summary.txt"
 half=()
@@ -61,13 +69,6 @@ else
   "$py" bench/infer_speed.py --device "$device" "${half[@]}" --repeats 10 --warmup 3 --json "$out/infer_speed.json" | tee -a "$out/summary.txt"
 fi
 
-echo "== data loader against the training step" | tee -a "$out/summary.txt"
-if [ "$small" = 1 ]; then
-  "$py" bench/loader_speed.py --device "$device" --small | tee -a "$out/summary.txt"
-else
-  "$py" bench/loader_speed.py --device "$device" --workers 0 4 8 --steps 10 | tee -a "$out/summary.txt" || true
-fi
-
 echo "== simpledet score against pycocotools" | tee -a "$out/summary.txt"
 if [ "$small" = 1 ]; then
   "$py" bench/score_speed.py --images 20 | tee -a "$out/summary.txt"
@@ -75,11 +76,11 @@ else
   "$py" bench/score_speed.py --images 5000 | tee -a "$out/summary.txt"
 fi
 
-echo "== training speed of every family (batch 2)" | tee -a "$out/summary.txt"
+echo "== data loader against the training step" | tee -a "$out/summary.txt"
 if [ "$small" = 1 ]; then
-  "$py" bench/train_speed.py --device "$device" --small --only "Faster R50-FPN" --out "$out/train_speed" | tail -n 6 | tee -a "$out/summary.txt"
+  "$py" bench/loader_speed.py --device "$device" --small | tee -a "$out/summary.txt"
 else
-  "$py" bench/train_speed.py --device "$device" "${amp[@]}" --steps 10 --warmup 3 --out "$out/train_speed" | tail -n 14 | tee -a "$out/summary.txt"
+  "$py" bench/loader_speed.py --device "$device" --workers 0 4 --steps 5 | tee -a "$out/summary.txt" || true
 fi
 
 echo "== quick-start detector trained on $device" | tee -a "$out/summary.txt"
@@ -95,13 +96,26 @@ echo "train wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/summary.txt
 tail -n 1 "$out/quickstart/metrics.jsonl" | tee -a "$out/summary.txt"
 "$py" -m simpledet eval configs/quickstart/faster_r18_fpn_shapes.py --weights "$out/quickstart/model_final.safetensors" \
   --out "$out/quickstart/eval" "${data[@]}" train.device="$device" 2>/dev/null | grep -E "maxDets=100 \] |IoU=0.50  " | tee -a "$out/summary.txt"
+if [ "$diagnose" = 1 ] || [ "$small" = 1 ]; then
+  echo "== speed, fp32" | tee -a "$out/summary.txt"
+  "$py" bench/speed.py --device "$device" "${size[@]}" "${reps[@]}" --json "$out/speed_fp32.json" | tee -a "$out/summary.txt"
+  echo "== where a training step's time goes (host against device), mixed precision" | tee -a "$out/summary.txt"
+  if [ "$small" = 1 ]; then
+    "$py" bench/profile_step.py --device "$device" --small --amp --top 5 | tee -a "$out/summary.txt"
+  else
+    "$py" bench/profile_step.py --device "$device" --amp --only "ours_tv Faster,torchvision Faster" --top 12 \
+      --json "$out/profile_step.json" 2>/dev/null | tee -a "$out/summary.txt"
+  fi
+fi
 if [ "$diagnose" = 1 ] && [ "$small" = 0 ] && [ "$device" = cuda ]; then
   echo "== diagnostics: C4 and Faster FPN in NCHW (what channels_last is worth), and bf16" | tee -a "$out/summary.txt"
-  "$py" bench/train_speed.py --device cuda --amp --nchw --only "C4,ours_tv Faster" --steps 10 --warmup 3 \
+  "$py" bench/train_speed.py --device cuda --amp --nchw --only "C4 C5-512ROI,ours_tv Faster" --steps 10 --warmup 3 \
     --out "$out/train_speed_nchw" | tail -n 4 | tee -a "$out/summary.txt"
-  "$py" bench/train_speed.py --device cuda --amp --amp-dtype bfloat16 --only "Faster R50-FPN,C4" --steps 10 --warmup 3 \
+  "$py" bench/train_speed.py --device cuda --amp --amp-dtype bfloat16 --only "ours_tv Faster,torchvision Faster,C4 C5-512ROI" --steps 10 --warmup 3 \
     --out "$out/train_speed_bf16" | tail -n 5 | tee -a "$out/summary.txt"
   echo "== speed, mixed precision, our backbone compiled (last: compiling takes a while)" | tee -a "$out/summary.txt"
-  "$py" bench/speed.py --device cuda --amp --compile "${size[@]}" --repeats 10 --warmup 5 --json "$out/speed_amp_compile.json" | tee -a "$out/summary.txt"
+  timeout 200 "$py" bench/speed.py --device cuda --amp --compile "${size[@]}" --repeats 10 --warmup 5 \
+    --json "$out/speed_amp_compile.json" | tee -a "$out/summary.txt" || echo "compiled run stopped (timeout 200 s)"
+
 fi
 echo "suite done: $out"

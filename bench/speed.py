@@ -1,6 +1,7 @@
 """Speed of our Faster / Mask R-CNN and RetinaNet R50-FPN against torchvision's *_resnet50_fpn.
 
-Same architecture (ResNet-50 v1b, FPN, frozen BN, stem + stage 1 frozen), random weights, the
+Same architecture (ResNet-50 v1b, FPN, frozen BN, stem + stage 1 frozen), random weights (frozen BN
+calibrated on the input, see calibrate_frozen_bn), the
 same inputs, the two models interleaved in one process so that machine noise hits both. Reports
 median seconds per training step (batch 2) and per inference (1 image), and the ratio
 ours / torchvision (below 1.0: we are faster).
@@ -64,6 +65,36 @@ def our_model(family: str = "faster", size: tuple[int, int] | None = None) -> to
     return build_model(cfg).to(memory_format=torch.channels_last)
 
 
+@torch.no_grad()
+def calibrate_frozen_bn(model: torch.nn.Module, images: list[torch.Tensor]) -> None:
+    """Sets every frozen BN's statistics to those of its input on `images`, layer after layer.
+
+    With random weights a deep ResNet's activations grow block after block (to ~1e4 at C4 for the
+    zoo's v1 backbones), past fp16's range: mixed-precision steps would then time inf and NaN
+    arithmetic. Calibrated, activations have the size a pretrained network's have. Applied to
+    both sides of every comparison; it changes values, not the work done."""
+    folded = [m for m in model.modules() if getattr(m, "fuse_frozen_bn", False)]
+    for m in folded:  # the BN modules must run to see their inputs
+        m.fuse_frozen_bn = False
+
+    def take_statistics(module, args):
+        x = args[0].float()
+        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        module.running_var.copy_(x.var(dim=(0, 2, 3)))
+
+    hooks = [m.register_forward_pre_hook(take_statistics) for m in model.modules()
+             if type(m).__name__ == "FrozenBatchNorm2d"]  # ours and torchvision's
+    was_training = model.training
+    try:
+        model.eval()(images)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m in folded:
+            m.fuse_frozen_bn = True
+        model.train(was_training)
+
+
 def make_inputs(batch: int, height: int, width: int, device, seed: int = 0, masks: bool = False,
                 label_high: int = 91):
     """Random images and 8 boxes each, labels drawn from 1..label_high-1 (91: torchvision's COCO
@@ -91,17 +122,38 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_train_step(model, optimizer, images, targets, device, amp):
+def time_train_step(model, optimizer, images, targets, device, amp, scaler=None):
+    """Seconds for one training step (forward, backward, SGD), as our trainer runs it: fp16
+    autocast with dynamic loss scaling when `amp` on a GPU (`scaler`), bf16 on the CPU."""
     sync(device)
     start = time.perf_counter()
     with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=amp):
         losses = model(images, targets)
     loss = sum(losses.values())
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     sync(device)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if not torch.isfinite(loss) and model not in NON_FINITE:  # timed on inf / NaN arithmetic: say so
+        NON_FINITE.append(model)
+        print(f"NON-FINITE training loss ({type(model).__name__}): timings of this model are not meaningful")
+    return seconds
+
+
+NON_FINITE: list[torch.nn.Module] = []
+
+
+def sgd(params, ours: bool, loss_scaling: bool) -> torch.optim.Optimizer:
+    """Each side's default SGD: torch's (foreach on GPU) for torchvision; our trainer's fused
+    kernel for ours, foreach under fp16 loss scaling (engine/trainer.py make_optimizer says why)."""
+    fused = True if ours and not loss_scaling else None
+    return torch.optim.SGD([p for p in params if p.requires_grad], lr=1e-4, momentum=0.9, fused=fused)
 
 
 @torch.inference_mode()
@@ -143,13 +195,16 @@ def main() -> None:
     size = (args.height, args.width)
     models = {"torchvision": torchvision_model(args.model, size).to(device),
               "ours": our_model(args.model, size).to(device)}
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes; both models alike
     if args.compile:
         models["ours"].backbone.compile(dynamic=True)
-    # each side's default SGD: torch's (foreach on GPU) for torchvision, our trainer's fused kernel
-    optimizers = {k: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
-                                     fused=True if k == "ours" else None)
-                  for k, m in models.items()}
+    fp16 = args.amp and device.type == "cuda"  # fp16 autocast needs loss scaling; bf16 (CPU) does not
+    optimizers = {k: sgd(m.parameters(), ours=k == "ours", loss_scaling=fp16) for k, m in models.items()}
+    scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
     images, targets = make_inputs(args.batch, args.height, args.width, device, masks=args.model == "mask")
+    for model in models.values():
+        calibrate_frozen_bn(model, images)
 
     results = {}
     for phase in ("train", "inference"):
@@ -158,7 +213,7 @@ def main() -> None:
             for name, model in models.items():  # interleaved
                 if phase == "train":
                     model.train()
-                    t = time_train_step(model, optimizers[name], images, targets, device, args.amp)
+                    t = time_train_step(model, optimizers[name], images, targets, device, args.amp, scalers[name])
                 else:
                     model.eval()
                     t = time_inference(model, images[:1], device, args.amp)
@@ -173,7 +228,8 @@ def main() -> None:
         for name, model in models.items():
             model.train()
             results["train"][name]["peak_memory_gib"] = peak_memory(
-                lambda: time_train_step(model, optimizers[name], images, targets, device, args.amp), device)
+                lambda: time_train_step(model, optimizers[name], images, targets, device, args.amp, scalers[name]),
+                device)
         results["device_name"] = torch.cuda.get_device_name(device)
     else:
         results["device_name"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from speed import make_inputs, size_overrides, torchvision_model  # as bench/speed.py builds them
+from speed import calibrate_frozen_bn, make_inputs, sgd, size_overrides, torchvision_model  # as bench/speed.py
 
 from simpledet import build_model, load_config
 from simpledet.zoo_reference import ZOO
@@ -81,16 +81,16 @@ def zoo_cell(name: str | None) -> str:
 def measure(build, device, amp_dtype, images, targets, steps, warmup):
     torch.manual_seed(0)
     model = build(tuple(images[0].shape[-2:])).to(device).train()  # inputs run unresized
-    # each side's default SGD: our trainer's fused kernel, torch's default for torchvision
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
-                          fused=True if getattr(build, "ours", False) else None)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    calibrate_frozen_bn(model, images)  # both sides alike: no fp16 overflow from random weights
+    fp16 = amp_dtype == torch.float16
+    opt = sgd(model.parameters(), ours=getattr(build, "ours", False), loss_scaling=fp16)
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
     times = []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     for i in range(warmup + steps):
         if device.type == "cuda":
             torch.cuda.synchronize()
+            if i == warmup:  # after cuDNN's algorithm search, whose trial workspaces are no model's
+                torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             losses = model(images, targets)
@@ -104,6 +104,8 @@ def measure(build, device, amp_dtype, images, targets, steps, warmup):
         if i >= warmup:
             times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    if not torch.isfinite(loss):  # timed on inf / NaN arithmetic: no measurement
+        raise FloatingPointError(f"non-finite training loss {float(loss)}")
     del model, opt
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -114,6 +116,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", action="store_true", help="also measure mixed precision")
+    ap.add_argument("--amp-only", action="store_true", help="mixed precision alone (a short GPU lease)")
     ap.add_argument("--amp-dtype", choices=("float16", "bfloat16"), default=None,
                     help="default: float16 on GPU, bfloat16 on the CPU")
     ap.add_argument("--batch", type=int, default=2)
@@ -128,8 +131,12 @@ def main():
     args = ap.parse_args()
     if args.small:
         args.height, args.width, args.steps, args.warmup = 160, 224, 1, 1
+    args.amp = args.amp or args.amp_only
+    precisions = ["amp"] if args.amp_only else ["fp32", "amp"] if args.amp else ["fp32"]
     device = torch.device(args.device)
     NHWC[0] = not args.nchw
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes; every model alike
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -141,7 +148,7 @@ def main():
             continue
         images, targets = make_inputs(args.batch, args.height, args.width, device, masks=masks, label_high=80)
         result = {"model": row, "zoo": zoo_cell(zoo)}
-        for precision in (["fp32", "amp"] if args.amp else ["fp32"]):
+        for precision in precisions:
             try:
                 ips, peak = measure(build, device, amp_dtype if precision == "amp" else None, images, targets,
                                     args.steps, args.warmup)
@@ -153,11 +160,12 @@ def main():
     header = (f"Training, {args.batch} images of {args.height}x{args.width}, {name}, torch {torch.__version__}"
               + (f", AMP {str(amp_dtype).replace('torch.', '')}" if args.amp else "")
               + (", our models in NCHW" if args.nchw else ""))
-    lines = [header, "", "| model | fp32 img/s | fp32 peak GiB |" + (" AMP img/s | AMP peak GiB |" if args.amp else "")
-             + " SimpleDet zoo, per GPU |", "|---|---|---|" + ("---|---|" if args.amp else "") + "---|"]
+    titles = {"fp32": " fp32 img/s | fp32 peak GiB |", "amp": " AMP img/s | AMP peak GiB |"}
+    lines = [header, "", "| model |" + "".join(titles[p] for p in precisions) + " SimpleDet zoo, per GPU |",
+             "|---|" + "---|---|" * len(precisions) + "---|"]
     for r in rows:
         cells = []
-        for precision in (["fp32", "amp"] if args.amp else ["fp32"]):
+        for precision in precisions:
             v = r[precision]
             if "error" in v:
                 cells += ["error", "-"]

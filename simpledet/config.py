@@ -66,9 +66,12 @@ class TrainConfig:
     amp: bool = False
     amp_dtype: str = "float16"
     # NHWC weights and activations: faster convolutions (measured: 0.75x the time of NCHW for a
-    # Faster R50-FPN training step on a 2-thread CPU; tensor cores prefer NHWC). False gives
-    # torchvision's NCHW kernels, bit for bit (configs/torchvision/)
+    # Faster R50-FPN training step on a 2-thread CPU; on an H100 less device time, see
+    # docs/benchmarks.md). False gives torchvision's NCHW kernels, bit for bit (configs/torchvision/)
     channels_last: bool = True
+    # let cuDNN time its convolution algorithms for each new input shape (GPU; MXNet's
+    # autotune, on by default in SimpleDet): the first step at each padded size is slower
+    cudnn_benchmark: bool = True
     # SGD implementation: "fused" (one kernel for all parameters, on devices that have it, else
     # foreach), "foreach" (a few batched kernels) or "for-loop" (one update per parameter)
     optimizer_impl: str = "fused"

@@ -21,6 +21,8 @@ def test_gpu_suite_small_runs_end_to_end(tmp_path):
                      "loader / model",          # bench/loader_speed.py
                      "max stat difference",     # bench/score_speed.py
                      "train wall seconds",      # the quick start trained on the device
+                     "host ms by part",         # bench/profile_step.py
+                     "SimpleDet zoo, per GPU",  # bench/train_speed.py
                      "Average Precision"):      # ... and evaluated
         assert expected in summary, expected
     # score_speed: the same 12 numbers as pycocotools (to float64 rounding of the means)

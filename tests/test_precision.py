@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from simpledet.api import Predictor
+from simpledet.config import TrainConfig
 from simpledet.engine.precision import autocast_dtype
 from simpledet.engine.trainer import Trainer, make_optimizer
 from simpledet.errors import UserError
@@ -51,6 +52,33 @@ def test_optimizer_impls_make_the_same_update(impl):
     assert other_opt.defaults["foreach"] is (impl == "foreach") and not other_opt.defaults["fused"]
     for a, b in zip(reference, other):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_loss_scaling_gets_an_sgd_whose_skipped_first_step_leaves_no_trace():
+    """torch's fused SGD leaves uninitialised momentum behind a first step that the fp16 loss
+    scaler skips; the optimizer made for loss scaling skips it cleanly: no state, unchanged
+    weights, then exactly plain SGD's update."""
+    def two_steps(optimizer_for):
+        a = torch.nn.Parameter(torch.zeros(64))
+        b = torch.nn.Parameter(torch.zeros(64))
+        module = torch.nn.Module()
+        module.a, module.b = a, b
+        opt = optimizer_for(module)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        for b_grad in (float("inf"), 1.0):  # an overflow in b: the whole step is skipped
+            opt.zero_grad()
+            scaler.scale(a.sum() * 2.0 + b.sum() * b_grad).backward()
+            scaler.step(opt)
+            scaler.update()
+            if b_grad != 1.0:
+                assert not a.detach().any(), "a skipped step moved the weights"
+                state_after_skip = dict(opt.state)
+        return a.detach(), state_after_skip
+
+    expected = torch.full((64,), -0.2)  # one plain step: lr 0.1 x gradient 2
+    ours, state = two_steps(lambda m: make_optimizer([m], small_config_stub("fused"), 0.1, CPU, loss_scaling=True))
+    assert not state  # no momentum buffer was made by the skipped step
+    torch.testing.assert_close(ours, expected)
 
 
 def small_config_stub(impl: str):
@@ -113,3 +141,13 @@ def test_compile_backbone_traces_and_trains(tmp_path, shapes_dir, monkeypatch):
     trainer.train()
     assert counts["stats"]["unique_graphs"] >= 1
     assert (tmp_path / "run" / "model_final.safetensors").is_file()
+
+
+
+def test_cudnn_benchmark_is_a_train_setting_that_a_cpu_run_leaves_alone(tmp_path, shapes_dir):
+    """train.cudnn_benchmark (on by default, as MXNet's autotune was in SimpleDet) is applied only
+    when training on a GPU; a CPU run does not touch torch's global cuDNN switch."""
+    assert TrainConfig().cudnn_benchmark is True
+    before = torch.backends.cudnn.benchmark
+    Trainer(small_config(shapes_dir, "train.max_iter=1", "train.cudnn_benchmark=false"), tmp_path / "run")
+    assert torch.backends.cudnn.benchmark == before

@@ -69,15 +69,21 @@ def set_rng_state(state: dict) -> None:
 OPTIMIZER_IMPLS = ("fused", "foreach", "for-loop")
 
 
-def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float, device: torch.device,
+                   loss_scaling: bool = False) -> torch.optim.Optimizer:
     """SGD with momentum over the trainable parameters; train.optimizer_impl picks the kernels
-    (the update is the same: fused and foreach batch the per-parameter loop of "for-loop")."""
+    (the update is the same: fused and foreach batch the per-parameter loop of "for-loop").
+
+    With fp16 loss scaling, "fused" gives foreach: torch's fused SGD (2.11 to 2.14 at least)
+    allocates its momentum buffers uninitialised on the first step and leaves them so when the
+    loss scaler skips that step for overflowing gradients, which dynamic scaling's first steps
+    nearly always do; the next step then adds garbage momentum and the weights explode."""
     impl = cfg.train.optimizer_impl
     if impl not in OPTIMIZER_IMPLS:
         raise UserError(f"train.optimizer_impl: {impl!r} is not one of {list(OPTIMIZER_IMPLS)}")
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     kernels = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
-    if impl == "fused" and device.type not in ("cuda", "cpu"):  # torch's fused SGD kernels
+    if impl == "fused" and (loss_scaling or device.type not in ("cuda", "cpu")):  # see above; device support
         kernels = {"foreach": True}
     return torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
                            **kernels)
@@ -105,12 +111,15 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)  # convolutions pass NHWC on
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
         self.distiller = build_distiller(cfg, self.model, self.device) if cfg.distill is not None else None
         self.total_batch = cfg.train.batch_size * self.world_size
         self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
         trainable = [self.model] + ([self.distiller] if self.distiller is not None else [])
-        self.optimizer = make_optimizer(trainable, cfg, self.base_lr, self.device)
         self.amp_dtype = autocast_dtype(cfg.train.amp, cfg.train.amp_dtype, self.device)
+        self.optimizer = make_optimizer(trainable, cfg, self.base_lr, self.device,
+                                        loss_scaling=self.amp_dtype == torch.float16)
         # dynamic loss scaling for fp16 (SimpleDet used a fixed 128): grows while gradients stay
         # finite, halves and skips the step when they overflow; its state is in the checkpoints
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -243,7 +252,7 @@ class Trainer:
             if weight != 1.0:
                 loss = loss * weight
             bad = ~torch.isfinite(loss.detach())
-            first_bad = torch.where(bad & (first_bad < 0), torch.tensor(iteration, device=self.device), first_bad)
+            first_bad = torch.where(bad & (first_bad < 0), iteration, first_bad)  # no host-to-device copy
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.distiller is not None:
