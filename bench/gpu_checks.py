@@ -3,6 +3,7 @@ a plain convolution; a DCN ResNet trains under fp16 autocast), and our Faster R-
 on CUDA against the CPU on the same weights. Prints one line per check; exits 1 if any fails."""
 
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,9 @@ import torch.nn.functional as F
 from simpledet import build_model, load_config
 from simpledet.modeling.backbones.resnet import ResNet
 from simpledet.modeling.layers.deform_conv import DeformConv2d
+
+REPO = Path(__file__).resolve().parents[1]  # configs are found from any working directory
+QUICKSTART = REPO / "configs/quickstart/faster_r18_fpn_shapes.py"
 
 
 def main() -> int:
@@ -37,7 +41,7 @@ def main() -> int:
     print(f"dcn resnet fp16 forward/backward on CUDA: {len(grads)} finite gradients {'ok' if ok else 'FAIL'}")
 
     # random weights make near-ties in the detections, so compare the features, not the boxes
-    cfg = load_config("configs/torchvision/fasterrcnn_resnet50_fpn.py")
+    cfg = load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py")
     model = build_model(cfg).eval()
     batch = torch.rand(1, 3, 480, 640)
     tf32 = torch.backends.cudnn.allow_tf32
@@ -61,7 +65,6 @@ def check_fp16_training(dev: torch.device) -> int:
     resume; host syncs in a training step are counted; fp16 inference returns fp32 detections."""
     import tempfile
     import warnings
-    from pathlib import Path
 
     from simpledet.api import Predictor
     from simpledet.data.shapes import generate_shapes
@@ -75,11 +78,11 @@ def check_fp16_training(dev: torch.device) -> int:
                      f"data.val.ann_file={data / 'annotations/val.json'}", f"data.val.image_dir={data / 'val'}",
                      "data.num_workers=0", "train.device=cuda", "train.amp=true", "train.checkpoint_every=4",
                      "train.log_every=4"]
-        cfg = load_config("configs/quickstart/faster_r18_fpn_shapes.py", overrides + ["train.max_iter=4"])
+        cfg = load_config(QUICKSTART, overrides + ["train.max_iter=4"])
         trainer = Trainer(cfg, Path(tmp) / "run")
         trainer.train()
         saved = torch.load(Path(tmp) / "run" / STATE_FILE, weights_only=True)["scaler"]
-        resumed = Trainer(load_config("configs/quickstart/faster_r18_fpn_shapes.py", overrides + ["train.max_iter=6"]),
+        resumed = Trainer(load_config(QUICKSTART, overrides + ["train.max_iter=6"]),
                           Path(tmp) / "run", resume=True)
         ok = "scale" in saved and resumed.scaler.get_scale() == float(saved["scale"])
         failures += not ok
@@ -98,7 +101,7 @@ def check_fp16_training(dev: torch.device) -> int:
         syncs = sum("synchroniz" in str(w.message) for w in caught)
         print(f"host syncs in 2 fp16 training steps (incl. one log + checkpoint step): {syncs}")
 
-        predictor = Predictor(load_config("configs/quickstart/faster_r18_fpn_shapes.py",
+        predictor = Predictor(load_config(QUICKSTART,
                                           overrides + ["test.amp=true"]), device="cuda")
         det = predictor(torch.rand(3, 128, 128))
         ok = det["boxes"].dtype == torch.float32 and det["scores"].dtype == torch.float32

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one run, made to fit a short GPU lease (about 6 minutes on an H100):
+# Every GPU measurement in one run, made to fit a short GPU lease:
 # GPU-only checks, training speed of our Faster R-CNN R50-FPN against torchvision's (mixed
 # precision), every family's training img/s and memory (fp32 and mixed), inference latency and
 # throughput, scoring against pycocotools, the loader against the model, and the quick-start

@@ -59,7 +59,7 @@ def profile_row(name, build, masks, args, device):
     if args.compile and getattr(build, "ours", False):
         model.backbone.compile(dynamic=False)
     amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if args.amp else None
-    optimizer = sgd(model.parameters(), ours=getattr(build, "ours", False), loss_scaling=amp_dtype == torch.float16)
+    optimizer = sgd(model, ours=getattr(build, "ours", False), device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     images, targets = make_inputs(args.batch, *size, device, masks=masks,
                                   label_high=81 if getattr(build, "ours", False) else 91)

@@ -25,6 +25,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from simpledet import build_model, load_config
+from simpledet.config import Config
+from simpledet.engine.trainer import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,11 +151,13 @@ def time_train_step(model, optimizer, images, targets, device, amp, scaler=None)
 NON_FINITE: list[torch.nn.Module] = []
 
 
-def sgd(params, ours: bool, loss_scaling: bool) -> torch.optim.Optimizer:
-    """Each side's default SGD: torch's (foreach on GPU) for torchvision; our trainer's fused
-    kernel for ours, foreach under fp16 loss scaling (engine/trainer.py make_optimizer says why)."""
-    fused = True if ours and not loss_scaling else None
-    return torch.optim.SGD([p for p in params if p.requires_grad], lr=1e-4, momentum=0.9, fused=fused)
+def sgd(model: torch.nn.Module, ours: bool, device) -> torch.optim.Optimizer:
+    """Each side's default SGD: torch's (foreach on GPU) for torchvision, our trainer's (fused,
+    momentum buffers zeroed up front: engine/trainer.py make_optimizer) for ours."""
+    if ours:
+        return make_optimizer([model], Config(), 1e-4, torch.device(device))
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
+                           weight_decay=1e-4)
 
 
 @torch.inference_mode()
@@ -200,7 +204,7 @@ def main() -> None:
     if args.compile:
         models["ours"].backbone.compile(dynamic=True)
     fp16 = args.amp and device.type == "cuda"  # fp16 autocast needs loss scaling; bf16 (CPU) does not
-    optimizers = {k: sgd(m.parameters(), ours=k == "ours", loss_scaling=fp16) for k, m in models.items()}
+    optimizers = {k: sgd(m, ours=k == "ours", device=device) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
     images, targets = make_inputs(args.batch, args.height, args.width, device, masks=args.model == "mask")
     for model in models.values():

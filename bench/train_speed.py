@@ -83,7 +83,7 @@ def measure(build, device, amp_dtype, images, targets, steps, warmup):
     model = build(tuple(images[0].shape[-2:])).to(device).train()  # inputs run unresized
     calibrate_frozen_bn(model, images)  # both sides alike: no fp16 overflow from random weights
     fp16 = amp_dtype == torch.float16
-    opt = sgd(model.parameters(), ours=getattr(build, "ours", False), loss_scaling=fp16)
+    opt = sgd(model, ours=getattr(build, "ours", False), device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=fp16)
     times = []
     for i in range(warmup + steps):

@@ -54,31 +54,29 @@ def test_optimizer_impls_make_the_same_update(impl):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_loss_scaling_gets_an_sgd_whose_skipped_first_step_leaves_no_trace():
+@pytest.mark.parametrize("impl", ["fused", "foreach"])
+def test_a_first_step_skipped_by_the_loss_scaler_leaves_no_trace(impl):
     """torch's fused SGD leaves uninitialised momentum behind a first step that the fp16 loss
-    scaler skips; the optimizer made for loss scaling skips it cleanly: no state, unchanged
-    weights, then exactly plain SGD's update."""
-    def two_steps(optimizer_for):
-        a = torch.nn.Parameter(torch.zeros(64))
-        b = torch.nn.Parameter(torch.zeros(64))
-        module = torch.nn.Module()
-        module.a, module.b = a, b
-        opt = optimizer_for(module)
-        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-        for b_grad in (float("inf"), 1.0):  # an overflow in b: the whole step is skipped
-            opt.zero_grad()
-            scaler.scale(a.sum() * 2.0 + b.sum() * b_grad).backward()
-            scaler.step(opt)
-            scaler.update()
-            if b_grad != 1.0:
-                assert not a.detach().any(), "a skipped step moved the weights"
-                state_after_skip = dict(opt.state)
-        return a.detach(), state_after_skip
-
-    expected = torch.full((64,), -0.2)  # one plain step: lr 0.1 x gradient 2
-    ours, state = two_steps(lambda m: make_optimizer([m], small_config_stub("fused"), 0.1, CPU, loss_scaling=True))
-    assert not state  # no momentum buffer was made by the skipped step
-    torch.testing.assert_close(ours, expected)
+    scaler skips; ours starts from zero buffers: a skipped first step leaves the weights and the
+    momentum untouched, and the next step is exactly plain SGD's first update."""
+    a = torch.nn.Parameter(torch.zeros(64))
+    b = torch.nn.Parameter(torch.zeros(64))
+    module = torch.nn.Module()
+    module.a, module.b = a, b
+    opt = make_optimizer([module], small_config_stub(impl), 0.1, CPU)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for b_grad in (float("inf"), 1.0):  # an overflow in b: the whole first step is skipped
+        opt.zero_grad()
+        scaler.scale(a.sum() * 2.0 + b.sum() * b_grad).backward()
+        scaler.step(opt)
+        scaler.update()
+        if b_grad != 1.0:
+            assert not a.detach().any(), "a skipped step moved the weights"
+            buffer = opt.state.get(a, {}).get("momentum_buffer")
+            assert buffer is None or not buffer.any(), "a skipped step left momentum behind"
+    # plain SGD's first step: lr 0.1 x (gradient 2 + weight decay 1e-4 x 0)
+    torch.testing.assert_close(a.detach(), torch.full((64,), -0.2))
+    torch.testing.assert_close(opt.state[a]["momentum_buffer"], torch.full((64,), 2.0))
 
 
 def small_config_stub(impl: str):
@@ -151,3 +149,23 @@ def test_cudnn_benchmark_is_a_train_setting_that_a_cpu_run_leaves_alone(tmp_path
     before = torch.backends.cudnn.benchmark
     Trainer(small_config(shapes_dir, "train.max_iter=1", "train.cudnn_benchmark=false"), tmp_path / "run")
     assert torch.backends.cudnn.benchmark == before
+
+
+def test_loss_scale_is_checkpointed_and_restored(tmp_path, shapes_dir, monkeypatch):
+    """The dynamic loss scale travels with the checkpoint: saved in train_state.pth, restored on
+    resume. fp16 needs a GPU, so the CPU run gets an enabled scaler that doubles its scale at
+    every finite step (the scaling arithmetic itself is torch's)."""
+    from simpledet.engine.trainer import STATE_FILE
+
+    real_scaler = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler",
+                        lambda device, enabled=True: real_scaler(device, init_scale=64.0, growth_interval=1))
+    extra = ["train.checkpoint_every=2", "train.warmup_iters=1"]
+    trainer = Trainer(small_config(shapes_dir, "train.max_iter=2", *extra), tmp_path / "run")
+    trainer.train()
+    saved = torch.load(tmp_path / "run" / STATE_FILE, weights_only=True)["scaler"]
+    assert saved["scale"] == trainer.scaler.get_scale() == 64.0 * 2 ** 2  # two finite steps
+    resumed = Trainer(small_config(shapes_dir, "train.max_iter=3", *extra), tmp_path / "run", resume=True)
+    assert resumed.scaler.get_scale() == 256.0
+    resumed.train()
+    assert resumed.scaler.get_scale() == 512.0

@@ -69,24 +69,26 @@ def set_rng_state(state: dict) -> None:
 OPTIMIZER_IMPLS = ("fused", "foreach", "for-loop")
 
 
-def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float, device: torch.device,
-                   loss_scaling: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float, device: torch.device) -> torch.optim.Optimizer:
     """SGD with momentum over the trainable parameters; train.optimizer_impl picks the kernels
-    (the update is the same: fused and foreach batch the per-parameter loop of "for-loop").
-
-    With fp16 loss scaling, "fused" gives foreach: torch's fused SGD (2.11 to 2.14 at least)
-    allocates its momentum buffers uninitialised on the first step and leaves them so when the
-    loss scaler skips that step for overflowing gradients, which dynamic scaling's first steps
-    nearly always do; the next step then adds garbage momentum and the weights explode."""
+    (the update is the same: fused and foreach batch the per-parameter loop of "for-loop")."""
     impl = cfg.train.optimizer_impl
     if impl not in OPTIMIZER_IMPLS:
         raise UserError(f"train.optimizer_impl: {impl!r} is not one of {list(OPTIMIZER_IMPLS)}")
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     kernels = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
-    if impl == "fused" and (loss_scaling or device.type not in ("cuda", "cpu")):  # see above; device support
+    if impl == "fused" and device.type not in ("cuda", "cpu"):  # torch's fused SGD kernels
         kernels = {"foreach": True}
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
-                           **kernels)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
+                                **kernels)
+    if kernels.get("fused") and cfg.train.momentum:
+        # torch's fused SGD (2.11 to 2.14 at least) makes its momentum buffers with empty_like on
+        # its first step and leaves them uninitialised when the fp16 loss scaler skips that step
+        # (dynamic scaling's first steps nearly always overflow): the next step would add garbage.
+        # Zero buffers from the start give the first step's update exactly (0.9 * 0 + g = g).
+        for p in params:
+            optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return optimizer
 
 
 class Trainer:
@@ -118,8 +120,7 @@ class Trainer:
         self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
         trainable = [self.model] + ([self.distiller] if self.distiller is not None else [])
         self.amp_dtype = autocast_dtype(cfg.train.amp, cfg.train.amp_dtype, self.device)
-        self.optimizer = make_optimizer(trainable, cfg, self.base_lr, self.device,
-                                        loss_scaling=self.amp_dtype == torch.float16)
+        self.optimizer = make_optimizer(trainable, cfg, self.base_lr, self.device)
         # dynamic loss scaling for fp16 (SimpleDet used a fixed 128): grows while gradients stay
         # finite, halves and skips the step when they overflow; its state is in the checkpoints
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
