@@ -59,7 +59,6 @@ class BoxCoder:
         cy = dy * ref_h[..., None] + ref_cy[..., None]
         w = torch.exp(dw) * ref_w[..., None]
         h = torch.exp(dh) * ref_h[..., None]
-        half = torch.tensor(0.5, dtype=cy.dtype, device=cy.device)
-        half_w = half * w
-        half_h = half * h
+        half_w = 0.5 * w  # exact (a power of two): the same bits as torchvision's tensor(0.5) * w
+        half_h = 0.5 * h
         return torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=-1)

@@ -35,17 +35,18 @@ class Matcher:
         if num_gt == 0:
             zeros = torch.zeros((batch, num_candidates), dtype=torch.int64, device=iou.device)
             return zeros, zeros.clone()  # everything is background
+        # torch.where, not boolean index assignment: no host-device synchronisation
         iou = iou.masked_fill(~gt_valid[:, :, None], -1.0)
         best_iou, matched_idx = iou.max(dim=1)
-        labels = torch.full_like(matched_idx, IGNORE)
-        labels[best_iou >= self.fg_iou] = FOREGROUND
-        labels[(best_iou < self.bg_iou) & (best_iou >= self.bg_iou_low)] = BACKGROUND
+        labels = torch.where(best_iou >= self.fg_iou, FOREGROUND, IGNORE)
+        is_bg = (best_iou < self.bg_iou) & (best_iou >= self.bg_iou_low)
+        labels = torch.where(is_bg, BACKGROUND, labels)
 
         if self.allow_low_quality_matches:
             best_per_gt = iou.max(dim=2, keepdim=True).values  # (B, G, 1)
             # a gt row with no overlap at all claims nothing (and padding rows are -1)
             is_best = (iou == best_per_gt) & (best_per_gt > 0)
-            labels[is_best.any(dim=1)] = FOREGROUND
+            labels = torch.where(is_best.any(dim=1), FOREGROUND, labels)
         # images without any valid ground truth: all background
-        labels[(~gt_valid.any(dim=1))[:, None].expand_as(labels)] = BACKGROUND
+        labels = torch.where(gt_valid.any(dim=1)[:, None], labels, BACKGROUND)
         return matched_idx, labels

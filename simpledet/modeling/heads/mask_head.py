@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import roi_align
+
+from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
 
 
 class MaskHead(nn.Module):
@@ -138,8 +140,8 @@ class MaskHeadConfig:
         """Side of the predicted masks and of their targets: the deconvolution doubles the pool."""
         return 2 * self.pooler_resolution
 
-    def build_pooler(self) -> MultiScaleRoIAlign:
-        return MultiScaleRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
+    def build_pooler(self) -> LevelSortedRoIAlign:
+        return LevelSortedRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
 
     def build(self, in_channels: int, num_classes: int) -> MaskHead:
         return MaskHead(in_channels, num_classes, self.num_convs, self.conv_dim)

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import box_iou, clip_boxes_to_image, remove_small_boxes
 
 from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
 from simpledet.modeling.heads.res5_head import Res5HeadConfig, Res5V2HeadConfig
+from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import class_nms
@@ -71,25 +72,33 @@ class RoIHeads(nn.Module):
         gt_labels = pad_labels([t["labels"].to(device) for t in targets], gt.shape[1], device)
         iou = torch.stack([box_iou(g, b) for g, b in zip(gt, boxes)])  # (B, G, P)
         matched, labels = self.matcher(iou, gt_valid)
-        labels[~box_valid] = IGNORE
+        labels = torch.where(box_valid, labels, IGNORE)
         fg, bg = self.sampler(labels)
         sampled = fg | bg
 
         classes = torch.gather(gt_labels, 1, matched) * fg  # background -> 0
         matched_gt = torch.gather(gt, 1, matched[..., None].expand(-1, -1, 4))
-        box_targets = self.box_coder.encode(boxes[sampled], matched_gt[sampled])
+        # one nonzero for every gather below (boolean indexing would synchronise once each)
+        image, candidate = sampled.nonzero().unbind(1)
         per_image = sampled.sum(dim=1).tolist()
-        self.last_matched_gt = matched[sampled]
-        return list(boxes[sampled].split(per_image)), classes[sampled], box_targets
+        sampled_boxes = boxes[image, candidate]
+        box_targets = self.box_coder.encode(sampled_boxes, matched_gt[image, candidate])
+        is_fg = fg[image, candidate]
+        box_targets = torch.where(is_fg[:, None], box_targets, 0.0)  # background rows are unused
+        self.last_matched_gt = matched[image, candidate]
+        return list(sampled_boxes.split(per_image)), classes[image, candidate], box_targets
 
     def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
+        """Cross-entropy over all sampled RoIs; smooth-L1 of the ground-truth class's deltas over
+        the foreground ones (masked, not indexed: no host-device synchronisation), both over the
+        number sampled."""
         logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
         cls_loss = F.cross_entropy(logits, classes)
-        fg = torch.where(classes > 0)[0]
         deltas = deltas.view(deltas.shape[0], -1, 4)
-        column = torch.zeros_like(fg) if deltas.shape[1] == 1 else classes[fg]
-        box_loss = F.smooth_l1_loss(deltas[fg, column], box_targets[fg], beta=self.box_loss_beta,
-                                    reduction="sum") / max(classes.numel(), 1)
+        column = torch.zeros_like(classes) if deltas.shape[1] == 1 else classes
+        picked = deltas[torch.arange(deltas.shape[0], device=deltas.device), column]
+        box_loss = F.smooth_l1_loss(picked, box_targets, beta=self.box_loss_beta, reduction="none").sum(1)
+        box_loss = torch.where(classes > 0, box_loss, 0.0).sum() / max(classes.numel(), 1)
         return {"loss_cls": cls_loss, "loss_box": box_loss}
 
     @torch.no_grad()
@@ -150,9 +159,9 @@ class RoIHeadsConfig:
     nms_method: str = "nms"  # or "soft_linear", "soft_gaussian" (soft-NMS, SimpleDet's option)
     soft_nms_sigma: float = 0.5
 
-    def build_pooler(self) -> MultiScaleRoIAlign:
+    def build_pooler(self) -> LevelSortedRoIAlign:
         # one level (C4 heads) or several (FPN); the scale of each level is read off its size
-        return MultiScaleRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
+        return LevelSortedRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
 
     def build(self, in_channels: int, num_classes: int) -> RoIHeads:
         pooler = self.build_pooler()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import box_iou, nms
 
 from simpledet.structures.anchors import AnchorGenerator
 from simpledet.structures.box_coder import BoxCoder
@@ -87,7 +87,12 @@ class RPN(nn.Module):
 
     def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int],
                          image_sizes: list[tuple[int, int]]) -> list[Tensor]:
-        """Top-k per level by objectness, clip, drop tiny boxes, NMS per level, keep the best."""
+        """Top-k per level by objectness, clip, drop tiny and low-scoring boxes, NMS within each
+        (image, level), keep each image's best post_nms_top_n.
+
+        The whole batch goes through one NMS call (each (image, level) group shifted apart, so no
+        two groups overlap): three host-device synchronisations for the batch instead of several
+        per image and level."""
         pre_nms = self.pre_nms_top_n[self.training]
         top_idx, level_ids = [], []
         offset = 0
@@ -99,44 +104,60 @@ class RPN(nn.Module):
             offset += count
         top_idx = torch.cat(top_idx, dim=1)
         levels = torch.cat(level_ids)
-        rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
+        num_images, num_levels = boxes.shape[0], len(per_level)
+        rows = torch.arange(num_images, device=boxes.device)[:, None]
         scores = torch.sigmoid(logits[rows, top_idx].float())
         boxes = boxes[rows, top_idx]
+        for i, (height, width) in enumerate(image_sizes):  # clip, as clip_boxes_to_image
+            boxes[i, :, 0::2] = boxes[i, :, 0::2].clamp(0, width)
+            boxes[i, :, 1::2] = boxes[i, :, 1::2].clamp(0, height)
 
-        proposals = []
-        for img_boxes, img_scores, size in zip(boxes, scores, image_sizes):
-            img_boxes = clip_boxes_to_image(img_boxes, size)
-            keep = remove_small_boxes(img_boxes, self.min_size)
-            img_boxes, img_scores, lvl = img_boxes[keep], img_scores[keep], levels[keep]
-            keep = torch.where(img_scores >= self.score_thresh)[0]
-            img_boxes, img_scores, lvl = img_boxes[keep], img_scores[keep], lvl[keep]
-            keep = batched_nms(img_boxes, img_scores, lvl, self.nms_thresh)
-            keep = keep[: self.post_nms_top_n[self.training]]
-            proposals.append(img_boxes[keep])
-        return proposals
+        wh = boxes[..., 2:] - boxes[..., :2]
+        valid = (wh >= self.min_size).all(dim=-1) & (scores >= self.score_thresh)
+        groups = rows * num_levels + levels[None]  # (image, level) pairs, numbered
+        flat = valid.flatten().nonzero().squeeze(1)
+        boxes, scores = boxes.reshape(-1, 4)[flat], scores.flatten()[flat]
+        groups, image_ids = groups.flatten()[flat], rows.expand_as(valid).flatten()[flat]
+        if len(flat):
+            shift = (groups.to(boxes.dtype) * (boxes.max() + 1))[:, None]
+            keep = nms(boxes + shift, scores, self.nms_thresh)  # best first
+        else:
+            keep = flat
+        kept_images = image_ids[keep]
+        keep = keep[torch.sort(kept_images, stable=True).indices]  # by image, best first within
+        counts = torch.bincount(kept_images, minlength=num_images).tolist()
+        post_nms = self.post_nms_top_n[self.training]
+        return [boxes[k[:post_nms]] for k in keep.split(counts)]
 
     def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict],
                image_sizes: list[tuple[int, int]]) -> dict[str, Tensor]:
+        """Objectness (binary cross-entropy) over the sampled anchors, box smooth-L1 over the
+        foreground ones, both divided by the number sampled. Written as masked sums over all
+        anchors rather than by indexing the sampled ones: the same sums, without the host-device
+        synchronisations that boolean indexing costs."""
         gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
         iou = torch.stack([box_iou(g, anchors) for g in gt_boxes]) if gt_boxes.shape[1] else \
             anchors.new_zeros((len(targets), 0, anchors.shape[0]))
         matched, labels = self.matcher(iou, gt_valid)
         if self.allowed_border is not None:
-            labels[~self.inside_image(anchors, image_sizes)] = IGNORE
+            labels = torch.where(self.inside_image(anchors, image_sizes), labels, IGNORE)
         fg, bg = self.sampler(labels)
         sampled = fg | bg
         num_sampled = sampled.sum().clamp(min=1)
 
         logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
         objectness_loss = F.binary_cross_entropy_with_logits(
-            logits[sampled], fg[sampled].to(logits.dtype), reduction="sum") / num_sampled
-        if fg.any():
+            logits, fg.to(logits.dtype), weight=sampled.to(logits.dtype), reduction="sum") / num_sampled
+        anchors = anchors[None].expand(len(targets), -1, -1)
+        if gt_boxes.shape[1]:
             matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
-            target_deltas = self.box_coder.encode(anchors[None].expand_as(matched_boxes)[fg], matched_boxes[fg])
-            box_loss = F.smooth_l1_loss(deltas[fg], target_deltas, beta=self.box_loss_beta,
-                                        reduction="sum") / num_sampled
+            # away from the foreground, regress anchors onto themselves: finite targets, masked out
+            matched_boxes = torch.where(fg[..., None], matched_boxes, anchors)
         else:
-            box_loss = deltas.sum() * 0.0
+            matched_boxes = anchors
+        target_deltas = self.box_coder.encode(anchors, matched_boxes)
+        box_loss = F.smooth_l1_loss(deltas, target_deltas, beta=self.box_loss_beta, reduction="none").sum(-1)
+        box_loss = torch.where(fg, box_loss, 0.0).sum() / num_sampled
         return {"loss_rpn_cls": objectness_loss, "loss_rpn_box": box_loss}
 
     def inside_image(self, anchors: Tensor, image_sizes: list[tuple[int, int]]) -> Tensor:

@@ -1,0 +1,160 @@
+"""The heads' batched, synchronisation-free forms compute what the straightforward per-image,
+boolean-indexed forms compute: the level-sorted RoIAlign against torchvision's
+MultiScaleRoIAlign, one NMS for the whole batch against torchvision's per-image batched_nms, and
+the masked losses against indexing the sampled anchors / RoIs. A training step then waits on the
+device only a handful of times (counted)."""
+
+import collections
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torchvision.ops import MultiScaleRoIAlign, batched_nms, clip_boxes_to_image, remove_small_boxes
+
+from simpledet import build_model
+from simpledet.modeling.heads.rpn import RPNConfig
+from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
+from simpledet.structures.targets import pad_boxes
+
+from .helpers import small_config
+
+
+def random_boxes(n: int, size: float, generator: torch.Generator, min_side: float = 4.0) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=generator) * size * 0.8
+    wh = min_side + torch.rand(n, 2, generator=generator) * size * 0.5
+    return torch.cat([xy, xy + wh], 1)
+
+
+def test_level_sorted_roi_align_equals_torchvision():
+    g = torch.Generator().manual_seed(0)
+    names = ["p2", "p3", "p4", "p5"]
+    features = {n: torch.randn(2, 8, 64 // 2 ** i, 96 // 2 ** i, generator=g, requires_grad=True)
+                for i, n in enumerate(names)}
+    boxes = [random_boxes(40, 250, g, min_side=2.0), random_boxes(25, 250, g, min_side=60.0)]
+    sizes = [(256, 384), (240, 380)]
+    ours = LevelSortedRoIAlign(names, 7, 2)(features, boxes, sizes)
+    reference = MultiScaleRoIAlign(names, 7, 2)(features, boxes, sizes)
+    assert torch.equal(ours, reference)
+    weights = torch.randn(ours.shape, generator=g)
+    ours_grads = torch.autograd.grad((ours * weights).sum(), list(features.values()))
+    reference_grads = torch.autograd.grad((reference * weights).sum(), list(features.values()))
+    for a, b in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(a, b)
+    single = {"c4": features["p3"]}  # C4 heads: one level
+    assert torch.equal(LevelSortedRoIAlign(["c4"], 7, 2)(single, boxes, sizes),
+                       MultiScaleRoIAlign(["c4"], 7, 2)(single, boxes, sizes))
+
+
+def reference_proposals(rpn, boxes, logits, per_level, image_sizes):
+    """Per image: top-k per level, clip, drop small and low-scoring, torchvision's batched_nms by
+    level, keep the best post_nms_top_n (the straightforward form)."""
+    out = []
+    for img_boxes, img_logits, size in zip(boxes, logits, image_sizes):
+        idx, lvl, offset = [], [], 0
+        for level, count in enumerate(per_level):
+            k = min(rpn.pre_nms_top_n[rpn.training], count)
+            idx.append(img_logits[offset:offset + count].topk(k).indices + offset)
+            lvl.append(torch.full((k,), level))
+            offset += count
+        idx, lvl = torch.cat(idx), torch.cat(lvl)
+        b, s = clip_boxes_to_image(img_boxes[idx], size), torch.sigmoid(img_logits[idx])
+        keep = remove_small_boxes(b, rpn.min_size)
+        b, s, lvl = b[keep], s[keep], lvl[keep]
+        keep = torch.where(s >= rpn.score_thresh)[0]
+        b, s, lvl = b[keep], s[keep], lvl[keep]
+        keep = batched_nms(b, s, lvl, rpn.nms_thresh)[: rpn.post_nms_top_n[rpn.training]]
+        out.append(b[keep])
+    return out
+
+
+def test_one_nms_for_the_batch_equals_per_image_nms():
+    g = torch.Generator().manual_seed(1)
+    rpn = RPNConfig(pre_nms_top_n_train=300, post_nms_top_n_train=150, min_size=3.0).build(8)
+    rpn.score_thresh = 0.2
+    per_level = [900, 400, 120]
+    boxes = torch.stack([random_boxes(sum(per_level), 300, g, min_side=1.0) for _ in range(2)])
+    boxes[0, :50] -= 40.0  # some boxes leave the image: clipped
+    logits = torch.randn(2, sum(per_level), generator=g)
+    sizes = [(280, 300), (300, 260)]
+    ours = rpn.select_proposals(boxes.clone(), logits, per_level, sizes)
+    expected = reference_proposals(rpn, boxes, logits, per_level, sizes)
+    assert [len(p) for p in ours] == [len(p) for p in expected] and all(len(p) > 20 for p in ours)
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b)
+
+
+def test_masked_rpn_losses_equal_the_indexed_ones():
+    g = torch.Generator().manual_seed(2)
+    rpn = RPNConfig(allowed_border=0.0).build(8)
+    anchors = random_boxes(600, 200, g)
+    logits = torch.randn(2, 600, generator=g)
+    deltas = 0.3 * torch.randn(2, 600, 4, generator=g)
+    targets = [{"boxes": random_boxes(3, 200, g, min_side=20.0)}, {"boxes": random_boxes(5, 200, g, min_side=20.0)}]
+    sizes = [(200, 200), (190, 210)]
+    torch.manual_seed(0)
+    losses = rpn.losses(anchors, logits, deltas, targets, sizes)
+
+    torch.manual_seed(0)  # the same sampling draws
+    gt, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
+    from torchvision.ops import box_iou
+    matched, labels = rpn.matcher(torch.stack([box_iou(b, anchors) for b in gt]), gt_valid)
+    labels[~rpn.inside_image(anchors, sizes)] = -1
+    fg, bg = rpn.sampler(labels)
+    sampled = fg | bg
+    n = sampled.sum()
+    cls = F.binary_cross_entropy_with_logits(logits[sampled], fg[sampled].float(), reduction="sum") / n
+    matched_boxes = torch.gather(gt, 1, matched[..., None].expand(-1, -1, 4))
+    target = rpn.box_coder.encode(anchors[None].expand_as(matched_boxes)[fg], matched_boxes[fg])
+    box = F.smooth_l1_loss(deltas[fg], target, beta=rpn.box_loss_beta, reduction="sum") / n
+    assert fg.sum() >= 3  # foreground anchors exist, so the box loss is exercised
+    torch.testing.assert_close(losses["loss_rpn_cls"], cls)
+    torch.testing.assert_close(losses["loss_rpn_box"], box)
+
+
+def test_masked_roi_losses_equal_the_indexed_ones():
+    from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
+
+    g = torch.Generator().manual_seed(3)
+    heads = RoIHeadsConfig().build(8, num_classes=5)
+    classes = torch.randint(0, 6, (64,), generator=g)
+    logits, deltas = torch.randn(64, 6, generator=g), torch.randn(64, 24, generator=g)
+    box_targets = torch.randn(64, 4, generator=g)
+    losses = heads.losses(logits, deltas, classes, box_targets)
+    fg = torch.where(classes > 0)[0]
+    picked = deltas.view(64, 6, 4)[fg, classes[fg]]
+    box = F.smooth_l1_loss(picked, box_targets[fg], beta=heads.box_loss_beta, reduction="sum") / 64
+    assert len(fg) > 10
+    torch.testing.assert_close(losses["loss_cls"], F.cross_entropy(logits, classes))
+    torch.testing.assert_close(losses["loss_box"], box)
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts the operators that make the host wait for the device: nonzero, item/tolist
+    (_local_scalar_dense) and boolean-mask indexing (a nonzero inside)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if name in ("aten.nonzero.default", "aten._local_scalar_dense.default"):
+            self.counts[name] += 1
+        if name.startswith("aten.index") and any(getattr(t, "dtype", None) == torch.bool for t in args[1]):
+            self.counts[name + " (boolean mask)"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_faster_rcnn_training_step_synchronises_twice(shapes_dir):
+    """Outside NMS and the per-image RoI counts (tolist), the forward and backward of a training
+    step make two device-dependent sizes: the valid proposals and the sampled RoIs (one nonzero
+    each). Boolean indexing in the heads used to make over forty."""
+    torch.manual_seed(0)
+    model = build_model(small_config(shapes_dir)).train()
+    images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]), "labels": torch.tensor([2, 1])}]
+    with SyncCounter() as counter:
+        losses = model(images, targets)
+        sum(losses.values()).backward()
+    assert counter.counts == {"aten.nonzero.default": 2}, counter.counts
