@@ -1,6 +1,7 @@
 """Inference speed of our Faster / Mask R-CNN and RetinaNet R50-FPN against torchvision's.
 
-Same architecture and random weights (frozen BN calibrated) as bench/speed.py, the same 800x1333 inputs, both models in
+Same architecture and the same random weights (shared, frozen BN calibrated) as bench/speed.py,
+the same 800x1333 inputs, both models in
 `torch.inference_mode`, interleaved in one process. Two numbers per model:
   latency     median seconds for one image (batch 1), pre- and post-processing included;
   throughput  images per second at batch 8 (one call on a list of 8 images).
@@ -18,7 +19,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from speed import CONFIGS, calibrate_frozen_bn, make_inputs, our_model, time_inference, torchvision_model
+from speed import CONFIGS, calibrate_frozen_bn, make_inputs, our_model, share_weights, time_inference, torchvision_model
 
 
 def measure(models: dict, images: list, device, half: bool, warmup: int, repeats: int) -> dict[str, float]:
@@ -59,8 +60,8 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes; both models alike
     images, _ = make_inputs(args.batch, args.height, args.width, device)
-    for model in models.values():
-        calibrate_frozen_bn(model, images[:2])
+    calibrate_frozen_bn(models["torchvision"], images[:2])
+    share_weights(models["ours"], models["torchvision"])  # the same weights: the same detections
 
     latency = measure(models, images[:1], device, half, args.warmup, args.repeats)
     batched = measure(models, images, device, half, args.warmup, args.repeats)

@@ -1,8 +1,9 @@
 """Speed of our Faster / Mask R-CNN and RetinaNet R50-FPN against torchvision's *_resnet50_fpn.
 
-Same architecture (ResNet-50 v1b, FPN, frozen BN, stem + stage 1 frozen), random weights (frozen BN
-calibrated on the input, see calibrate_frozen_bn), the
-same inputs, the two models interleaved in one process so that machine noise hits both. Reports
+Same architecture (ResNet-50 v1b, FPN, frozen BN, stem + stage 1 frozen), the same random weights
+(torchvision's, loaded into ours: share_weights; frozen BN calibrated on the input:
+calibrate_frozen_bn), the same inputs, the two models interleaved in one process so that machine
+noise hits both. Reports
 median seconds per training step (batch 2) and per inference (1 image), and the ratio
 ours / torchvision (below 1.0: we are faster).
 
@@ -27,6 +28,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from simpledet import build_model, load_config
 from simpledet.config import Config
 from simpledet.engine.trainer import make_optimizer
+from simpledet.weights.torchvision import convert_torchvision
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +67,14 @@ def our_model(family: str = "faster", size: tuple[int, int] | None = None) -> to
     cfg = load_config(REPO / f"configs/torchvision/{CONFIGS[family]}_resnet50_fpn.py",
                       ["model.backbone.fuse_frozen_bn=true", "train.channels_last=true", *size_overrides(size)])
     return build_model(cfg).to(memory_format=torch.channels_last)
+
+
+def share_weights(ours: torch.nn.Module, reference: torch.nn.Module) -> None:
+    """torchvision's weights (and frozen BN statistics) in our model, through the converter that
+    `simpledet convert torchvision` uses: both models then compute the same detections (the
+    parity tests check it), so both sides of a timing do the same work, NMS and all."""
+    state, _ = convert_torchvision(reference.state_dict())
+    ours.load_state_dict(state)
 
 
 @torch.no_grad()
@@ -207,8 +217,8 @@ def main() -> None:
     optimizers = {k: sgd(m, ours=k == "ours", device=device) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
     images, targets = make_inputs(args.batch, args.height, args.width, device, masks=args.model == "mask")
-    for model in models.values():
-        calibrate_frozen_bn(model, images)
+    calibrate_frozen_bn(models["torchvision"], images)
+    share_weights(models["ours"], models["torchvision"])
 
     results = {}
     for phase in ("train", "inference"):

@@ -140,7 +140,8 @@ class SyncCounter(TorchDispatchMode):
         name = str(func)
         if name in ("aten.nonzero.default", "aten._local_scalar_dense.default"):
             self.counts[name] += 1
-        if name.startswith("aten.index") and any(getattr(t, "dtype", None) == torch.bool for t in args[1]):
+        if name in ("aten.index.Tensor", "aten.index_put.default", "aten.index_put_.default") and any(
+                getattr(t, "dtype", None) == torch.bool for t in args[1]):
             self.counts[name + " (boolean mask)"] += 1
         return func(*args, **(kwargs or {}))
 
@@ -153,7 +154,8 @@ def test_a_faster_rcnn_training_step_synchronises_twice(shapes_dir):
     model = build_model(small_config(shapes_dir)).train()
     images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
-               {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]), "labels": torch.tensor([2, 1])}]
+               {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]),
+                "labels": torch.tensor([2, 1])}]
     with SyncCounter() as counter:
         losses = model(images, targets)
         sum(losses.values()).backward()
