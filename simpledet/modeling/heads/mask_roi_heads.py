@@ -53,15 +53,18 @@ class MaskRoIHeads(RoIHeads):
     def mask_losses(self, features: dict[str, Tensor], proposals: list[Tensor], classes: Tensor,
                     image_sizes: list[tuple[int, int]], targets: list[dict]) -> Tensor:
         """Loss of the mask branch on the foreground RoIs among the sampled ones."""
-        counts = [len(p) for p in proposals]
-        fg = (classes > 0).split(counts)
-        rois = [p[f] for p, f in zip(proposals, fg)]
-        gt_index = [m[f] for m, f in zip(self.last_matched_gt.split(counts), fg)]
+        # the foreground RoIs of every image, found with one nonzero (indexing each image's
+        # proposals with a boolean mask would wait on the device once per image and tensor)
+        image = torch.cat([torch.full((len(p),), i, device=classes.device) for i, p in enumerate(proposals)])
+        fg = (classes > 0).nonzero().squeeze(1)
+        per_image = torch.bincount(image[fg], minlength=len(proposals)).tolist()
+        rois = list(torch.cat(proposals)[fg].split(per_image))
+        gt_index = list(self.last_matched_gt[fg].split(per_image))
         logits = self.mask_head(self.mask_pooler(features, rois, image_sizes))
         device = logits.device
         gt_masks = [t["masks"].to(device) for t in targets]
         goal = mask_targets(gt_masks, rois, gt_index, image_sizes, self.mask_resolution)
-        return mask_loss(logits, classes[classes > 0], goal)
+        return mask_loss(logits, classes[fg], goal)
 
     def add_masks(self, features: dict[str, Tensor], detections: list[dict],
                   image_sizes: list[tuple[int, int]]) -> None:
