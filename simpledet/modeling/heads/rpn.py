@@ -96,20 +96,20 @@ class RPN(nn.Module):
         batched_nms and boolean filtering do. Per level, not per batch, because NMS costs grow with
         the square of the boxes in a call."""
         ks = [min(self.pre_nms_top_n[self.training], count) for count in per_level]
-        starts = [sum(per_level[:i]) for i in range(len(per_level))]
-        top_idx = torch.cat([logits[:, s:s + n].topk(k, dim=1).indices + s
-                             for s, n, k in zip(starts, per_level, ks)], dim=1)  # (B, K), level blocks
-        rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
+        total, num_images = sum(ks), boxes.shape[0]
+        top_idx = torch.cat([logits[:, start:end].topk(k, dim=1).indices + start
+                             for (start, end), k in zip(_segments(per_level), ks)], dim=1)  # (B, total)
+        rows = torch.arange(num_images, device=boxes.device)[:, None]
         scores = torch.sigmoid(logits[rows, top_idx].float())
         boxes = boxes[rows, top_idx]
         for i, (height, width) in enumerate(image_sizes):  # clip, as clip_boxes_to_image
             boxes[i, :, 0::2] = boxes[i, :, 0::2].clamp(0, width)
             boxes[i, :, 1::2] = boxes[i, :, 1::2].clamp(0, height)
         # flattened level by level, the images within each level: one contiguous run per level
-        order = torch.cat([(rows * sum(ks) + torch.arange(start, end, device=boxes.device)).flatten()
+        order = torch.cat([(rows * total + torch.arange(start, end, device=boxes.device)).flatten()
                            for start, end in _segments(ks)])
-        boxes, scores, images = boxes.reshape(-1, 4)[order], scores.flatten()[order], order // sum(ks)
-        levels = torch.cat([torch.full((len(rows) * k,), level, device=boxes.device) for level, k in enumerate(ks)])
+        boxes, scores, images = boxes.reshape(-1, 4)[order], scores.flatten()[order], order // total
+        levels = torch.cat([torch.full((num_images * k,), level, device=boxes.device) for level, k in enumerate(ks)])
 
         wh = boxes[:, 2:] - boxes[:, :2]
         valid = ((wh >= self.min_size).all(dim=1) & (scores >= self.score_thresh)).nonzero().squeeze(1)
@@ -122,7 +122,7 @@ class RPN(nn.Module):
         keep = torch.cat(kept) if kept else valid[:0]
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
         keep = keep[torch.sort(images[keep], stable=True).indices]  # then by image, best first within
-        per_image = torch.bincount(images[keep], minlength=len(rows)).tolist()
+        per_image = torch.bincount(images[keep], minlength=num_images).tolist()
         post_nms = self.post_nms_top_n[self.training]
         return [boxes[k[:post_nms]] for k in keep.split(per_image)]
 
