@@ -78,12 +78,21 @@ def zoo_cell(name: str | None) -> str:
     return f"{per_gpu:.1f} img/s, {row.train_mem} ({m.group(3)})"
 
 
-def measure(build, device, amp_dtype, images, targets, steps, warmup):
+def prepare(build, device, images) -> torch.nn.Module:
+    """A row's model on the device, frozen BN calibrated (both sides alike: no fp16 overflow from
+    random weights); built once for every precision measured."""
     torch.manual_seed(0)
     model = build(tuple(images[0].shape[-2:])).to(device).train()  # inputs run unresized
-    calibrate_frozen_bn(model, images)  # both sides alike: no fp16 overflow from random weights
+    calibrate_frozen_bn(model, images)
+    model.ours = getattr(build, "ours", False)
+    return model
+
+
+def measure(model, device, amp_dtype, images, targets, steps, warmup):
+    """Images per second (median of `steps` after `warmup`) and peak GiB of training steps, with a
+    fresh SGD (and loss scaler for fp16)."""
     fp16 = amp_dtype == torch.float16
-    opt = sgd(model, ours=getattr(build, "ours", False), device=device)
+    opt = sgd(model, ours=model.ours, device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=fp16)
     times = []
     for i in range(warmup + steps):
@@ -106,9 +115,6 @@ def measure(build, device, amp_dtype, images, targets, steps, warmup):
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     if not torch.isfinite(loss):  # timed on inf / NaN arithmetic: no measurement
         raise FloatingPointError(f"non-finite training loss {float(loss)}")
-    del model, opt
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return len(images) / statistics.median(times), peak
 
 
@@ -148,15 +154,20 @@ def main():
             continue
         images, targets = make_inputs(args.batch, args.height, args.width, device, masks=masks, label_high=80)
         result = {"model": row, "zoo": zoo_cell(zoo)}
+        model = None
         for precision in precisions:
-            try:
-                ips, peak = measure(build, device, amp_dtype if precision == "amp" else None, images, targets,
+            try:  # a family that fails must not hide the others
+                model = model or prepare(build, device, images)
+                ips, peak = measure(model, device, amp_dtype if precision == "amp" else None, images, targets,
                                     args.steps, args.warmup)
                 result[precision] = {"images_per_s": ips, "peak_gib": peak}
-            except Exception as e:  # a family that is not available must not hide the others
+            except Exception as e:
                 result[precision] = {"error": f"{type(e).__name__}: {str(e)[:120]}"}
             print(row, precision, result[precision], flush=True)
         rows.append(result)
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     header = (f"Training, {args.batch} images of {args.height}x{args.width}, {name}, torch {torch.__version__}"
               + (f", AMP {str(amp_dtype).replace('torch.', '')}" if args.amp else "")
               + (", our models in NCHW" if args.nchw else ""))
