@@ -160,3 +160,16 @@ def test_a_faster_rcnn_training_step_synchronises_twice(shapes_dir):
         losses = model(images, targets)
         sum(losses.values()).backward()
     assert counter.counts == {"aten.nonzero.default": 2}, counter.counts
+
+
+def test_inside_image_by_hand():
+    """SimpleDet's allowed_border rule: an anchor is used only if it lies within the image (plus
+    the border), each image with its own size."""
+    rpn = RPNConfig(allowed_border=2.0).build(8)
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0],     # inside both images
+                            [-3.0, 0.0, 10.0, 10.0],    # 3 px left of the border: out
+                            [-2.0, -2.0, 10.0, 10.0],   # on the border: in
+                            [0.0, 0.0, 21.5, 10.0],     # right edge: in for width 20 (< 22), out for 18
+                            [0.0, 0.0, 10.0, 40.0]])    # bottom edge: out for height 30, in for 40
+    inside = rpn.inside_image(anchors, [(30, 20), (40, 18)])
+    assert inside.tolist() == [[True, False, True, True, False], [True, False, True, False, True]]

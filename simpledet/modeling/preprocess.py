@@ -86,11 +86,12 @@ class ImagePreprocessor(nn.Module):
 
 
 def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
-    """Rescale x1y1x2y2 boxes from an image of from_size (h, w) to one of to_size."""
-    ratio_h = torch.tensor(to_size[0], dtype=torch.float32, device=boxes.device) / torch.tensor(
-        from_size[0], dtype=torch.float32, device=boxes.device)
-    ratio_w = torch.tensor(to_size[1], dtype=torch.float32, device=boxes.device) / torch.tensor(
-        from_size[1], dtype=torch.float32, device=boxes.device)
+    """Rescale x1y1x2y2 boxes from an image of from_size (h, w) to one of to_size.
+
+    The ratios are float32, as torchvision computes them (bit-identical boxes), but 0-d tensors on
+    the CPU: a GPU kernel takes them as scalars, with no host-to-device copy."""
+    ratio_h = torch.tensor(to_size[0], dtype=torch.float32) / torch.tensor(from_size[0], dtype=torch.float32)
+    ratio_w = torch.tensor(to_size[1], dtype=torch.float32) / torch.tensor(from_size[1], dtype=torch.float32)
     x1, y1, x2, y2 = boxes.unbind(1)
     return torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1)
 

@@ -159,10 +159,10 @@ class RPN(nn.Module):
 
     def inside_image(self, anchors: Tensor, image_sizes: list[tuple[int, int]]) -> Tensor:
         """(B, A) mask of anchors within allowed_border pixels of each image (SimpleDet: 0)."""
-        hw = torch.tensor(image_sizes, dtype=anchors.dtype, device=anchors.device)  # (B, 2)
         border = self.allowed_border
-        return ((anchors[None, :, 0] >= -border) & (anchors[None, :, 1] >= -border)
-                & (anchors[None, :, 2] < hw[:, 1:2] + border) & (anchors[None, :, 3] < hw[:, 0:1] + border))
+        top_left = (anchors[:, 0] >= -border) & (anchors[:, 1] >= -border)
+        return torch.stack([top_left & (anchors[:, 2] < w + border) & (anchors[:, 3] < h + border)
+                            for h, w in image_sizes])  # per image, Python bounds: no host-to-device copy
 
 
 @dataclass
