@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from speed import CONFIGS, calibrate_frozen_bn, make_inputs, our_model, share_weights, time_inference, torchvision_model
+from speed import CONFIGS, make_inputs, matched_pair, time_inference
 
 
 def measure(models: dict, images: list, device, half: bool, warmup: int, repeats: int) -> dict[str, float]:
@@ -55,13 +55,8 @@ def main() -> None:
     half = args.half and device.type == "cuda"
     torch.manual_seed(0)
     size = (args.height, args.width)
-    models = {"torchvision": torchvision_model(args.model, size).to(device).eval(),
-              "ours": our_model(args.model, size).to(device).eval()}
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes; both models alike
     images, _ = make_inputs(args.batch, args.height, args.width, device)
-    calibrate_frozen_bn(models["torchvision"], images[:2])
-    share_weights(models["ours"], models["torchvision"])  # the same weights: the same detections
+    models = {name: model.eval() for name, model in matched_pair(args.model, size, device, images).items()}
 
     latency = measure(models, images[:1], device, half, args.warmup, args.repeats)
     batched = measure(models, images, device, half, args.warmup, args.repeats)

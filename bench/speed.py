@@ -69,6 +69,19 @@ def our_model(family: str = "faster", size: tuple[int, int] | None = None) -> to
     return build_model(cfg).to(memory_format=torch.channels_last)
 
 
+def matched_pair(family: str, size: tuple[int, int], device: torch.device,
+                 images: list[torch.Tensor]) -> dict[str, torch.nn.Module]:
+    """torchvision's model and ours, on `device`, with the same weights, frozen BN calibrated on
+    (up to two of) `images`, and cuDNN's benchmark mode on for the fixed input size."""
+    models = {"torchvision": torchvision_model(family, size).to(device),
+              "ours": our_model(family, size).to(device)}
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes; both models alike
+    calibrate_frozen_bn(models["torchvision"], images[:2])
+    share_weights(models["ours"], models["torchvision"])  # the same weights: the same detections
+    return models
+
+
 def share_weights(ours: torch.nn.Module, reference: torch.nn.Module) -> None:
     """torchvision's weights (and frozen BN statistics) in our model, through the converter that
     `simpledet convert torchvision` uses: both models then compute the same detections (the
@@ -207,18 +220,13 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     size = (args.height, args.width)
-    models = {"torchvision": torchvision_model(args.model, size).to(device),
-              "ours": our_model(args.model, size).to(device)}
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes; both models alike
+    images, targets = make_inputs(args.batch, args.height, args.width, device, masks=args.model == "mask")
+    models = matched_pair(args.model, size, device, images)
     if args.compile:
         models["ours"].backbone.compile(dynamic=True)
     fp16 = args.amp and device.type == "cuda"  # fp16 autocast needs loss scaling; bf16 (CPU) does not
     optimizers = {k: sgd(m, ours=k == "ours", device=device) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
-    images, targets = make_inputs(args.batch, args.height, args.width, device, masks=args.model == "mask")
-    calibrate_frozen_bn(models["torchvision"], images)
-    share_weights(models["ours"], models["torchvision"])
 
     results = {}
     for phase in ("train", "inference"):

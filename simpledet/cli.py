@@ -9,8 +9,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simpledet.errors import UserError
+
+if TYPE_CHECKING:
+    from simpledet.config import Config
 
 
 def _train(args) -> None:
