@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one run, made to fit a short GPU lease:
 # GPU-only checks, training speed of our Faster R-CNN R50-FPN against torchvision's (mixed
-# precision), every family's training img/s and memory (fp32 and mixed), inference latency and
-# throughput, scoring against pycocotools, the loader against the model, and the quick-start
-# detector trained and evaluated on the device.
+# precision; ours also with train.cuda_graphs), every family's training img/s and memory (fp32 and
+# mixed), inference latency and throughput, the loader against the model, the quick-start detector
+# trained (CUDA graphs, fixed canvas) and evaluated on the device, and scoring against pycocotools
+# (CPU work, on 2,000 images here). Each section prints how many seconds into the suite it starts.
 #
 #   bench/gpu_suite.sh [--small] [--diagnose] [OUT_DIR]     (default OUT_DIR: runs/gpu_suite)
 #
@@ -45,22 +46,25 @@ if [ "$small" = 1 ]; then
 else
   size=(--height 800 --width 1216); reps=(--repeats 20 --warmup 5); iters=600; shapes=(--train 600 --val 100)
 fi
+section() { echo "== $1  [${SECONDS} s into the suite]" | tee -a "$out/summary.txt"; }
 amp=(--amp)  # fp16 autocast on the GPU, bf16 on the CPU (--small)
 
-echo "== GPU-only correctness checks" | tee -a "$out/summary.txt"
+section "GPU-only correctness checks"
 "$py" bench/gpu_checks.py | tee -a "$out/summary.txt"
 
-echo "== speed, mixed precision" | tee -a "$out/summary.txt"
-"$py" bench/speed.py --device "$device" "${amp[@]}" "${size[@]}" "${reps[@]}" --json "$out/speed_amp.json" | tee -a "$out/summary.txt"
+section "speed, mixed precision"
+graphs=()
+[ "$device" = cuda ] && graphs=(--cuda-graphs)  # adds a row: ours with train.cuda_graphs
+"$py" bench/speed.py --device "$device" "${amp[@]}" "${graphs[@]}" "${size[@]}" "${reps[@]}" --json "$out/speed_amp.json" | tee -a "$out/summary.txt"
 
-echo "== training speed of every family (batch 2)" | tee -a "$out/summary.txt"
+section "training speed of every family (batch 2)"
 if [ "$small" = 1 ]; then
   "$py" bench/train_speed.py --device "$device" --small --only "Faster R50-FPN" --out "$out/train_speed" | tail -n 6 | tee -a "$out/summary.txt"
 else
   "$py" bench/train_speed.py --device "$device" "${amp[@]}" --steps 8 --warmup 3 --out "$out/train_speed" | tail -n 14 | tee -a "$out/summary.txt"
 fi
 
-echo "== inference: latency at batch 1, throughput at batch 8" | tee -a "$out/summary.txt"
+section "inference: latency at batch 1, throughput at batch 8"
 half=()
 [ "$device" = cuda ] && half=(--half)
 if [ "$small" = 1 ]; then
@@ -69,21 +73,14 @@ else
   "$py" bench/infer_speed.py --device "$device" "${half[@]}" --repeats 10 --warmup 3 --json "$out/infer_speed.json" | tee -a "$out/summary.txt"
 fi
 
-echo "== simpledet score against pycocotools" | tee -a "$out/summary.txt"
-if [ "$small" = 1 ]; then
-  "$py" bench/score_speed.py --images 20 | tee -a "$out/summary.txt"
-else
-  "$py" bench/score_speed.py --images 5000 | tee -a "$out/summary.txt"
-fi
-
-echo "== data loader against the training step" | tee -a "$out/summary.txt"
+section "data loader against the training step"
 if [ "$small" = 1 ]; then
   "$py" bench/loader_speed.py --device "$device" --small | tee -a "$out/summary.txt"
 else
-  "$py" bench/loader_speed.py --device "$device" --workers 0 4 --steps 5 | tee -a "$out/summary.txt" || true
+  "$py" bench/loader_speed.py --device "$device" --workers 4 --steps 5 | tee -a "$out/summary.txt" || true
 fi
 
-echo "== quick-start detector trained on $device" | tee -a "$out/summary.txt"
+section "quick-start detector trained on $device (CUDA graphs on a GPU, fixed canvas)"
 rm -rf "$out/shapes" "$out/quickstart"
 "$py" -m simpledet data shapes "$out/shapes" "${shapes[@]}" > /dev/null
 data=(data.train.ann_file="$out/shapes/annotations/train.json" data.train.image_dir="$out/shapes/train"
@@ -91,31 +88,40 @@ data=(data.train.ann_file="$out/shapes/annotations/train.json" data.train.image_
 start=$(date +%s)
 "$py" -m simpledet train configs/quickstart/faster_r18_fpn_shapes.py --out "$out/quickstart" "${data[@]}" \
   train.device="$device" train.max_iter=$iters train.steps="($((iters * 3 / 4)),)" \
-  train.checkpoint_every=$iters 2> "$out/quickstart_train.log"
+  train.checkpoint_every=$iters train.cuda_graphs=true model.input.fixed_canvas=true 2> "$out/quickstart_train.log"
 echo "train wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/summary.txt"
 tail -n 1 "$out/quickstart/metrics.jsonl" | tee -a "$out/summary.txt"
 "$py" -m simpledet eval configs/quickstart/faster_r18_fpn_shapes.py --weights "$out/quickstart/model_final.safetensors" \
   --out "$out/quickstart/eval" "${data[@]}" train.device="$device" 2>/dev/null | grep -E "maxDets=100 \] |IoU=0.50  " | tee -a "$out/summary.txt"
+
+section "simpledet score against pycocotools (CPU work: the COCO-sized run of 5,000 images is a CPU benchmark)"
+if [ "$small" = 1 ]; then
+  "$py" bench/score_speed.py --images 20 | tee -a "$out/summary.txt"
+else
+  "$py" bench/score_speed.py --images 2000 | tee -a "$out/summary.txt"
+fi
 if [ "$diagnose" = 1 ] || [ "$small" = 1 ]; then
-  echo "== speed, fp32" | tee -a "$out/summary.txt"
+  section "speed, fp32"
   "$py" bench/speed.py --device "$device" "${size[@]}" "${reps[@]}" --json "$out/speed_fp32.json" | tee -a "$out/summary.txt"
-  echo "== where a training step's time goes (host against device), mixed precision" | tee -a "$out/summary.txt"
+  section "where a training step's time goes (host against device), mixed precision"
   if [ "$small" = 1 ]; then
     "$py" bench/profile_step.py --device "$device" --small --amp --top 5 | tee -a "$out/summary.txt"
   else
-    "$py" bench/profile_step.py --device "$device" --amp --only "ours_tv Faster,torchvision Faster" --top 12 \
+    "$py" bench/profile_step.py --device "$device" --amp --cuda-graphs --only "ours_tv Faster,torchvision Faster" --top 12 \
       --json "$out/profile_step.json" 2>/dev/null | tee -a "$out/summary.txt"
   fi
 fi
 if [ "$diagnose" = 1 ] && [ "$small" = 0 ] && [ "$device" = cuda ]; then
-  echo "== diagnostics: C4 and Faster FPN in NCHW (what channels_last is worth), and bf16" | tee -a "$out/summary.txt"
+  section "diagnostics: NCHW (what channels_last is worth), cuDNN heuristics for the RoI-count-varying heads, bf16"
   "$py" bench/train_speed.py --device cuda --amp --nchw --only "C4 C5-512ROI,ours_tv Faster" --steps 10 --warmup 3 \
     --out "$out/train_speed_nchw" | tail -n 4 | tee -a "$out/summary.txt"
+  "$py" bench/train_speed.py --device cuda --amp-only --no-cudnn-benchmark --only "Mask,TridentNet" --steps 10 --warmup 3 \
+    --out "$out/train_speed_heuristics" | tail -n 6 | tee -a "$out/summary.txt"
   "$py" bench/train_speed.py --device cuda --amp --amp-dtype bfloat16 --only "ours_tv Faster,torchvision Faster,C4 C5-512ROI" --steps 10 --warmup 3 \
     --out "$out/train_speed_bf16" | tail -n 5 | tee -a "$out/summary.txt"
-  echo "== speed, mixed precision, our backbone compiled (last: compiling takes a while)" | tee -a "$out/summary.txt"
+  section "speed, mixed precision, our backbone compiled (last: compiling takes a while)"
   timeout 200 "$py" bench/speed.py --device cuda --amp --compile "${size[@]}" --repeats 10 --warmup 5 \
     --json "$out/speed_amp_compile.json" | tee -a "$out/summary.txt" || echo "compiled run stopped (timeout 200 s)"
 
 fi
-echo "suite done: $out"
+echo "suite done in ${SECONDS} s: $out" | tee -a "$out/summary.txt"

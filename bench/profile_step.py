@@ -20,6 +20,7 @@ import torch
 from speed import calibrate_frozen_bn, make_inputs, sgd
 from torch.profiler import ProfilerActivity, profile, record_function
 import train_speed
+from simpledet.modeling.graphed_features import enable_cuda_graphs
 from train_speed import FAMILIES
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::item")  # ops that wait for the device
@@ -58,6 +59,8 @@ def profile_row(name, build, masks, args, device):
     model = build(size).to(device).train()
     if args.compile and getattr(build, "ours", False):
         model.backbone.compile(dynamic=False)
+    if args.cuda_graphs and getattr(build, "ours", False):
+        enable_cuda_graphs(model, 1, device)
     amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if args.amp else None
     optimizer = sgd(model, ours=getattr(build, "ours", False), device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -135,6 +138,7 @@ def main():
     ap.add_argument("--nchw", action="store_true", help="our models in NCHW instead of their default NHWC")
     ap.add_argument("--no-cudnn-benchmark", action="store_true", help="cuDNN's heuristics instead of timing")
     ap.add_argument("--compile", action="store_true", help="torch.compile our backbones (fixed shapes)")
+    ap.add_argument("--cuda-graphs", action="store_true", help="our models with train.cuda_graphs (GPU)")
     ap.add_argument("--json", help="write the rows here too")
     args = ap.parse_args()
     if args.small:
@@ -152,7 +156,8 @@ def main():
                 torch.cuda.empty_cache()
     variant = ", ".join([("amp" if args.amp else "fp32"), ("NCHW" if args.nchw else "NHWC"),
                          "cuDNN " + ("heuristics" if args.no_cudnn_benchmark else "benchmark")]
-                        + (["compiled backbone"] if args.compile else []))
+                        + (["compiled backbone"] if args.compile else [])
+                        + (["CUDA graphs"] if args.cuda_graphs else []))
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, {variant}, "
           f"batch {args.batch}, {args.height}x{args.width}")
     print("| row | wall ms | host ms | device: sum / union / span ms (profiled) | kernels (< 5 us) | aten ops | "

@@ -12,6 +12,7 @@ ours / torchvision (below 1.0: we are faster).
 """
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -28,6 +29,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from simpledet import build_model, load_config
 from simpledet.config import Config
 from simpledet.engine.trainer import make_optimizer
+from simpledet.modeling.graphed_features import enable_cuda_graphs
 from simpledet.weights.torchvision import convert_torchvision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,6 +215,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile our backbone (train.compile_backbone)")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="add a row for ours with train.cuda_graphs (GPU; training only)")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     if args.threads:
@@ -224,15 +228,20 @@ def main() -> None:
     models = matched_pair(args.model, size, device, images)
     if args.compile:
         models["ours"].backbone.compile(dynamic=True)
+    if args.cuda_graphs:  # the same weights again, its backbone and neck captured in training
+        models["ours_graphs"] = copy.deepcopy(models["ours"])
+        enable_cuda_graphs(models["ours_graphs"], 1, device)
     fp16 = args.amp and device.type == "cuda"  # fp16 autocast needs loss scaling; bf16 (CPU) does not
     optimizers = {k: sgd(m, ours=k == "ours", device=device) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
 
     results = {}
     for phase in ("train", "inference"):
-        times = {k: [] for k in models}
+        names = [k for k in models if phase == "train" or k != "ours_graphs"]  # graphs: training only
+        times = {k: [] for k in names}
         for i in range(args.warmup + args.repeats):
-            for name, model in models.items():  # interleaved
+            for name in names:  # interleaved
+                model = models[name]
                 if phase == "train":
                     model.train()
                     t = time_train_step(model, optimizers[name], images, targets, device, args.amp, scalers[name])
@@ -243,8 +252,10 @@ def main() -> None:
                     times[name].append(t)
         med = {k: statistics.median(v) for k, v in times.items()}
         batch = args.batch if phase == "train" else 1
-        results[phase] = {k: {"seconds": med[k], "images_per_s": batch / med[k]} for k in models}
+        results[phase] = {k: {"seconds": med[k], "images_per_s": batch / med[k]} for k in names}
         results[phase]["ratio_ours_over_torchvision"] = med["ours"] / med["torchvision"]
+        if "ours_graphs" in names:
+            results[phase]["ratio_ours_graphs_over_torchvision"] = med["ours_graphs"] / med["torchvision"]
 
     if device.type == "cuda":
         for name, model in models.items():
@@ -266,6 +277,11 @@ def main() -> None:
         print(f"{phase:9s} ours {r['ours']['seconds']:.3f}s ({r['ours']['images_per_s']:.1f} img/s)  "
               f"torchvision {r['torchvision']['seconds']:.3f}s ({r['torchvision']['images_per_s']:.1f} img/s)  "
               f"ratio {r['ratio_ours_over_torchvision']:.3f}{extra}")
+        if "ours_graphs" in r:
+            g = r["ours_graphs"]
+            mem = f"  peak mem {g['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in g else ""
+            print(f"{phase:9s} ours with train.cuda_graphs {g['seconds']:.3f}s ({g['images_per_s']:.1f} img/s)  "
+                  f"ratio {r['ratio_ours_graphs_over_torchvision']:.3f}{mem}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

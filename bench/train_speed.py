@@ -133,6 +133,8 @@ def main():
     ap.add_argument("--small", action="store_true", help="tiny sizes for a CPU smoke run")
     ap.add_argument("--nchw", action="store_true", help="our models in NCHW instead of their default NHWC")
     ap.add_argument("--only", default="", help="comma-separated substrings of row names to run")
+    ap.add_argument("--no-cudnn-benchmark", action="store_true",
+                    help="cuDNN's heuristics instead of timing each new shape (heads whose RoI count varies)")
     ap.add_argument("--out", default="runs/train_speed")
     args = ap.parse_args()
     if args.small:
@@ -142,7 +144,10 @@ def main():
     device = torch.device(args.device)
     NHWC[0] = not args.nchw
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes; every model alike
+        # fixed image sizes, every model alike (as our trainer's default). The RoI heads' batch
+        # changes as the weights do (the mask head's foreground RoIs, TridentNet's scale-filtered
+        # RoIs): each new size is searched anew unless the head pads to buckets (ours do)
+        torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

@@ -76,6 +76,11 @@ class TrainConfig:
     # foreach), "foreach" (a few batched kernels) or "for-loop" (one update per parameter)
     optimizer_impl: str = "fused"
     compile_backbone: bool = False  # torch.compile the backbone (GPU; the first steps compile)
+    # capture the backbone and neck's forward and backward as CUDA graphs, one per padded input
+    # shape, up to cuda_graph_shapes of them (other shapes run eagerly): the host launches two
+    # graphs instead of ~1,000 kernels. GPU only; pair it with model.input.fixed_canvas
+    cuda_graphs: bool = False
+    cuda_graph_shapes: int = 4
     checkpoint_every: int = 5000
     keep_checkpoints: int = 2
     log_every: int = 20

@@ -32,6 +32,7 @@ from simpledet.engine.labels import check_num_classes, label_lookup
 from simpledet.engine.precision import autocast, autocast_dtype
 from simpledet.engine.schedule import lr_factor, scaled_lr
 from simpledet.errors import UserError
+from simpledet.modeling.graphed_features import enable_cuda_graphs
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,12 @@ class Trainer:
             # the backbone alone: its shapes vary only with the padded batch size, while the
             # heads' data-dependent shapes (proposals, sampled RoIs) would recompile
             self.model.backbone.compile(dynamic=True)
+        if cfg.train.cuda_graphs:
+            if cfg.train.compile_backbone or self.distiller is not None:
+                raise UserError("train.cuda_graphs does not combine with "
+                                + ("train.compile_backbone" if cfg.train.compile_backbone else
+                                   "distillation (it reads the student's features through hooks a graph skips)"))
+            enable_cuda_graphs(self.model, cfg.train.cuda_graph_shapes, self.device)
         if self.is_main:
             save_config(cfg, self.out / "config.json")
 

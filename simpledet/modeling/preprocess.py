@@ -18,8 +18,9 @@ class ImagePreprocessor(nn.Module):
     def __init__(self, min_size: tuple[int, ...], max_size: int, mean: tuple[float, float, float],
                  std: tuple[float, float, float], pixel_scale: float = 1.0, bgr: bool = False,
                  size_divisible: int = 32, test_min_size: int | None = None,
-                 test_max_size: int | None = None) -> None:
+                 test_max_size: int | None = None, fixed_canvas: bool = False) -> None:
         super().__init__()
+        self.fixed_canvas = fixed_canvas
         self.min_size = tuple(min_size)
         self.test_min_size = test_min_size if test_min_size is not None else self.min_size[-1]
         self.max_size = max_size
@@ -54,10 +55,22 @@ class ImagePreprocessor(nn.Module):
         return F.interpolate(image[None], scale_factor=scale, mode="bilinear",
                              recompute_scale_factor=True, align_corners=False)[0]
 
-    def pad(self, images: list[Tensor]) -> Tensor:
+    def canvas(self, images: list[Tensor]) -> tuple[int, int]:
+        """The padded batch's (h, w): the smallest multiple of size_divisible that holds every
+        image or, with fixed_canvas in training, the largest size the resize rule can give in each
+        image's orientation (landscape or portrait), so that every batch has one of few shapes."""
         stride = float(self.size_divisible)
-        max_h = int(math.ceil(max(img.shape[-2] for img in images) / stride) * stride)
-        max_w = int(math.ceil(max(img.shape[-1] for img in images) / stride) * stride)
+        max_h = max(img.shape[-2] for img in images)
+        max_w = max(img.shape[-1] for img in images)
+        if self.fixed_canvas and self.training:
+            short, long = max(self.min_size), self.max_size
+            landscape = [img.shape[-1] >= img.shape[-2] for img in images]
+            max_h = max(max_h, max(short if wide else long for wide in landscape))
+            max_w = max(max_w, max(long if wide else short for wide in landscape))
+        return int(math.ceil(max_h / stride) * stride), int(math.ceil(max_w / stride) * stride)
+
+    def pad(self, images: list[Tensor]) -> Tensor:
+        max_h, max_w = self.canvas(images)
         batch = images[0].new_zeros((len(images), images[0].shape[0], max_h, max_w))
         for i, img in enumerate(images):
             batch[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)
@@ -110,7 +123,12 @@ class InputConfig:
     pixel_scale: float = 255.0
     bgr: bool = False
     size_divisible: int = 32
+    # pad every training batch to the largest size the resize rule allows in its orientation
+    # (800x1344 or 1344x800 for COCO's 800/1333), as SimpleDet's MXNet models did: two padded
+    # shapes for the whole run, which train.cuda_graphs needs, at the cost of the padding's compute
+    fixed_canvas: bool = False
 
     def build(self) -> ImagePreprocessor:
         return ImagePreprocessor(self.min_size, self.max_size, self.mean, self.std, self.pixel_scale,
-                                 self.bgr, self.size_divisible, self.test_min_size, self.test_max_size)
+                                 self.bgr, self.size_divisible, self.test_min_size, self.test_max_size,
+                                 self.fixed_canvas)

@@ -17,16 +17,21 @@ class OneStageDetector(nn.Module):
         self.preprocess = preprocess
         self.backbone = backbone
         self.neck = neck
+        self.graphed_features = None  # train.cuda_graphs: a GraphedFeatures (engine/trainer.py)
         self.head = head
+
+    def extract_features(self, batch: Tensor) -> dict[str, Tensor]:
+        if self.graphed_features is not None:
+            return self.graphed_features(batch)[0]
+        features = self.backbone(batch)
+        return self.neck(features) if self.neck is not None else features
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
-        features = self.backbone(batch)
-        if self.neck is not None:
-            features = self.neck(features)
+        features = self.extract_features(batch)
         detections, losses = self.head(features, tuple(batch.shape[-2:]), sizes, targets)
         if self.training:
             return losses

@@ -45,13 +45,13 @@ class TridentDetector(TwoStageDetector):
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
         scales = [s[0] / o[0] for s, o in zip(sizes, original_sizes)]
-        features = self.backbone(batch)
+        features, rpn_head_outputs = self.extract_features(batch)
         branches = self.backbone.active_branches
         sizes_b = sizes * len(branches)  # branch-major, as the backbone stacks them
         targets_b = None
         if self.training:
             targets_b = [self._branch_targets(t, scale, b) for b in branches for t, scale in zip(targets, scales)]
-        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes_b, targets_b)
+        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes_b, targets_b, rpn_head_outputs)
         if self.training and self.train_scale_aware:  # proposal i belongs to branch i // B, image i % B
             proposals = [p[in_range(p, scales[i % len(images)], *self.valid_ranges[branches[i // len(images)]])]
                          for i, p in enumerate(proposals)]

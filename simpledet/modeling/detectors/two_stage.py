@@ -16,18 +16,26 @@ class TwoStageDetector(nn.Module):
         self.preprocess = preprocess
         self.backbone = backbone
         self.neck = neck
+        self.graphed_features = None  # train.cuda_graphs: a GraphedFeatures (engine/trainer.py)
         self.rpn = rpn
         self.roi_heads = roi_heads
+
+    def extract_features(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple | None]:
+        """The features, and the RPN head's (logits, deltas) where a CUDA graph computed them along
+        (train.cuda_graphs), else None: the RPN then runs its head itself."""
+        if self.graphed_features is not None:
+            features, rpn_head_outputs = self.graphed_features(batch)
+            return features, rpn_head_outputs or None
+        features = self.backbone(batch)
+        return (self.neck(features) if self.neck is not None else features), None
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
-        features = self.backbone(batch)
-        if self.neck is not None:
-            features = self.neck(features)
-        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes, targets)
+        features, rpn_head_outputs = self.extract_features(batch)
+        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes, targets, rpn_head_outputs)
         detections, roi_losses = self.roi_heads(features, proposals, sizes, targets)
         if self.training:
             return {**rpn_losses, **roi_losses}

@@ -13,6 +13,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from simpledet.modeling.heads.mask_head import MaskHead, class_mask_probs, mask_loss, mask_targets
 from simpledet.modeling.heads.roi_heads import RoIHeads
+from simpledet.modeling.layers.roi_batch import bucketable, run_roi_head
 
 
 class MaskRoIHeads(RoIHeads):
@@ -31,6 +32,7 @@ class MaskRoIHeads(RoIHeads):
             self.add_module(name, module)
         self.mask_pooler = mask_pooler
         self.mask_head = mask_head
+        self.bucket_mask_rois = bucketable(mask_head)
         self.mask_resolution = mask_resolution
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
@@ -60,7 +62,7 @@ class MaskRoIHeads(RoIHeads):
         per_image = torch.bincount(image[fg], minlength=len(proposals)).tolist()
         rois = list(torch.cat(proposals)[fg].split(per_image))
         gt_index = list(self.last_matched_gt[fg].split(per_image))
-        logits = self.mask_head(self.mask_pooler(features, rois, image_sizes))
+        logits = run_roi_head(self.mask_head, self.mask_pooler(features, rois, image_sizes), self.bucket_mask_rois)
         device = logits.device
         gt_masks = [t["masks"].to(device) for t in targets]
         goal = mask_targets(gt_masks, rois, gt_index, image_sizes, self.mask_resolution)
@@ -70,7 +72,7 @@ class MaskRoIHeads(RoIHeads):
                   image_sizes: list[tuple[int, int]]) -> None:
         """Adds `masks` (n, 1, 28, 28) probabilities to each image's detections."""
         boxes = [d["boxes"] for d in detections]
-        logits = self.mask_head(self.mask_pooler(features, boxes, image_sizes))
+        logits = run_roi_head(self.mask_head, self.mask_pooler(features, boxes, image_sizes), self.bucket_mask_rois)
         labels = torch.cat([d["labels"] for d in detections])
         probs = class_mask_probs(logits, labels)
         for det, masks in zip(detections, probs.split([len(b) for b in boxes])):

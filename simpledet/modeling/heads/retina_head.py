@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, sigmoid_focal_loss
+from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
 
 from simpledet.structures.anchors import AnchorGenerator
+from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import FOREGROUND, IGNORE, Matcher
 from simpledet.structures.targets import pad_boxes, pad_labels
@@ -106,7 +107,7 @@ class RetinaHead(nn.Module):
         device = anchors.device
         gt_boxes, gt_valid = pad_boxes([t["boxes"].to(device) for t in targets], device)
         gt_labels = pad_labels([t["labels"].to(device) for t in targets], gt_boxes.shape[1], device)
-        iou = torch.stack([box_iou(g, anchors) for g in gt_boxes]) if gt_boxes.shape[1] else \
+        iou = batched_box_iou(gt_boxes, anchors) if gt_boxes.shape[1] else \
             anchors.new_zeros((len(targets), 0, anchors.shape[0]))
         matched, labels = self.matcher(iou, gt_valid)
         fg = labels == FOREGROUND

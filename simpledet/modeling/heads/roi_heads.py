@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
 from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
 from simpledet.modeling.heads.res5_head import Res5HeadConfig, Res5V2HeadConfig
+from simpledet.modeling.layers.roi_batch import bucketable, run_roi_head
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
+from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import class_nms
@@ -32,6 +34,7 @@ class RoIHeads(nn.Module):
         self.pooler = pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
+        self.bucket_box_rois = bucketable(box_head)  # C4's stage-5 head: convolutions on RoIs
         self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=False)
         self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
         self.box_coder = BoxCoder(box_weights)
@@ -55,7 +58,7 @@ class RoIHeads(nn.Module):
 
     def predict(self, features, proposals, image_sizes) -> tuple[Tensor, Tensor]:
         pooled = self.pooler(features, proposals, image_sizes)
-        return self.box_predictor(self.box_head(pooled))
+        return self.box_predictor(run_roi_head(self.box_head, pooled, self.bucket_box_rois))
 
     @torch.no_grad()
     def sample_proposals(self, proposals: list[Tensor], targets: list[dict]
@@ -70,7 +73,7 @@ class RoIHeads(nn.Module):
         boxes, box_valid = pad_boxes(proposals, device)
         gt, gt_valid = pad_boxes(gt_boxes, device)
         gt_labels = pad_labels([t["labels"].to(device) for t in targets], gt.shape[1], device)
-        iou = torch.stack([box_iou(g, b) for g, b in zip(gt, boxes)])  # (B, G, P)
+        iou = batched_box_iou(gt, boxes)  # (B, G, P)
         matched, labels = self.matcher(iou, gt_valid)
         labels = torch.where(box_valid, labels, IGNORE)
         fg, bg = self.sampler(labels)

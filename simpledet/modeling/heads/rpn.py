@@ -6,9 +6,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import box_iou, nms
+from torchvision.ops import nms
 
 from simpledet.structures.anchors import AnchorGenerator
+from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.sampler import BalancedSampler
@@ -62,27 +63,30 @@ class RPN(nn.Module):
         self.score_thresh = score_thresh
         self.box_loss_beta = box_loss_beta
         self.allowed_border = allowed_border
+        self._layouts: dict[tuple, tuple[Tensor, ...]] = {}  # select_proposals' index tensors per shape
 
     def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
-                image_sizes: list[tuple[int, int]], targets: list[dict] | None = None
-                ) -> tuple[list[Tensor], dict[str, Tensor]]:
+                image_sizes: list[tuple[int, int]], targets: list[dict] | None = None,
+                head_outputs: tuple[list[Tensor], list[Tensor]] | None = None) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """head_outputs: the head's (logits, deltas), where the caller ran it (a CUDA graph)."""
         feats = [features[name] for name in self.in_features]
-        logits, deltas = self.head(feats)
+        logits, deltas = head_outputs if head_outputs is not None else self.head(feats)
         anchors = self.anchor_generator(batch_size, [f.shape[-2:] for f in feats], feats[0].device)
         per_level = [a.shape[0] for a in anchors]
         all_anchors = torch.cat(anchors)
         all_logits = torch.cat(logits, dim=1)
         all_deltas = torch.cat(deltas, dim=1)
 
-        with torch.no_grad():
-            boxes = self.box_coder.decode(all_deltas.detach(), all_anchors[None])[:, :, 0]
-            proposals = self.select_proposals(boxes, all_logits.detach(), per_level, image_sizes)
-
+        # The losses first: they never wait for the device, so the host queues them while the GPU
+        # still runs the backbone; the proposals' NMS then waits for both at once.
         losses = {}
         if self.training:
             if targets is None:
                 raise ValueError("targets are needed in training mode")
             losses = self.losses(all_anchors, all_logits, all_deltas, targets, image_sizes)
+        with torch.no_grad():
+            boxes = self.box_coder.decode(all_deltas.detach(), all_anchors[None])[:, :, 0]
+            proposals = self.select_proposals(boxes, all_logits.detach(), per_level, image_sizes)
         return proposals, losses
 
     def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int],
@@ -96,20 +100,16 @@ class RPN(nn.Module):
         batched_nms and boolean filtering do. Per level, not per batch, because NMS costs grow with
         the square of the boxes in a call."""
         ks = [min(self.pre_nms_top_n[self.training], count) for count in per_level]
-        total, num_images = sum(ks), boxes.shape[0]
+        num_images = boxes.shape[0]
         top_idx = torch.cat([logits[:, start:end].topk(k, dim=1).indices + start
                              for (start, end), k in zip(_segments(per_level), ks)], dim=1)  # (B, total)
-        rows = torch.arange(num_images, device=boxes.device)[:, None]
+        rows, order, images, levels = self._layout(num_images, tuple(ks), boxes.device)
         scores = torch.sigmoid(logits[rows, top_idx].float())
         boxes = boxes[rows, top_idx]
         for i, (height, width) in enumerate(image_sizes):  # clip, as clip_boxes_to_image
             boxes[i, :, 0::2] = boxes[i, :, 0::2].clamp(0, width)
             boxes[i, :, 1::2] = boxes[i, :, 1::2].clamp(0, height)
-        # flattened level by level, the images within each level: one contiguous run per level
-        order = torch.cat([(rows * total + torch.arange(start, end, device=boxes.device)).flatten()
-                           for start, end in _segments(ks)])
-        boxes, scores, images = boxes.reshape(-1, 4)[order], scores.flatten()[order], order // total
-        levels = torch.cat([torch.full((num_images * k,), level, device=boxes.device) for level, k in enumerate(ks)])
+        boxes, scores = boxes.reshape(-1, 4)[order], scores.flatten()[order]
 
         wh = boxes[:, 2:] - boxes[:, :2]
         valid = ((wh >= self.min_size).all(dim=1) & (scores >= self.score_thresh)).nonzero().squeeze(1)
@@ -126,6 +126,23 @@ class RPN(nn.Module):
         post_nms = self.post_nms_top_n[self.training]
         return [boxes[k[:post_nms]] for k in keep.split(per_image)]
 
+    def _layout(self, num_images: int, ks: tuple[int, ...], device: torch.device) -> tuple[Tensor, ...]:
+        """Index tensors of select_proposals that depend on the shapes alone, made once per shape
+        (a few dozen fewer kernel launches per step): the image rows; the order that lays the
+        top-k boxes out level by level, the images within each level; each laid-out box's image
+        and level."""
+        key = (num_images, ks, device)
+        if key not in self._layouts:
+            if len(self._layouts) > 64:  # many input sizes: keep it bounded
+                self._layouts.clear()
+            total = sum(ks)
+            rows = torch.arange(num_images, device=device)[:, None]
+            order = torch.cat([(rows * total + torch.arange(start, end, device=device)).flatten()
+                               for start, end in _segments(list(ks))])
+            levels = torch.cat([torch.full((num_images * k,), level, device=device) for level, k in enumerate(ks)])
+            self._layouts[key] = (rows, order, order // total, levels)
+        return self._layouts[key]
+
     def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict],
                image_sizes: list[tuple[int, int]]) -> dict[str, Tensor]:
         """Objectness (binary cross-entropy) over the sampled anchors, box smooth-L1 over the
@@ -133,7 +150,7 @@ class RPN(nn.Module):
         anchors rather than by indexing the sampled ones: the same sums, without the host-device
         synchronisations that boolean indexing costs."""
         gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
-        iou = torch.stack([box_iou(g, anchors) for g in gt_boxes]) if gt_boxes.shape[1] else \
+        iou = batched_box_iou(gt_boxes, anchors) if gt_boxes.shape[1] else \
             anchors.new_zeros((len(targets), 0, anchors.shape[0]))
         matched, labels = self.matcher(iou, gt_valid)
         if self.allowed_border is not None:

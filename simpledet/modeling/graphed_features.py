@@ -1,0 +1,131 @@
+"""CUDA graphs for the backbone, neck and RPN head in training (train.cuda_graphs).
+
+A training step of an R50-FPN detector launches over a thousand small kernels, and on a fast GPU
+the host cannot launch them as fast as the device runs them (bench/profile_step.py). The backbone,
+the neck and the RPN's convolutions have static shapes for a given padded batch shape, so their
+forward and backward are captured once per shape (torch.cuda.make_graphed_callables) and replayed as two graph launches.
+The heads, whose shapes depend on the data (proposals, sampled RoIs), stay eager.
+
+Shapes vary with the padded batch size; InputConfig.fixed_canvas pads every batch to one of two
+canvases so that COCO training needs two captures. Past `max_shapes` captures, other shapes run
+eagerly (each capture keeps its activations' memory)."""
+
+import logging
+
+import torch
+from torch import Tensor, nn
+
+from simpledet.modeling.norm import FrozenBatchNorm2d, SyncBatchNorm2d
+
+log = logging.getLogger(__name__)
+
+
+class Features(nn.Module):
+    """The backbone, the neck if there is one, and the RPN's head if given: the part of a detector
+    whose shapes depend on the padded batch shape alone, which is what a graph can capture.
+    Returns (features, the RPN head's (logits, deltas) or ())."""
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module | None, rpn_head: nn.Module | None = None,
+                 rpn_in_features: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.rpn_head = rpn_head
+        self.rpn_in_features = tuple(rpn_in_features)
+
+    def forward(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple]:
+        features = self.backbone(batch)
+        if self.neck is not None:
+            features = self.neck(features)
+        if self.rpn_head is None:
+            return features, ()
+        return features, self.rpn_head([features[name] for name in self.rpn_in_features])
+
+
+class GraphedFeatures:
+    """Calls Features (backbone, neck, RPN head) through one captured graph per (shape, strides,
+    dtype, autocast) of the padded batch, on CUDA in training with gradients on; anything else
+    runs eagerly.
+
+    Not an nn.Module on purpose: the detector's parameters and state_dict keys stay as they are.
+    The captured graphs read the parameters' and buffers' memory, which the optimizer and
+    BatchNorm update in place. Frozen BN's folded scale and shift are cached tensors instead, so
+    their statistics are checked each call and a change (a checkpoint loaded) drops every graph."""
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module | None, max_shapes: int = 4,
+                 rpn_head: nn.Module | None = None, rpn_in_features: tuple[str, ...] = ()) -> None:
+        self.eager = Features(backbone, neck, rpn_head, rpn_in_features)
+        self.max_shapes = max_shapes
+        self.graphs: dict[tuple, nn.Module] = {}
+        self.pool = None  # one memory pool for every capture: they never run concurrently
+        self.frozen_bn_seen = None
+
+    def _frozen_bn_state(self) -> tuple:
+        return tuple((b.data_ptr(), b._version) for m in self.eager.modules() if isinstance(m, FrozenBatchNorm2d)
+                     for b in m.buffers())
+
+    def __call__(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple]:
+        if not (batch.is_cuda and self.eager.training and torch.is_grad_enabled()):
+            return self.eager(batch)
+        frozen = self._frozen_bn_state()
+        if frozen != self.frozen_bn_seen:
+            if self.graphs:
+                log.info("frozen BN statistics changed: dropping %d CUDA graphs", len(self.graphs))
+            self.graphs.clear()
+            self.frozen_bn_seen = frozen
+        amp = torch.is_autocast_enabled("cuda")
+        key = (tuple(batch.shape), batch.stride(), batch.dtype, amp, torch.get_autocast_dtype("cuda") if amp else None)
+        graphed = self.graphs.get(key)
+        if graphed is None:
+            if len(self.graphs) >= self.max_shapes:
+                return self.eager(batch)
+            graphed = self.graphs[key] = self._capture(batch, amp)
+        return graphed(batch)
+
+    def _capture(self, batch: Tensor, amp: bool) -> nn.Module:
+        log.info("capturing backbone+neck as CUDA graphs for input %s (%d of at most %d shapes)",
+                 tuple(batch.shape), len(self.graphs) + 1, self.max_shapes)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        # make_graphed_callables replaces the forward of the module it is given: one per shape
+        module = Features(self.eager.backbone, self.eager.neck, self.eager.rpn_head, self.eager.rpn_in_features)
+        static_input = batch.detach().clone()  # the graph's own input buffer; each call copies into it
+        # the warm-up passes run forward in training mode: BatchNorm's running statistics are put
+        # back afterwards, so that the capture leaves no trace in the model
+        saved = [(b, b.clone()) for m in self.eager.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 for b in m.buffers()]
+        # autocast's weight-cast cache would hand the graph tensors freed after this step
+        with torch.autocast("cuda", enabled=amp, dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False):
+            graphed = torch.cuda.make_graphed_callables(module, (static_input,), pool=self.pool)
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+        # The graph reads frozen BN's cached folds by address: it keeps them alive, so that no
+        # later recomputation of the cache can free memory a replay still reads.
+        graphed.frozen_bn_folds = [m.scale_and_shift() for m in self.eager.modules() if isinstance(m, FrozenBatchNorm2d)]
+        return graphed
+
+
+def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, key: str = "train.cuda_graphs") -> bool:
+    """Give `model` a GraphedFeatures (training on CUDA only). Returns whether it did; raises
+    UserError for models the capture would run wrongly."""
+    from simpledet.errors import UserError
+
+    if device.type != "cuda":
+        log.warning("%s needs a GPU: the backbone and neck run eagerly on %s", key, device)
+        return False
+    if not hasattr(model, "graphed_features"):
+        raise UserError(f"{key}: {type(model).__name__} has no backbone/neck to capture")
+    if max_shapes < 1:
+        raise UserError(f"train.cuda_graph_shapes must be at least 1, got {max_shapes}")
+    rpn = getattr(model, "rpn", None)  # two-stage detectors: the RPN's convolutions are captured too
+    parts = [model.backbone] + ([model.neck] if model.neck is not None else []) + ([rpn.head] if rpn else [])
+    for part in parts:
+        for name, module in part.named_modules():
+            if isinstance(module, (SyncBatchNorm2d, nn.SyncBatchNorm)):
+                raise UserError(f"{key}: {type(module).__name__} at {name or type(part).__name__} all-reduces across "
+                                "processes, which a captured graph does not do here; use BN, frozen BN or "
+                                "GroupNorm with CUDA graphs")
+    model.graphed_features = GraphedFeatures(model.backbone, model.neck, max_shapes, rpn.head if rpn else None,
+                                             tuple(rpn.in_features) if rpn else ())
+    return True

@@ -1,0 +1,22 @@
+"""IoU between the boxes of each image of a batch, in one set of kernels for the whole batch."""
+
+import torch
+from torch import Tensor
+
+
+def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of (B, N, 4) against (B, M, 4) x1y1x2y2 boxes, image by image: (B, N, M).
+
+    boxes2 may be (M, 4), shared by every image (anchors). The arithmetic is torchvision's
+    box_iou, term for term, so the values are bit-identical to stacking box_iou per image; one
+    call instead of one per image saves some twenty kernel launches per image."""
+    if boxes2.dim() == 2:
+        boxes2 = boxes2[None]
+    area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])
+    area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])
+    lt = torch.max(boxes1[:, :, None, :2], boxes2[:, None, :, :2])
+    rb = torch.min(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1[:, :, None] + area2[:, None, :] - inter
+    return inter / union

@@ -1,0 +1,100 @@
+"""train.cuda_graphs and model.input.fixed_canvas, as far as a CPU can check them.
+
+The capture itself needs a GPU: bench/gpu_checks.py compares graphed training steps with eager
+ones there (losses and gradients over three SGD steps, fp32 and fp16). Here: which models and
+settings are refused, that anything but CUDA training runs the eager path unchanged, and the
+fixed canvas's padded shapes."""
+
+import logging
+
+import pytest
+import torch
+
+from simpledet import build_model, load_config
+from simpledet.engine.trainer import Trainer
+from simpledet.errors import UserError
+from simpledet.modeling.graphed_features import enable_cuda_graphs
+from simpledet.modeling.preprocess import ImagePreprocessor, InputConfig
+from tests.helpers import QUICKSTART, small_config
+
+CUDA = torch.device("cuda")  # only named: nothing below runs on a GPU
+
+
+def quickstart_model(*overrides: str):
+    torch.manual_seed(0)
+    return build_model(load_config(QUICKSTART, list(overrides))).train()
+
+
+def test_graphed_model_runs_eagerly_on_cpu_tensors_with_identical_losses():
+    """enable_cuda_graphs only swaps in GraphedFeatures; CPU tensors (and evaluation) take the
+    eager path through the very same modules, so the losses are bit-identical."""
+    plain = quickstart_model()
+    graphed = quickstart_model()
+    assert enable_cuda_graphs(graphed, 2, CUDA) is True
+    images = [torch.rand(3, 96, 128), torch.rand(3, 128, 96)]
+    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70]]), "labels": torch.tensor([1])} for _ in images]
+    torch.manual_seed(1)
+    expected = plain(images, targets)
+    torch.manual_seed(1)
+    got = graphed(images, targets)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert graphed.graphed_features.graphs == {}  # nothing captured from CPU tensors
+    assert sum(p.numel() for p in graphed.parameters()) == sum(p.numel() for p in plain.parameters())
+    assert graphed.state_dict().keys() == plain.state_dict().keys()  # checkpoints unchanged
+
+
+def test_cuda_graphs_on_a_cpu_device_warns_and_leaves_the_model_alone(caplog):
+    model = quickstart_model()
+    with caplog.at_level(logging.WARNING):
+        assert enable_cuda_graphs(model, 4, torch.device("cpu")) is False
+    assert model.graphed_features is None
+    assert "needs a GPU" in caplog.text
+
+
+def test_synchronised_batch_norm_is_refused_by_name():
+    model = quickstart_model("model.backbone.norm=syncbn")
+    with pytest.raises(UserError, match=r"SyncBatchNorm2d at .* all-reduces across processes"):
+        enable_cuda_graphs(model, 4, CUDA)
+    with pytest.raises(UserError, match="cuda_graph_shapes must be at least 1"):
+        enable_cuda_graphs(quickstart_model(), 0, CUDA)
+
+
+def test_trainer_refuses_cuda_graphs_with_a_compiled_backbone(tmp_path, shapes_dir):
+    cfg = small_config(shapes_dir, "train.max_iter=1", "train.cuda_graphs=true", "train.compile_backbone=true")
+    with pytest.raises(UserError, match="train.cuda_graphs does not combine with train.compile_backbone"):
+        Trainer(cfg, tmp_path / "run")
+
+
+def test_trainer_with_cuda_graphs_trains_on_cpu_eagerly(tmp_path, shapes_dir):
+    trainer = Trainer(small_config(shapes_dir, "train.max_iter=1", "train.cuda_graphs=true"), tmp_path / "run")
+    assert trainer.model.graphed_features is None
+    trainer.train()
+    assert (tmp_path / "run" / "model_final.safetensors").is_file()
+
+
+def preprocessor(fixed_canvas: bool) -> ImagePreprocessor:
+    return InputConfig(min_size=(96, 128), max_size=200, fixed_canvas=fixed_canvas).build()
+
+
+@pytest.mark.parametrize("sizes, canvas", [
+    ([(60, 80), (90, 100)], (128, 224)),    # landscape: (max short side, max long side), padded to 32
+    ([(100, 50)], (224, 128)),              # portrait: transposed
+    ([(60, 80), (100, 50)], (224, 224)),    # both in one batch: a square holds either
+])
+def test_fixed_canvas_pads_every_training_batch_to_the_largest_resize(sizes, canvas):
+    pre = preprocessor(True).train()
+    batch, resized, _ = pre([torch.rand(3, h, w) for h, w in sizes])
+    assert tuple(batch.shape[-2:]) == canvas
+    assert all(h <= canvas[0] and w <= canvas[1] for h, w in resized)
+    assert (batch[0, :, resized[0][0]:, :] == 0).all()  # the canvas beyond the image is padding
+
+
+def test_fixed_canvas_leaves_evaluation_and_the_default_alone():
+    images = [torch.rand(3, 60, 80)]
+    fixed_eval, _, _ = preprocessor(True).eval()(images)
+    default_train, _, _ = preprocessor(False).train()(images)
+    default_eval, _, _ = preprocessor(False).eval()(images)
+    assert torch.equal(fixed_eval, default_eval)
+    assert tuple(default_train.shape[-2:]) == (96, 128)  # the image itself, padded to 32
