@@ -62,52 +62,17 @@ def main() -> int:
 
 
 def check_cuda_graphs(dev: torch.device) -> int:
-    """train.cuda_graphs: training steps through the captured backbone+neck give the eager
-    model's losses and gradients (fp32 and fp16 autocast), one capture per input shape, and
-    evaluation stays eager."""
-    import copy
-
-    from simpledet.modeling.graphed_features import enable_cuda_graphs
-
+    """train.cuda_graphs: training steps through the captured backbone, neck and dense head (the
+    RPN's, RetinaNet's subnets) give the eager model's losses and gradients (fp32 and fp16
+    autocast), one capture per input shape, and evaluation stays eager."""
     failures = 0
-    cfg = load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py",
-                      ["model.input.min_size=(320,)", "model.input.max_size=448", "model.backbone.fuse_frozen_bn=true"])
     benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False  # the same algorithms on both sides
-    for amp in (False, True):
-        torch.manual_seed(0)
-        eager = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
-        graphed = copy.deepcopy(eager)
-        enable_cuda_graphs(graphed, 4, dev)
-        images = [torch.rand(3, 320, 416, device=dev) for _ in range(2)]
-        targets = [{"boxes": torch.tensor([[10.0, 20, 200, 220], [50, 60, 300, 280]], device=dev),
-                    "labels": torch.tensor([1, 5], device=dev)} for _ in range(2)]
-        losses, grads = {}, {}
-        for name, model in (("eager", eager), ("graphed", graphed)):
-            optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-            losses[name] = []
-            for step in range(3):
-                torch.manual_seed(step)  # the same proposal and RoI samples on both sides
-                with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                    loss = sum(model(images, targets).values())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if step == 0:
-                    grads[name] = [p.grad.clone() for p in model.parameters() if p.requires_grad]
-                optimizer.step()
-                losses[name].append(loss.item())
-        loss_rel = max(abs(a - b) / abs(a) for a, b in zip(losses["eager"], losses["graphed"]))
-        grad_rel = max(((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item()
-                       for a, b in zip(grads["eager"], grads["graphed"]))
-        tol = 2e-2 if amp else 1e-3
-        captured = len(graphed.graphed_features.graphs)
-        graphed.eval()
-        with torch.no_grad():
-            graphed([images[0]])  # eval: eager, no new capture
-        ok = loss_rel < tol and grad_rel < tol and captured == 1 and len(graphed.graphed_features.graphs) == 1
-        failures += not ok
-        print(f"cuda graphs ({'fp16' if amp else 'fp32'}) == eager over 3 SGD steps: loss rel {loss_rel:.1e}, "
-              f"gradient rel {grad_rel:.1e}, {captured} capture {'ok' if ok else 'FAIL'}")
+    for family in ("fasterrcnn", "retinanet"):
+        cfg = load_config(REPO / f"configs/torchvision/{family}_resnet50_fpn.py",
+                          ["model.input.min_size=(320,)", "model.input.max_size=448", "model.backbone.fuse_frozen_bn=true"])
+        for amp in (False, True):
+            failures += compare_graphed_with_eager(cfg, family, amp, dev)
     torch.backends.cudnn.benchmark = benchmark
     return failures
 
@@ -161,6 +126,46 @@ def check_fp16_training(dev: torch.device) -> int:
         print(f"fp16 inference returns fp32 detections: {'ok' if ok else 'FAIL'}")
     return failures
 
+
+def compare_graphed_with_eager(cfg, family: str, amp: bool, dev: torch.device) -> int:
+    """Three SGD steps of a model through train.cuda_graphs against the same model eager."""
+    import copy
+
+    from simpledet.modeling.graphed_features import enable_cuda_graphs
+
+    torch.manual_seed(0)
+    eager = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
+    graphed = copy.deepcopy(eager)
+    enable_cuda_graphs(graphed, 4, dev)
+    images = [torch.rand(3, 320, 416, device=dev) for _ in range(2)]
+    targets = [{"boxes": torch.tensor([[10.0, 20, 200, 220], [50, 60, 300, 280]], device=dev),
+                "labels": torch.tensor([1, 5], device=dev)} for _ in range(2)]
+    losses, grads = {}, {}
+    for name, model in (("eager", eager), ("graphed", graphed)):
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+        losses[name] = []
+        for step in range(3):
+            torch.manual_seed(step)  # the same proposal and RoI samples on both sides
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                loss = sum(model(images, targets).values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if step == 0:
+                grads[name] = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+            optimizer.step()
+            losses[name].append(loss.item())
+    loss_rel = max(abs(a - b) / abs(a) for a, b in zip(losses["eager"], losses["graphed"]))
+    grad_rel = max(((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item()
+                   for a, b in zip(grads["eager"], grads["graphed"]))
+    tol = 2e-2 if amp else 1e-3
+    captured = len(graphed.graphed_features.graphs)
+    graphed.eval()
+    with torch.no_grad():
+        graphed([images[0]])  # eval: eager, no new capture
+    ok = loss_rel < tol and grad_rel < tol and captured == 1 and len(graphed.graphed_features.graphs) == 1
+    print(f"cuda graphs, {family} ({'fp16' if amp else 'fp32'}) == eager over 3 SGD steps: loss rel {loss_rel:.1e}, "
+          f"gradient rel {grad_rel:.1e}, {captured} capture {'ok' if ok else 'FAIL'}")
+    return int(not ok)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -98,3 +98,35 @@ def test_fixed_canvas_leaves_evaluation_and_the_default_alone():
     default_eval, _, _ = preprocessor(False).eval()(images)
     assert torch.equal(fixed_eval, default_eval)
     assert tuple(default_train.shape[-2:]) == (96, 128)  # the image itself, padded to 32
+
+
+def test_retinanet_subnets_join_the_captured_part_and_the_eager_path_is_unchanged():
+    """For RetinaNet the captured part includes its classification and box subnets (static
+    shapes); on CPU tensors the graphed model runs them eagerly, in the same order, so the
+    losses are bit-identical."""
+    from tests.helpers import REPO
+
+    overrides = ["model.input.min_size=(96,)", "model.input.max_size=128"]
+    config = REPO / "configs/torchvision/retinanet_resnet50_fpn.py"
+    torch.manual_seed(0)
+    plain = build_model(load_config(config, overrides)).train()
+    torch.manual_seed(0)
+    graphed = build_model(load_config(config, overrides)).train()
+    assert enable_cuda_graphs(graphed, 2, CUDA)
+    captured = {id(p) for p in graphed.graphed_features.eager.parameters()}
+    assert all(id(p) in captured for p in graphed.head.cls_subnet.parameters())
+    assert all(id(p) in captured for p in graphed.head.box_subnet.parameters())
+    images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
+    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70]]), "labels": torch.tensor([1])} for _ in images]
+    expected, got = plain(images, targets), graphed(images, targets)
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_the_rpn_head_joins_the_captured_part():
+    model = quickstart_model()
+    enable_cuda_graphs(model, 2, CUDA)
+    captured = {id(p) for p in model.graphed_features.eager.parameters()}
+    assert all(id(p) in captured for p in model.rpn.head.parameters())
+    assert all(id(p) in captured for p in model.backbone.parameters())
+    assert not any(id(p) in captured for p in model.roi_heads.parameters())  # data-dependent shapes: eager

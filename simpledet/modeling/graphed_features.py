@@ -1,8 +1,8 @@
-"""CUDA graphs for the backbone, neck and RPN head in training (train.cuda_graphs).
+"""CUDA graphs for the backbone, neck and dense head in training (train.cuda_graphs).
 
 A training step of an R50-FPN detector launches over a thousand small kernels, and on a fast GPU
 the host cannot launch them as fast as the device runs them (bench/profile_step.py). The backbone,
-the neck and the RPN's convolutions have static shapes for a given padded batch shape, so their
+the neck and the dense head's convolutions (the RPN's, RetinaNet's subnets) have static shapes for a given padded batch shape, so their
 forward and backward are captured once per shape (torch.cuda.make_graphed_callables) and replayed as two graph launches.
 The heads, whose shapes depend on the data (proposals, sampled RoIs), stay eager.
 
@@ -21,29 +21,50 @@ log = logging.getLogger(__name__)
 
 
 class Features(nn.Module):
-    """The backbone, the neck if there is one, and the RPN's head if given: the part of a detector
-    whose shapes depend on the padded batch shape alone, which is what a graph can capture.
-    Returns (features, the RPN head's (logits, deltas) or ())."""
+    """The backbone, the neck if there is one, and the dense head's convolutions if given (the
+    RPN's head, RetinaNet's subnets): the part of a detector whose shapes depend on the padded
+    batch shape alone, which is what a graph can capture. Returns (features, the dense head's
+    (logits, deltas) or ())."""
 
-    def __init__(self, backbone: nn.Module, neck: nn.Module | None, rpn_head: nn.Module | None = None,
-                 rpn_in_features: tuple[str, ...] = ()) -> None:
+    def __init__(self, backbone: nn.Module, neck: nn.Module | None, dense: "DenseHead | None" = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = neck
-        self.rpn_head = rpn_head
-        self.rpn_in_features = tuple(rpn_in_features)
+        self.dense = dense
+        # registered so that the capture counts their parameters among the graph's inputs
+        self.dense_modules = nn.ModuleList(dense.modules if dense is not None else [])
 
     def forward(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple]:
         features = self.backbone(batch)
         if self.neck is not None:
             features = self.neck(features)
-        if self.rpn_head is None:
+        if self.dense is None:
             return features, ()
-        return features, self.rpn_head([features[name] for name in self.rpn_in_features])
+        return features, self.dense.predict([features[name] for name in self.dense.in_features])
+
+
+class DenseHead:
+    """What Features needs of a dense head: `predict(list of feature maps) -> (logits, deltas)`,
+    the feature names it reads, and the modules that hold its parameters."""
+
+    def __init__(self, predict, in_features, modules: list[nn.Module]) -> None:
+        self.predict = predict
+        self.in_features = tuple(in_features)
+        self.modules = modules
+
+    @staticmethod
+    def of(model: nn.Module) -> "DenseHead | None":
+        rpn = getattr(model, "rpn", None)
+        if rpn is not None:  # two-stage detectors
+            return DenseHead(rpn.head, rpn.in_features, [rpn.head])
+        head = getattr(model, "head", None)
+        if head is not None and hasattr(head, "predict"):  # RetinaNet
+            return DenseHead(head.predict, head.in_features, [head.cls_subnet, head.box_subnet])
+        return None
 
 
 class GraphedFeatures:
-    """Calls Features (backbone, neck, RPN head) through one captured graph per (shape, strides,
+    """Calls Features (backbone, neck, dense head) through one captured graph per (shape, strides,
     dtype, autocast) of the padded batch, on CUDA in training with gradients on; anything else
     runs eagerly.
 
@@ -53,8 +74,8 @@ class GraphedFeatures:
     their statistics are checked each call and a change (a checkpoint loaded) drops every graph."""
 
     def __init__(self, backbone: nn.Module, neck: nn.Module | None, max_shapes: int = 4,
-                 rpn_head: nn.Module | None = None, rpn_in_features: tuple[str, ...] = ()) -> None:
-        self.eager = Features(backbone, neck, rpn_head, rpn_in_features)
+                 dense: DenseHead | None = None) -> None:
+        self.eager = Features(backbone, neck, dense)
         self.max_shapes = max_shapes
         self.graphs: dict[tuple, nn.Module] = {}
         self.pool = None  # one memory pool for every capture: they never run concurrently
@@ -88,7 +109,7 @@ class GraphedFeatures:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         # make_graphed_callables replaces the forward of the module it is given: one per shape
-        module = Features(self.eager.backbone, self.eager.neck, self.eager.rpn_head, self.eager.rpn_in_features)
+        module = Features(self.eager.backbone, self.eager.neck, self.eager.dense)
         static_input = batch.detach().clone()  # the graph's own input buffer; each call copies into it
         # the warm-up passes run forward in training mode: BatchNorm's running statistics are put
         # back afterwards, so that the capture leaves no trace in the model
@@ -118,14 +139,13 @@ def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, 
         raise UserError(f"{key}: {type(model).__name__} has no backbone/neck to capture")
     if max_shapes < 1:
         raise UserError(f"train.cuda_graph_shapes must be at least 1, got {max_shapes}")
-    rpn = getattr(model, "rpn", None)  # two-stage detectors: the RPN's convolutions are captured too
-    parts = [model.backbone] + ([model.neck] if model.neck is not None else []) + ([rpn.head] if rpn else [])
+    dense = DenseHead.of(model)  # the RPN's or RetinaNet's convolutions are captured too
+    parts = [model.backbone] + ([model.neck] if model.neck is not None else []) + (dense.modules if dense else [])
     for part in parts:
         for name, module in part.named_modules():
             if isinstance(module, (SyncBatchNorm2d, nn.SyncBatchNorm)):
                 raise UserError(f"{key}: {type(module).__name__} at {name or type(part).__name__} all-reduces across "
                                 "processes, which a captured graph does not do here; use BN, frozen BN or "
                                 "GroupNorm with CUDA graphs")
-    model.graphed_features = GraphedFeatures(model.backbone, model.neck, max_shapes, rpn.head if rpn else None,
-                                             tuple(rpn.in_features) if rpn else ())
+    model.graphed_features = GraphedFeatures(model.backbone, model.neck, max_shapes, dense)
     return True

@@ -8,7 +8,8 @@ class OneStageDetector(nn.Module):
 
     Training mode returns a dict of losses; eval mode a list of dicts with `boxes` (x1y1x2y2 in the
     original image's pixels), `labels` (1..num_classes) and `scores`. The head is called as
-    head(features, padded_batch_size, image_sizes, targets) -> (detections, losses).
+    head(features, padded_batch_size, image_sizes, targets, head_outputs) -> (detections, losses),
+    head_outputs being its (logits, deltas) where a CUDA graph computed them, else None.
     """
 
     def __init__(self, preprocess: nn.Module, backbone: nn.Module, neck: nn.Module | None,
@@ -20,19 +21,22 @@ class OneStageDetector(nn.Module):
         self.graphed_features = None  # train.cuda_graphs: a GraphedFeatures (engine/trainer.py)
         self.head = head
 
-    def extract_features(self, batch: Tensor) -> dict[str, Tensor]:
+    def extract_features(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple | None]:
+        """The features, and the head's (logits, deltas) where a CUDA graph computed them along
+        (train.cuda_graphs), else None: the head then runs its convolutions itself."""
         if self.graphed_features is not None:
-            return self.graphed_features(batch)[0]
+            features, head_outputs = self.graphed_features(batch)
+            return features, head_outputs or None
         features = self.backbone(batch)
-        return self.neck(features) if self.neck is not None else features
+        return (self.neck(features) if self.neck is not None else features), None
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
-        features = self.extract_features(batch)
-        detections, losses = self.head(features, tuple(batch.shape[-2:]), sizes, targets)
+        features, head_outputs = self.extract_features(batch)
+        detections, losses = self.head(features, tuple(batch.shape[-2:]), sizes, targets, head_outputs)
         if self.training:
             return losses
         return self.preprocess.postprocess(detections, sizes, original_sizes)

@@ -86,10 +86,11 @@ class RetinaHead(nn.Module):
         self.detections_per_img = detections_per_img
 
     def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
-                image_sizes: list[tuple[int, int]], targets: list[dict] | None = None
-                ) -> tuple[list[dict], dict[str, Tensor]]:
+                image_sizes: list[tuple[int, int]], targets: list[dict] | None = None,
+                head_outputs: tuple[list[Tensor], list[Tensor]] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
+        """head_outputs: predict()'s (logits, deltas), where the caller ran it (a CUDA graph)."""
         feats = [features[name] for name in self.in_features]
-        logits, deltas = self.predict(feats)
+        logits, deltas = head_outputs if head_outputs is not None else self.predict(feats)
         anchors = self.anchor_generator(batch_size, [f.shape[-2:] for f in feats], feats[0].device)
         if self.training:
             if targets is None:
