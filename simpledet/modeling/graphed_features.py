@@ -63,6 +63,16 @@ class DenseHead:
         return None
 
 
+def extract_features(detector: nn.Module, batch: Tensor) -> tuple[dict[str, Tensor], tuple | None]:
+    """A detector's features (backbone, then neck), and its dense head's (logits, deltas) where a
+    CUDA graph computed them along (train.cuda_graphs), else None: the head then runs itself."""
+    if detector.graphed_features is not None:
+        features, head_outputs = detector.graphed_features(batch)
+        return features, head_outputs or None
+    features = detector.backbone(batch)
+    return (detector.neck(features) if detector.neck is not None else features), None
+
+
 class GraphedFeatures:
     """Calls Features (backbone, neck, dense head) through one captured graph per (shape, strides,
     dtype, autocast) of the padded batch, on CUDA in training with gradients on; anything else

@@ -2,6 +2,8 @@
 
 from torch import Tensor, nn
 
+from simpledet.modeling.graphed_features import extract_features
+
 
 class OneStageDetector(nn.Module):
     """torchvision's interface: model(images, targets) with float CHW images in [0, 1].
@@ -21,21 +23,12 @@ class OneStageDetector(nn.Module):
         self.graphed_features = None  # train.cuda_graphs: a GraphedFeatures (engine/trainer.py)
         self.head = head
 
-    def extract_features(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple | None]:
-        """The features, and the head's (logits, deltas) where a CUDA graph computed them along
-        (train.cuda_graphs), else None: the head then runs its convolutions itself."""
-        if self.graphed_features is not None:
-            features, head_outputs = self.graphed_features(batch)
-            return features, head_outputs or None
-        features = self.backbone(batch)
-        return (self.neck(features) if self.neck is not None else features), None
-
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
-        features, head_outputs = self.extract_features(batch)
+        features, head_outputs = extract_features(self, batch)
         detections, losses = self.head(features, tuple(batch.shape[-2:]), sizes, targets, head_outputs)
         if self.training:
             return losses

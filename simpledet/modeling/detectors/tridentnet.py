@@ -16,6 +16,7 @@ from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.modeling.backbones.trident import TridentBackbone
 from simpledet.modeling.detectors.two_stage import TwoStageDetector
+from simpledet.modeling.graphed_features import extract_features
 from simpledet.modeling.heads.res5_head import Res5HeadConfig
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
@@ -45,7 +46,7 @@ class TridentDetector(TwoStageDetector):
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
         scales = [s[0] / o[0] for s, o in zip(sizes, original_sizes)]
-        features, rpn_head_outputs = self.extract_features(batch)
+        features, rpn_head_outputs = extract_features(self, batch)
         branches = self.backbone.active_branches
         sizes_b = sizes * len(branches)  # branch-major, as the backbone stacks them
         targets_b = None

@@ -2,6 +2,8 @@
 
 from torch import Tensor, nn
 
+from simpledet.modeling.graphed_features import extract_features
+
 
 class TwoStageDetector(nn.Module):
     """torchvision's interface: model(images, targets) with float CHW images in [0, 1].
@@ -20,21 +22,12 @@ class TwoStageDetector(nn.Module):
         self.rpn = rpn
         self.roi_heads = roi_heads
 
-    def extract_features(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple | None]:
-        """The features, and the RPN head's (logits, deltas) where a CUDA graph computed them along
-        (train.cuda_graphs), else None: the RPN then runs its head itself."""
-        if self.graphed_features is not None:
-            features, rpn_head_outputs = self.graphed_features(batch)
-            return features, rpn_head_outputs or None
-        features = self.backbone(batch)
-        return (self.neck(features) if self.neck is not None else features), None
-
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
-        features, rpn_head_outputs = self.extract_features(batch)
+        features, rpn_head_outputs = extract_features(self, batch)
         proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes, targets, rpn_head_outputs)
         detections, roi_losses = self.roi_heads(features, proposals, sizes, targets)
         if self.training:
