@@ -112,9 +112,11 @@ if [ "$diagnose" = 1 ] || [ "$small" = 1 ]; then
   fi
 fi
 if [ "$diagnose" = 1 ] && [ "$small" = 0 ] && [ "$device" = cuda ]; then
-  section "diagnostics: NCHW (what channels_last is worth), cuDNN heuristics for the RoI-count-varying heads, bf16"
+  section "diagnostics: NCHW (what channels_last is worth), every family with CUDA graphs, cuDNN heuristics for the RoI-count-varying heads, bf16"
   "$py" bench/train_speed.py --device cuda --amp --nchw --only "C4 C5-512ROI,ours_tv Faster" --steps 10 --warmup 3 \
     --out "$out/train_speed_nchw" | tail -n 4 | tee -a "$out/summary.txt"
+  "$py" bench/train_speed.py --device cuda --amp-only --cuda-graphs --steps 10 --warmup 3 \
+    --out "$out/train_speed_graphs" | tail -n 14 | tee -a "$out/summary.txt"
   "$py" bench/train_speed.py --device cuda --amp-only --no-cudnn-benchmark --only "Mask,TridentNet" --steps 10 --warmup 3 \
     --out "$out/train_speed_heuristics" | tail -n 6 | tee -a "$out/summary.txt"
   "$py" bench/train_speed.py --device cuda --amp --amp-dtype bfloat16 --only "ours_tv Faster,torchvision Faster,C4 C5-512ROI" --steps 10 --warmup 3 \

@@ -21,6 +21,7 @@ import torch
 from speed import calibrate_frozen_bn, make_inputs, sgd, size_overrides, torchvision_model  # as bench/speed.py
 
 from simpledet import build_model, load_config
+from simpledet.modeling.graphed_features import enable_cuda_graphs
 from simpledet.zoo_reference import ZOO
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,13 +79,16 @@ def zoo_cell(name: str | None) -> str:
     return f"{per_gpu:.1f} img/s, {row.train_mem} ({m.group(3)})"
 
 
-def prepare(build, device, images) -> torch.nn.Module:
+def prepare(build, device, images, cuda_graphs: bool = False) -> torch.nn.Module:
     """A row's model on the device, frozen BN calibrated (both sides alike: no fp16 overflow from
-    random weights); built once for every precision measured."""
+    random weights); built once for every precision measured. `cuda_graphs`: ours with
+    train.cuda_graphs."""
     torch.manual_seed(0)
     model = build(tuple(images[0].shape[-2:])).to(device).train()  # inputs run unresized
     calibrate_frozen_bn(model, images)
     model.ours = getattr(build, "ours", False)
+    if cuda_graphs and model.ours:
+        enable_cuda_graphs(model, 4, device)
     return model
 
 
@@ -133,6 +137,8 @@ def main():
     ap.add_argument("--small", action="store_true", help="tiny sizes for a CPU smoke run")
     ap.add_argument("--nchw", action="store_true", help="our models in NCHW instead of their default NHWC")
     ap.add_argument("--only", default="", help="comma-separated substrings of row names to run")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="our rows with train.cuda_graphs (GPU): backbone, neck and dense head captured")
     ap.add_argument("--no-cudnn-benchmark", action="store_true",
                     help="cuDNN's heuristics instead of timing each new shape (heads whose RoI count varies)")
     ap.add_argument("--out", default="runs/train_speed")
@@ -162,7 +168,7 @@ def main():
         model = None
         for precision in precisions:
             try:  # a family that fails must not hide the others
-                model = model or prepare(build, device, images)
+                model = model or prepare(build, device, images, args.cuda_graphs)
                 ips, peak = measure(model, device, amp_dtype if precision == "amp" else None, images, targets,
                                     args.steps, args.warmup)
                 result[precision] = {"images_per_s": ips, "peak_gib": peak}
@@ -175,7 +181,8 @@ def main():
             torch.cuda.empty_cache()
     header = (f"Training, {args.batch} images of {args.height}x{args.width}, {name}, torch {torch.__version__}"
               + (f", AMP {str(amp_dtype).replace('torch.', '')}" if args.amp else "")
-              + (", our models in NCHW" if args.nchw else ""))
+              + (", our models in NCHW" if args.nchw else "")
+              + (", ours with CUDA graphs (train.cuda_graphs)" if args.cuda_graphs else ""))
     titles = {"fp32": " fp32 img/s | fp32 peak GiB |", "amp": " AMP img/s | AMP peak GiB |"}
     lines = [header, "", "| model |" + "".join(titles[p] for p in precisions) + " SimpleDet zoo, per GPU |",
              "|---|" + "---|---|" * len(precisions) + "---|"]
