@@ -68,12 +68,15 @@ def check_cuda_graphs(dev: torch.device) -> int:
     failures = 0
     benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False  # the same algorithms on both sides
-    for family in ("fasterrcnn", "retinanet"):
-        cfg = load_config(REPO / f"configs/torchvision/{family}_resnet50_fpn.py",
-                          ["model.input.min_size=(320,)", "model.input.max_size=448", "model.backbone.fuse_frozen_bn=true"])
-        for amp in (False, True):
-            failures += compare_graphed_with_eager(cfg, family, amp, dev)
-    torch.backends.cudnn.benchmark = benchmark
+    try:
+        for family in ("fasterrcnn", "retinanet"):
+            cfg = load_config(REPO / f"configs/torchvision/{family}_resnet50_fpn.py",
+                              ["model.input.min_size=(320,)", "model.input.max_size=448",
+                               "model.backbone.fuse_frozen_bn=true"])
+            for amp in (False, True):
+                failures += compare_graphed_with_eager(cfg, family, amp, dev)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
     return failures
 
 

@@ -57,8 +57,28 @@ def test_synchronised_batch_norm_is_refused_by_name():
     model = quickstart_model("model.backbone.norm=syncbn")
     with pytest.raises(UserError, match=r"SyncBatchNorm2d at .* all-reduces across processes"):
         enable_cuda_graphs(model, 4, CUDA)
-    with pytest.raises(UserError, match="cuda_graph_shapes must be at least 1"):
-        enable_cuda_graphs(quickstart_model(), 0, CUDA)
+    for device in (CUDA, torch.device("cpu")):  # a bad setting is an error on any machine
+        with pytest.raises(UserError, match="cuda_graph_shapes must be at least 1"):
+            enable_cuda_graphs(quickstart_model(), 0, device)
+
+
+def test_a_change_to_frozen_bn_statistics_is_seen_and_moving_the_model_too():
+    """The graphs read frozen BN's cached folds; the state they are checked against changes when
+    a statistic is written (a checkpoint loaded) and when the model moves (new buffers)."""
+    from tests.helpers import REPO
+
+    model = build_model(load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py")).train()
+    enable_cuda_graphs(model, 2, CUDA)
+    graphed = model.graphed_features
+    assert len(graphed.frozen_bns) > 50
+    before = graphed._frozen_bn_state()
+    assert graphed._frozen_bn_state() == before  # nothing changed: the graphs stay
+    with torch.no_grad():
+        model.backbone.bn1.running_var.mul_(2.0)
+    written = graphed._frozen_bn_state()
+    assert written != before
+    model.double()  # replaces every buffer
+    assert graphed._frozen_bn_state() != written
 
 
 def test_trainer_refuses_cuda_graphs_with_a_compiled_backbone(tmp_path, shapes_dir):

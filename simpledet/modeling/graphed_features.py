@@ -90,10 +90,13 @@ class GraphedFeatures:
         self.graphs: dict[tuple, nn.Module] = {}
         self.pool = None  # one memory pool for every capture: they never run concurrently
         self.frozen_bn_seen = None
+        # the modules, found once (not their buffers: moving the model replaces those); checked
+        # every step, so no walk over the whole module tree on the hot path
+        self.frozen_bns = [m for m in self.eager.modules() if isinstance(m, FrozenBatchNorm2d)]
 
     def _frozen_bn_state(self) -> tuple:
-        return tuple((b.data_ptr(), b._version) for m in self.eager.modules() if isinstance(m, FrozenBatchNorm2d)
-                     for b in m.buffers())
+        return tuple((b.data_ptr(), b._version) for m in self.frozen_bns
+                     for b in (m.weight, m.bias, m.running_mean, m.running_var))
 
     def __call__(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple]:
         if not (batch.is_cuda and self.eager.training and torch.is_grad_enabled()):
@@ -114,7 +117,7 @@ class GraphedFeatures:
         return graphed(batch)
 
     def _capture(self, batch: Tensor, amp: bool) -> nn.Module:
-        log.info("capturing backbone+neck as CUDA graphs for input %s (%d of at most %d shapes)",
+        log.info("capturing backbone, neck and dense head as CUDA graphs for input %s (%d of at most %d shapes)",
                  tuple(batch.shape), len(self.graphs) + 1, self.max_shapes)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
@@ -133,7 +136,7 @@ class GraphedFeatures:
                 buffer.copy_(value)
         # The graph reads frozen BN's cached folds by address: it keeps them alive, so that no
         # later recomputation of the cache can free memory a replay still reads.
-        graphed.frozen_bn_folds = [m.scale_and_shift() for m in self.eager.modules() if isinstance(m, FrozenBatchNorm2d)]
+        graphed.frozen_bn_folds = [m.scale_and_shift() for m in self.frozen_bns]
         return graphed
 
 
@@ -142,13 +145,13 @@ def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, 
     UserError for models the capture would run wrongly."""
     from simpledet.errors import UserError
 
+    if max_shapes < 1:
+        raise UserError(f"train.cuda_graph_shapes must be at least 1, got {max_shapes}")
     if device.type != "cuda":
         log.warning("%s needs a GPU: the backbone and neck run eagerly on %s", key, device)
         return False
     if not hasattr(model, "graphed_features"):
         raise UserError(f"{key}: {type(model).__name__} has no backbone/neck to capture")
-    if max_shapes < 1:
-        raise UserError(f"train.cuda_graph_shapes must be at least 1, got {max_shapes}")
     dense = DenseHead.of(model)  # the RPN's or RetinaNet's convolutions are captured too
     parts = [model.backbone] + ([model.neck] if model.neck is not None else []) + (dense.modules if dense else [])
     for part in parts:
