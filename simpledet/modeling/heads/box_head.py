@@ -22,7 +22,7 @@ class MLPHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x.flatten(1)
         for fc in self.fcs:
-            x = F.relu(fc(x))
+            x = F.relu(fc(x), inplace=True)
         return x
 
 

@@ -32,8 +32,8 @@ class MaskHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for conv in self.convs:
-            x = F.relu(conv(x))
-        return self.logits(F.relu(self.deconv(x)))
+            x = F.relu(conv(x), inplace=True)
+        return self.logits(F.relu(self.deconv(x), inplace=True))
 
 
 @torch.no_grad()

@@ -46,7 +46,7 @@ class Subnet(nn.Module):
         outs = []
         for x in features:
             for conv in self.convs:
-                x = F.relu(conv(x))
+                x = F.relu(conv(x), inplace=True)
             x = self.pred(x)
             n, _, h, w = x.shape
             # channels are anchor-major (A, K), as in SimpleDet and torchvision

@@ -33,7 +33,7 @@ class RPNHead(nn.Module):
         """Per level: logits (N, H*W*A) and deltas (N, H*W*A, 4), ordered like the anchors."""
         logits, deltas = [], []
         for x in features:
-            t = F.relu(self.conv(x))
+            t = F.relu(self.conv(x), inplace=True)  # in place: no second full-size tensor per level
             n, _, h, w = t.shape
             logits.append(self.objectness(t).permute(0, 2, 3, 1).reshape(n, -1))
             d = self.box_deltas(t)

@@ -3,15 +3,18 @@
 torchvision's MultiScaleRoIAlign with the same levels, scales and results, merged differently:
 torchvision finds each level's RoIs with a `torch.where` per level, one host-device
 synchronisation each; here the RoIs are sorted by level once and split by the level counts, one
-synchronisation in all.
+synchronisation in all. On the CPU the pooling itself is spread over the threads
+(parallel_roi_align), where torchvision's kernel uses one.
 """
 
 import math
 
 import torch
 from torch import Tensor
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
+
+from simpledet.modeling.layers.parallel_roi_align import roi_align
 
 
 class LevelSortedRoIAlign(MultiScaleRoIAlign):

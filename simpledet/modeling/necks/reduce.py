@@ -19,7 +19,7 @@ class ReduceNeck(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> "OrderedDict[str, Tensor]":
         out = OrderedDict(features)
-        out[f"{self.feature}_reduced"] = F.relu(self.reduce(features[self.feature]))
+        out[f"{self.feature}_reduced"] = F.relu(self.reduce(features[self.feature]), inplace=True)
         return out
 
 
