@@ -70,7 +70,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else conv_norm(self.downsample[0], self.downsample[1], x, fuse)
         out = self.relu(conv_norm(self.conv1, self.bn1, x, fuse))
         out = conv_norm(self.conv2, self.bn2, out, fuse)
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision's blocks: no extra full-size tensor
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -103,7 +104,8 @@ class Bottleneck(nn.Module):
         out = self.relu(conv_norm(self.conv1, self.bn1, x, fuse))
         out = self.relu(_conv_norm(self.conv2, self.bn2, out, fuse))
         out = conv_norm(self.conv3, self.bn3, out, fuse)
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision's blocks: no extra full-size tensor
+        return self.relu(out)
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Module | None:

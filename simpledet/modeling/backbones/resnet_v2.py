@@ -48,7 +48,9 @@ class PreActBottleneck(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(act)
         out = self.relu(conv_norm(self.conv1, self.bn2, act, fuse))
         out = self.relu(conv_norm(self.conv2, self.bn3, out, fuse))
-        return self.conv3(out) + shortcut
+        out = self.conv3(out)
+        out += shortcut  # in place: no extra full-size tensor
+        return out
 
 
 def make_stage_v2(in_channels: int, width: int, num_blocks: int, stride: int, norm: str, dilation: int = 1,
