@@ -72,3 +72,23 @@ def test_nhwc_features_copied_to_nchw_keep_their_values():
     x = torch.randn(2, 5, 7, 9)
     out = _as_nchw(x.contiguous(memory_format=torch.channels_last))
     assert torch.equal(out, x) and out.is_contiguous()
+
+
+def test_pool_threads_run_single_threaded_and_leave_the_callers_count(threads, monkeypatch):
+    """Each pool thread runs its own operators on one thread (more OpenMP threads than cores
+    slowed the rest of a step), and the caller's count, and the default that later threads
+    take, are what they were."""
+    import threading
+
+    from simpledet.modeling.layers import parallel_roi_align
+
+    threads(2)
+    monkeypatch.setattr(parallel_roi_align, "_executor_key", None)  # a pool made here, not reused
+    pool = parallel_roi_align._threads(3)
+    assert set(pool.map(lambda _: torch.get_num_threads(), range(6))) == {1}
+    assert torch.get_num_threads() == 2
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [2]
