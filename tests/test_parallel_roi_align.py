@@ -92,3 +92,19 @@ def test_pool_threads_run_single_threaded_and_leave_the_callers_count(threads, m
     thread.start()
     thread.join()
     assert later == [2]
+
+
+def test_one_pool_for_forward_and_backward_of_any_batch(threads, monkeypatch):
+    """The pool has as many threads as torch, whatever the number of tasks (a batch of 8 images
+    is 8 backward tasks): it is made once, not again at every change of task count."""
+    from simpledet.modeling.layers import parallel_roi_align
+
+    made = []
+    make = parallel_roi_align._single_threaded_pool
+    monkeypatch.setattr(parallel_roi_align, "_single_threaded_pool", lambda n: made.append(n) or make(n))
+    monkeypatch.setattr(parallel_roi_align, "_executor_key", None)
+    threads(2)
+    features, rois, upstream = make_case(5, channels_last=True)
+    for _ in range(2):
+        roi_align(features, rois, (3, 4), 0.25, 2).backward(upstream)
+    assert made == [2]

@@ -61,9 +61,9 @@ def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
     return pool
 
 
-def _in_threads(work, parts: list) -> list[Tensor]:
-    """`work(part)` for each part, each in its own thread (torch's operators release the GIL)."""
-    return list(_threads(len(parts)).map(work, parts))
+def _in_threads(work, parts: list, workers: int) -> list:
+    """`work(part)` for each part, on a pool of `workers` threads (torch's operators release the GIL)."""
+    return list(_threads(workers).map(work, parts))
 
 
 def _channel_slices(channels: int, groups: int) -> list[slice]:
@@ -99,7 +99,7 @@ class _ThreadedRoIAlign(torch.autograd.Function):
         def pool(part: Tensor) -> Tensor:
             return torch.ops.torchvision.roi_align(features, part, spatial_scale, *output_size, sampling_ratio, aligned)
 
-        return torch.cat(_in_threads(pool, list(rois.tensor_split(groups))))
+        return torch.cat(_in_threads(pool, list(rois.tensor_split(groups)), groups))
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
@@ -108,7 +108,7 @@ class _ThreadedRoIAlign(torch.autograd.Function):
         batch, channels, height, width = shape
         grad_input = torch.empty(shape, dtype=grad_output.dtype, device=grad_output.device,
                                  memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        # tasks: (image, channel slice), as many as threads or images; each writes its own block
+        # tasks: (image, channel slice), at least as many as threads; each writes its own block
         per_image = _channel_slices(channels, -(-groups // batch))
         tasks = [(image, part) for image in range(batch) for part in per_image]
 
@@ -127,7 +127,7 @@ class _ThreadedRoIAlign(torch.autograd.Function):
             else:
                 target.copy_(block)
 
-        _in_threads(spread, tasks)
+        _in_threads(spread, tasks, groups)
         return grad_input, None, None, None, None, None, None
 
 
@@ -139,4 +139,4 @@ def roi_align(input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial
     if input.device.type != "cpu" or groups < 2 or torch.is_autocast_enabled("cpu") or len(rois) == 0:
         return torchvision_roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
     return _ThreadedRoIAlign.apply(input, rois.to(input.dtype), output_size, float(spatial_scale),
-                                       int(sampling_ratio), bool(aligned), groups)
+                                   int(sampling_ratio), bool(aligned), groups)
