@@ -67,8 +67,7 @@ def _in_threads(work, parts: list, workers: int) -> list:
 
 
 def _channel_slices(channels: int, groups: int) -> list[slice]:
-    bounds = torch.linspace(0, channels, groups + 1).round().long().tolist()
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [slice(channels * i // groups, channels * (i + 1) // groups) for i in range(groups)]
 
 
 def _as_nchw(x: Tensor) -> Tensor:
