@@ -47,3 +47,28 @@ def test_decode_bit_identical_to_torchvision():
     ours = BoxCoder(weights).decode(deltas, ref)
     theirs = TorchvisionBoxCoder(weights).decode(deltas, [ref]).reshape(200, 5, 4)
     assert torch.equal(ours, theirs)
+
+
+def test_encode_bit_identical_to_torchvision():
+    g = torch.Generator().manual_seed(2)
+    ref = torch.rand(300, 2, generator=g) * 500
+    ref = torch.cat([ref, ref + 2 + torch.rand(300, 2, generator=g) * 200], dim=1)
+    tgt = torch.rand(300, 2, generator=g) * 500
+    tgt = torch.cat([tgt, tgt + 2 + torch.rand(300, 2, generator=g) * 200], dim=1)
+    for weights in ((10.0, 10.0, 5.0, 5.0), (1.0, 1.0, 1.0, 1.0), (10.0, 20.0, 5.0, 3.0)):
+        ours = BoxCoder(weights).encode(ref, tgt)
+        theirs = TorchvisionBoxCoder(weights).encode_single(tgt, ref)
+        assert torch.equal(ours, theirs), weights
+
+
+def test_decode_with_unequal_weights_bit_identical_to_torchvision():
+    """x and y (and width and height) weighted differently: the weights as a 2-vector."""
+    g = torch.Generator().manual_seed(3)
+    ref = torch.rand(100, 2, generator=g) * 500
+    ref = torch.cat([ref, ref + 2 + torch.rand(100, 2, generator=g) * 200], dim=1)
+    deltas = torch.randn(2, 100, 4 * 3, generator=g)
+    weights = (10.0, 20.0, 5.0, 3.0)
+    ours = BoxCoder(weights).decode(deltas, ref[None])  # (2, 100, 3, 4): batch dims broadcast
+    for image in range(2):
+        theirs = TorchvisionBoxCoder(weights).decode(deltas[image], [ref]).reshape(100, 3, 4)
+        assert torch.equal(ours[image], theirs)

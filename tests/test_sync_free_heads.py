@@ -83,6 +83,30 @@ def test_one_nms_for_the_batch_equals_per_image_nms():
         assert torch.equal(a, b)
 
 
+def test_proposals_with_nan_and_infinite_boxes_equal_per_image_nms():
+    """Boxes and scores that are NaN or infinite (an fp16 overflow) and boxes of zero size stay in
+    the NMS calls, masked, and are dropped after them: the proposals are still exactly those of
+    filtering first. min_size 0 and score_thresh 0, SimpleDet's settings, where only NaN is
+    invalid."""
+    g = torch.Generator().manual_seed(4)
+    rpn = RPNConfig(pre_nms_top_n_train=200, post_nms_top_n_train=1000, min_size=0.0).build(8)
+    per_level = [500, 150]
+    boxes = torch.stack([random_boxes(sum(per_level), 200, g, min_side=1.0) for _ in range(3)])
+    logits = torch.randn(3, sum(per_level), generator=g)
+    logits[0, :40] += 5.0  # among the top-k
+    boxes[0, :10] = float("nan")
+    boxes[0, 10:20, 2:] = float("inf")  # clipped to the image
+    boxes[1, :30, 2:] = boxes[1, :30, :2]  # zero width and height: valid at min_size 0
+    logits[2, :25] = float("nan")
+    sizes = [(190, 200), (200, 180), (170, 170)]
+    ours = rpn.select_proposals(boxes.clone(), logits, per_level, sizes)
+    expected = reference_proposals(rpn, boxes, logits, per_level, sizes)
+    assert all(torch.isfinite(p).all() for p in ours) and all(len(p) > 50 for p in ours)
+    assert [len(p) for p in ours] == [len(p) for p in expected]
+    for a, b in zip(ours, expected):
+        assert torch.equal(a, b)
+
+
 def test_masked_rpn_losses_equal_the_indexed_ones():
     g = torch.Generator().manual_seed(2)
     rpn = RPNConfig(allowed_border=0.0).build(8)
@@ -129,16 +153,27 @@ def test_masked_roi_losses_equal_the_indexed_ones():
 
 
 class SyncCounter(TorchDispatchMode):
-    """Counts the operators that make the host wait for the device: nonzero, item/tolist
-    (_local_scalar_dense) and boolean-mask indexing (a nonzero inside)."""
+    """Counts the operators that make the host wait for a GPU: nonzero, item (_local_scalar_dense),
+    boolean-mask indexing (a nonzero inside), bincount (reads its input's min and max), NMS (its
+    output's size); and Tensor.tolist calls, which a CPU run does not dispatch."""
 
-    def __init__(self):
+    WAITING = ("aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
+               "torchvision.nms.default")
+
+    def __init__(self, monkeypatch):
         super().__init__()
         self.counts = collections.Counter()
+        tolist = torch.Tensor.tolist
+
+        def counted_tolist(tensor):
+            self.counts["Tensor.tolist"] += 1
+            return tolist(tensor)
+
+        monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = str(func)
-        if name in ("aten.nonzero.default", "aten._local_scalar_dense.default"):
+        if name in self.WAITING:
             self.counts[name] += 1
         if name in ("aten.index.Tensor", "aten.index_put.default", "aten.index_put_.default") and any(
                 getattr(t, "dtype", None) == torch.bool for t in args[1]):
@@ -146,20 +181,22 @@ class SyncCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_a_faster_rcnn_training_step_synchronises_twice(shapes_dir):
-    """Outside NMS and the per-image RoI counts (tolist), the forward and backward of a training
-    step make two device-dependent sizes: the valid proposals and the sampled RoIs (one nonzero
-    each). Boolean indexing in the heads used to make over forty."""
+def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, monkeypatch):
+    """The forward and backward of a training step wait for the device at each NMS call (one per
+    RPN level) and three times more: the proposals per image, the sampled RoIs per image and the
+    RoIs per FPN level. Boolean indexing in the heads used to make over forty waits, and bincount
+    and nonzero eight more."""
     torch.manual_seed(0)
     model = build_model(small_config(shapes_dir)).train()
     images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]),
                 "labels": torch.tensor([2, 1])}]
-    with SyncCounter() as counter:
+    with SyncCounter(monkeypatch) as counter:
         losses = model(images, targets)
         sum(losses.values()).backward()
-    assert counter.counts == {"aten.nonzero.default": 2}, counter.counts
+    levels = len(model.rpn.in_features)
+    assert counter.counts == {"torchvision.nms.default": levels, "Tensor.tolist": 3}, counter.counts
 
 
 def test_inside_image_by_hand():

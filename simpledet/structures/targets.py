@@ -2,21 +2,24 @@
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from simpledet.structures.no_sync import host_tensor
 
 
 def pad_boxes(boxes: list[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
-    """(B, G, 4) boxes padded with zeros to the largest count G, and a (B, G) validity mask."""
-    g = max((len(b) for b in boxes), default=0)
-    out = torch.zeros((len(boxes), g, 4), device=device)
-    valid = torch.zeros((len(boxes), g), dtype=torch.bool, device=device)
-    for i, b in enumerate(boxes):
-        out[i, : len(b)] = b
-        valid[i, : len(b)] = True
-    return out, valid
+    """(B, G, 4) float32 boxes padded with zeros to the largest count G, and a (B, G) validity
+    mask. One pad_sequence call and a mask from the counts, not a copy and a fill per image."""
+    padded = pad_sequence([b.to(device=device, dtype=torch.float32).reshape(-1, 4) for b in boxes],
+                          batch_first=True)
+    counts = host_tensor([len(b) for b in boxes], torch.device(device), torch.int64)
+    valid = torch.arange(padded.shape[1], device=device) < counts[:, None]
+    return padded, valid
 
 
 def pad_labels(labels: list[Tensor], size: int, device: torch.device) -> Tensor:
-    out = torch.zeros((len(labels), size), dtype=torch.int64, device=device)
-    for i, lab in enumerate(labels):
-        out[i, : len(lab)] = lab
-    return out
+    """(B, size) int64 labels, padded with zeros."""
+    padded = pad_sequence([lab.to(device=device, dtype=torch.int64) for lab in labels], batch_first=True)
+    if padded.shape[1] < size:
+        padded = torch.nn.functional.pad(padded, (0, size - padded.shape[1]))
+    return padded

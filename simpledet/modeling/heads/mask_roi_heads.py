@@ -55,11 +55,11 @@ class MaskRoIHeads(RoIHeads):
     def mask_losses(self, features: dict[str, Tensor], proposals: list[Tensor], classes: Tensor,
                     image_sizes: list[tuple[int, int]], targets: list[dict]) -> Tensor:
         """Loss of the mask branch on the foreground RoIs among the sampled ones."""
-        # the foreground RoIs of every image, found with one nonzero (indexing each image's
-        # proposals with a boolean mask would wait on the device once per image and tensor)
-        image = torch.cat([torch.full((len(p),), i, device=classes.device) for i, p in enumerate(proposals)])
-        fg = (classes > 0).nonzero().squeeze(1)
-        per_image = torch.bincount(image[fg], minlength=len(proposals)).tolist()
+        # the foreground RoIs of every image, with one wait for their per-image counts (indexing
+        # each image's proposals with a boolean mask would wait once per image and tensor)
+        is_fg = classes > 0
+        per_image = torch.stack([f.sum() for f in is_fg.split([len(p) for p in proposals])]).tolist()
+        fg = torch.nonzero_static(is_fg, size=sum(per_image)).squeeze(1)
         rois = list(torch.cat(proposals)[fg].split(per_image))
         gt_index = list(self.last_matched_gt[fg].split(per_image))
         logits = run_roi_head(self.mask_head, self.mask_pooler(features, rois, image_sizes), self.bucket_mask_rois)

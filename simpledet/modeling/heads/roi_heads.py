@@ -81,9 +81,10 @@ class RoIHeads(nn.Module):
 
         classes = torch.gather(gt_labels, 1, matched) * fg  # background -> 0
         matched_gt = torch.gather(gt, 1, matched[..., None].expand(-1, -1, 4))
-        # one nonzero for every gather below (boolean indexing would synchronise once each)
-        image, candidate = sampled.nonzero().unbind(1)
+        # one wait for the per-image counts; with their sum, nonzero_static finds the sampled
+        # candidates without another (nonzero and boolean indexing would wait once each)
         per_image = sampled.sum(dim=1).tolist()
+        image, candidate = torch.nonzero_static(sampled, size=sum(per_image)).unbind(1)
         sampled_boxes = boxes[image, candidate]
         box_targets = self.box_coder.encode(sampled_boxes, matched_gt[image, candidate])
         is_fg = fg[image, candidate]

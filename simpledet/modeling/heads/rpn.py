@@ -12,6 +12,7 @@ from simpledet.structures.anchors import AnchorGenerator
 from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
+from simpledet.structures.no_sync import count_indices, host_tensor
 from simpledet.structures.sampler import BalancedSampler
 from simpledet.structures.targets import pad_boxes
 
@@ -95,42 +96,48 @@ class RPN(nn.Module):
         (image, level), keep each image's best post_nms_top_n.
 
         One NMS call per level takes every image at once (each image's boxes shifted apart by more
-        than the largest coordinate, so images never suppress each other): the host waits on the
-        device once per level plus three times, not some thirteen times per image as torchvision's
-        batched_nms and boolean filtering do. Per level, not per batch, because NMS costs grow with
-        the square of the boxes in a call."""
+        than the largest coordinate, so images never suppress each other). Per level, not per batch,
+        because NMS costs grow with the square of the boxes in a call. The host waits on the device
+        once per NMS call and once for the per-image counts, where torchvision's batched_nms and
+        boolean filtering wait some thirteen times per image."""
         ks = [min(self.pre_nms_top_n[self.training], count) for count in per_level]
         num_images = boxes.shape[0]
         top_idx = torch.cat([logits[:, start:end].topk(k, dim=1).indices + start
                              for (start, end), k in zip(_segments(per_level), ks)], dim=1)  # (B, total)
-        rows, order, images, levels = self._layout(num_images, tuple(ks), boxes.device)
+        rows, order, images = self._layout(num_images, tuple(ks), boxes.device)
         scores = torch.sigmoid(logits[rows, top_idx].float())
         boxes = boxes[rows, top_idx]
-        for i, (height, width) in enumerate(image_sizes):  # clip, as clip_boxes_to_image
-            boxes[i, :, 0::2] = boxes[i, :, 0::2].clamp(0, width)
-            boxes[i, :, 1::2] = boxes[i, :, 1::2].clamp(0, height)
+        # clip, as clip_boxes_to_image, every image against its own size in two kernels
+        limits = host_tensor([[w, h, w, h] for h, w in image_sizes], boxes.device, boxes.dtype)
+        boxes = torch.minimum(boxes.clamp(min=0), limits[:, None])
         boxes, scores = boxes.reshape(-1, 4)[order], scores.flatten()[order]
 
+        # Boxes too small or too unlikely stay in place, without a wait to find them: scored below
+        # every sigmoid, NMS ranks them after all valid boxes, so they suppress none, and they are
+        # cut off each image's list at the end. At the origin, no NaN reaches NMS.
         wh = boxes[:, 2:] - boxes[:, :2]
-        valid = ((wh >= self.min_size).all(dim=1) & (scores >= self.score_thresh)).nonzero().squeeze(1)
-        boxes, scores, images, levels = boxes[valid], scores[valid], images[valid], levels[valid]
+        valid = (wh >= self.min_size).all(dim=1) & (scores >= self.score_thresh)
+        scores = torch.where(valid, scores, -1.0)
+        boxes = torch.where(valid[:, None], boxes, 0.0)
         kept = []
-        for start, end in _segments(torch.bincount(levels, minlength=len(ks)).tolist()):
+        for start, end in _segments([num_images * k for k in ks]):
             if end > start:  # the level's boxes of every image, images shifted apart
                 b, shift = boxes[start:end], images[start:end, None].to(boxes.dtype)
                 kept.append(nms(b + shift * (b.max() + 1), scores[start:end], self.nms_thresh) + start)
-        keep = torch.cat(kept) if kept else valid[:0]
+        keep = torch.cat(kept) if kept else images[:0]
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
         keep = keep[torch.sort(images[keep], stable=True).indices]  # then by image, best first within
-        per_image = torch.bincount(images[keep], minlength=num_images).tolist()
+        kept_images = images[keep]
+        counts = torch.stack([count_indices(kept_images, num_images),  # all kept, and the valid ones
+                              count_indices(kept_images, num_images, where=valid[keep])])
+        per_image, valid_per_image = counts.tolist()  # the one wait outside NMS
         post_nms = self.post_nms_top_n[self.training]
-        return [boxes[k[:post_nms]] for k in keep.split(per_image)]
+        return [boxes[k[:min(n, post_nms)]] for k, n in zip(keep.split(per_image), valid_per_image)]
 
     def _layout(self, num_images: int, ks: tuple[int, ...], device: torch.device) -> tuple[Tensor, ...]:
         """Index tensors of select_proposals that depend on the shapes alone, made once per shape
         (a few dozen fewer kernel launches per step): the image rows; the order that lays the
-        top-k boxes out level by level, the images within each level; each laid-out box's image
-        and level."""
+        top-k boxes out level by level, the images within each level; each laid-out box's image."""
         key = (num_images, ks, device)
         if key not in self._layouts:
             if len(self._layouts) > 64:  # many input sizes: keep it bounded
@@ -139,8 +146,7 @@ class RPN(nn.Module):
             rows = torch.arange(num_images, device=device)[:, None]
             order = torch.cat([(rows * total + torch.arange(start, end, device=device)).flatten()
                                for start, end in _segments(list(ks))])
-            levels = torch.cat([torch.full((num_images * k,), level, device=device) for level, k in enumerate(ks)])
-            self._layouts[key] = (rows, order, order // total, levels)
+            self._layouts[key] = (rows, order, order // total)
         return self._layouts[key]
 
     def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict],

@@ -3,7 +3,7 @@
 torchvision's MultiScaleRoIAlign with the same levels, scales and results, merged differently:
 torchvision finds each level's RoIs with a `torch.where` per level, one host-device
 synchronisation each; here the RoIs are sorted by level once and split by the level counts, one
-synchronisation in all. On the CPU the pooling itself is spread over the threads
+wait in all (a scatter-add counts them: torch.bincount on CUDA would wait twice more). On the CPU the pooling itself is spread over the threads
 (parallel_roi_align), where torchvision's kernel uses one.
 """
 
@@ -15,6 +15,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
 
 from simpledet.modeling.layers.parallel_roi_align import roi_align
+from simpledet.structures.no_sync import count_indices
 
 
 class LevelSortedRoIAlign(MultiScaleRoIAlign):
@@ -31,7 +32,7 @@ class LevelSortedRoIAlign(MultiScaleRoIAlign):
 
         levels = self.map_levels(boxes)
         order = torch.argsort(levels, stable=True)
-        counts = torch.bincount(levels, minlength=len(features)).tolist()  # the one synchronisation
+        counts = count_indices(levels, len(features)).tolist()  # the one wait for the device
         pooled = [roi_align(feature, level_rois, self.output_size, scale, self.sampling_ratio)
                   for feature, level_rois, scale in zip(features, rois[order].split(counts), self.scales)]
         first = features[0]
