@@ -80,11 +80,11 @@ def test_pool_threads_run_single_threaded_and_leave_the_callers_count(threads, m
     take, are what they were."""
     import threading
 
-    from simpledet.modeling.layers import parallel_roi_align
+    from simpledet import parallel
 
     threads(2)
-    monkeypatch.setattr(parallel_roi_align, "_executor_key", None)  # a pool made here, not reused
-    pool = parallel_roi_align._threads(3)
+    monkeypatch.setattr(parallel, "_pools", {})  # a pool made here, not reused
+    pool = parallel.thread_pool(3)
     assert set(pool.map(lambda _: torch.get_num_threads(), range(6))) == {1}
     assert torch.get_num_threads() == 2
     later = []
@@ -97,12 +97,12 @@ def test_pool_threads_run_single_threaded_and_leave_the_callers_count(threads, m
 def test_one_pool_for_forward_and_backward_of_any_batch(threads, monkeypatch):
     """The pool has as many threads as torch, whatever the number of tasks (a batch of 8 images
     is 8 backward tasks): it is made once, not again at every change of task count."""
-    from simpledet.modeling.layers import parallel_roi_align
+    from simpledet import parallel
 
     made = []
-    make = parallel_roi_align._single_threaded_pool
-    monkeypatch.setattr(parallel_roi_align, "_single_threaded_pool", lambda n: made.append(n) or make(n))
-    monkeypatch.setattr(parallel_roi_align, "_executor_key", None)
+    make = parallel._single_threaded_pool
+    monkeypatch.setattr(parallel, "_single_threaded_pool", lambda n: made.append(n) or make(n))
+    monkeypatch.setattr(parallel, "_pools", {})
     threads(2)
     features, rois, upstream = make_case(5, channels_last=True)
     for _ in range(2):

@@ -5,15 +5,18 @@ the masked losses against indexing the sampled anchors / RoIs. A training step t
 device only a handful of times (counted)."""
 
 import collections
+import threading
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.ops import MultiScaleRoIAlign, batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from simpledet import build_model
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
+from simpledet.structures import nms as nms_module
 from simpledet.structures.targets import pad_boxes
 
 from .helpers import small_config
@@ -155,7 +158,9 @@ def test_masked_roi_losses_equal_the_indexed_ones():
 class SyncCounter(TorchDispatchMode):
     """Counts the operators that make the host wait for a GPU: nonzero, item (_local_scalar_dense),
     boolean-mask indexing (a nonzero inside), bincount (reads its input's min and max), NMS (its
-    output's size); and Tensor.tolist calls, which a CPU run does not dispatch."""
+    output's size); and Tensor.tolist calls, which a CPU run does not dispatch. NMS runs in pool
+    threads, where a dispatch mode does not look: its calls are counted, with their threads, at
+    concurrent_nms's call of torchvision's nms."""
 
     WAITING = ("aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
                "torchvision.nms.default")
@@ -163,13 +168,20 @@ class SyncCounter(TorchDispatchMode):
     def __init__(self, monkeypatch):
         super().__init__()
         self.counts = collections.Counter()
+        self.nms_threads = set()
         tolist = torch.Tensor.tolist
 
         def counted_tolist(tensor):
             self.counts["Tensor.tolist"] += 1
             return tolist(tensor)
 
+        def counted_nms(*args):
+            self.counts["nms"] += 1
+            self.nms_threads.add(threading.get_ident())
+            return torchvision.ops.nms(*args)
+
         monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
+        monkeypatch.setattr(nms_module, "nms", counted_nms)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = str(func)
@@ -182,21 +194,27 @@ class SyncCounter(TorchDispatchMode):
 
 
 def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, monkeypatch):
-    """The forward and backward of a training step wait for the device at each NMS call (one per
-    RPN level) and three times more: the proposals per image, the sampled RoIs per image and the
-    RoIs per FPN level. Boolean indexing in the heads used to make over forty waits, and bincount
-    and nonzero eight more."""
+    """The forward and backward of a training step wait for the device at the NMS calls (one per
+    RPN level, run at once in pool threads) and three times more: the proposals
+    per image, the sampled RoIs per image and the RoIs per FPN level. Boolean indexing in the
+    heads used to make over forty waits, and bincount and nonzero eight more."""
     torch.manual_seed(0)
     model = build_model(small_config(shapes_dir)).train()
     images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]),
                 "labels": torch.tensor([2, 1])}]
-    with SyncCounter(monkeypatch) as counter:
-        losses = model(images, targets)
-        sum(losses.values()).backward()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with SyncCounter(monkeypatch) as counter:
+            losses = model(images, targets)
+            sum(losses.values()).backward()
+    finally:
+        torch.set_num_threads(threads)
     levels = len(model.rpn.in_features)
-    assert counter.counts == {"torchvision.nms.default": levels, "Tensor.tolist": 3}, counter.counts
+    assert levels > 2 and counter.counts == {"nms": levels, "Tensor.tolist": 3}, counter.counts
+    assert threading.get_ident() not in counter.nms_threads  # in the pool (tests/test_concurrent_nms.py)
 
 
 def test_inside_image_by_hand():

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import nms
 
 from simpledet.structures.anchors import AnchorGenerator
 from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
+from simpledet.structures.nms import concurrent_nms
 from simpledet.structures.no_sync import count_indices, host_tensor
 from simpledet.structures.sampler import BalancedSampler
 from simpledet.structures.targets import pad_boxes
@@ -97,9 +97,10 @@ class RPN(nn.Module):
 
         One NMS call per level takes every image at once (each image's boxes shifted apart by more
         than the largest coordinate, so images never suppress each other). Per level, not per batch,
-        because NMS costs grow with the square of the boxes in a call. The host waits on the device
-        once per NMS call and once for the per-image counts, where torchvision's batched_nms and
-        boolean filtering wait some thirteen times per image."""
+        because NMS costs grow with the square of the boxes in a call; the levels' calls run at
+        once (concurrent_nms). The host waits on the device for the NMS calls and once for the
+        per-image counts, where torchvision's batched_nms and boolean filtering wait some thirteen
+        times per image."""
         ks = [min(self.pre_nms_top_n[self.training], count) for count in per_level]
         num_images = boxes.shape[0]
         top_idx = torch.cat([logits[:, start:end].topk(k, dim=1).indices + start
@@ -119,11 +120,12 @@ class RPN(nn.Module):
         valid = (wh >= self.min_size).all(dim=1) & (scores >= self.score_thresh)
         scores = torch.where(valid, scores, -1.0)
         boxes = torch.where(valid[:, None], boxes, 0.0)
-        kept = []
-        for start, end in _segments([num_images * k for k in ks]):
-            if end > start:  # the level's boxes of every image, images shifted apart
-                b, shift = boxes[start:end], images[start:end, None].to(boxes.dtype)
-                kept.append(nms(b + shift * (b.max() + 1), scores[start:end], self.nms_thresh) + start)
+        segments = [(start, end) for start, end in _segments([num_images * k for k in ks]) if end > start]
+        groups = []
+        for start, end in segments:  # the level's boxes of every image, images shifted apart
+            b, shift = boxes[start:end], images[start:end, None].to(boxes.dtype)
+            groups.append((b + shift * (b.max() + 1), scores[start:end]))
+        kept = [k + start for k, (start, _) in zip(concurrent_nms(groups, self.nms_thresh), segments)]
         keep = torch.cat(kept) if kept else images[:0]
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
         keep = keep[torch.sort(images[keep], stable=True).indices]  # then by image, best first within

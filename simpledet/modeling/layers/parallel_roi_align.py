@@ -5,7 +5,7 @@ torch.get_num_threads() says, and an NHWC (channels_last) input is first copied 
 generic strided copy, also in one thread. Measured on 2 cores, 1,000 RoIs on a 256x200x304 level:
 307 ms forward, 371 ms from NHWC.
 
-Here the same kernels run in a small thread pool (they release the GIL). Forward splits the RoIs
+Here the same kernels run in a small thread pool (simpledet/parallel.py; they release the GIL). Forward splits the RoIs
 among the threads. Backward splits the images (and, with fewer images than threads, the
 channels): each thread's gradient is its own block of the input, so nothing is summed. The
 NHWC-NCHW changes are one 2-D transpose per image, which torch's blocked transpose does ~4x faster
@@ -13,57 +13,11 @@ than .contiguous(). Values and gradients are bit-identical to torchvision's; onl
 divided. On GPUs, under CPU autocast, or with one thread, it is torchvision's roi_align unchanged.
 """
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 from torch import Tensor
 from torchvision.ops import roi_align as torchvision_roi_align
 
-_executor: ThreadPoolExecutor | None = None
-_executor_key: tuple[int, int] | None = None  # (process id, workers): a forked child makes its own
-
-
-def _threads(workers: int) -> ThreadPoolExecutor:
-    global _executor, _executor_key
-    if _executor_key != (os.getpid(), workers):
-        if _executor is not None and _executor_key and _executor_key[0] == os.getpid():
-            _executor.shutdown(wait=False)  # the thread count changed: let the old threads go
-        _executor = _single_threaded_pool(workers)
-        _executor_key = (os.getpid(), workers)
-    return _executor
-
-
-def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads whose own torch operators run single-threaded. Otherwise each would start an
-    OpenMP team of torch.get_num_threads() for the kernels' zero-fills and copies: more running
-    threads than cores, which slowed every later parallel operator of a small model's step (batch
-    norm, the SGD update) by 3-6x and its whole training by ~10%.
-
-    torch.set_num_threads sets the calling thread's OpenMP and MKL thread counts, but also a
-    process-wide default; each pool thread sets 1 for itself, and the caller's count is set again
-    once all of them have."""
-    count = torch.get_num_threads()
-    ready = threading.Barrier(workers + 1)
-
-    def single_threaded() -> None:
-        torch.get_num_threads()  # torch's lazy per-thread set-up first, or it would undo the 1
-        torch.set_num_threads(1)
-        ready.wait()
-
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="roi_align", initializer=single_threaded)
-    started = [pool.submit(int) for _ in range(workers)]  # each submit starts a thread, up to workers
-    ready.wait()
-    for future in started:
-        future.result()
-    torch.set_num_threads(count)  # the process-wide default and this thread's count, as they were
-    return pool
-
-
-def _in_threads(work, parts: list, workers: int) -> list:
-    """`work(part)` for each part, on a pool of `workers` threads (torch's operators release the GIL)."""
-    return list(_threads(workers).map(work, parts))
+from simpledet.parallel import run_in_threads
 
 
 def _channel_slices(channels: int, groups: int) -> list[slice]:
@@ -98,7 +52,7 @@ class _ThreadedRoIAlign(torch.autograd.Function):
         def pool(part: Tensor) -> Tensor:
             return torch.ops.torchvision.roi_align(features, part, spatial_scale, *output_size, sampling_ratio, aligned)
 
-        return torch.cat(_in_threads(pool, list(rois.tensor_split(groups)), groups))
+        return torch.cat(run_in_threads(pool, list(rois.tensor_split(groups)), groups))
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
@@ -126,7 +80,7 @@ class _ThreadedRoIAlign(torch.autograd.Function):
             else:
                 target.copy_(block)
 
-        _in_threads(spread, tasks, groups)
+        run_in_threads(spread, tasks, groups)
         return grad_input, None, None, None, None, None, None
 
 
