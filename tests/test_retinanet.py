@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.models.detection import _utils as tv_utils
 from torchvision.models.detection.retinanet import RetinaNetHead
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, sigmoid_focal_loss
 
 from simpledet.cli import main
 from simpledet.config import Config, DataConfig, DatasetConfig, TrainConfig, save_config
@@ -153,6 +154,42 @@ def trained(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return root, data, config, out
+
+
+def test_masked_losses_equal_indexed_ones_over_a_batch():
+    """A batch of three images with 2, 0 and 3 objects (padding, an image without objects): the
+    masked sums over all anchors equal the losses summed over each image's foreground and
+    non-ignored anchors picked by indexing, over the batch's foreground count."""
+    g = torch.Generator().manual_seed(5)
+    head = RetinaHeadConfig(in_features=("p3",), anchor_sizes=((32,),), aspect_ratios=(0.5, 1.0, 2.0)).build(8, 3)
+    xy = torch.rand(400, 2, generator=g) * 150
+    anchors = torch.cat([xy, xy + 10 + torch.rand(400, 2, generator=g) * 40], 1)
+    logits = torch.randn(3, 400, 3, generator=g)
+    deltas = 0.3 * torch.randn(3, 400, 4, generator=g)
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0], [80.0, 90.0, 130.0, 120.0]]), "labels": torch.tensor([1, 3])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+               {"boxes": torch.tensor([[5.0, 70.0, 40.0, 110.0], [60.0, 20.0, 100.0, 50.0], [100.0, 100.0, 160.0, 170.0]]),
+                "labels": torch.tensor([2, 2, 1])}]
+    losses = head.losses(anchors, logits, deltas, targets)
+
+    cls_sum, box_sum, num_fg = 0.0, 0.0, 0
+    for image, target in enumerate(targets):
+        gt = target["boxes"]
+        valid_gt = torch.ones(1, len(gt), dtype=torch.bool)
+        matched, labels = head.matcher(box_iou(gt, anchors)[None], valid_gt)
+        matched, labels = matched[0], labels[0]
+        fg, valid = labels == 1, labels != -1
+        cls_targets = torch.zeros(400, 3)
+        if len(gt):
+            cls_targets[fg.nonzero()[:, 0], target["labels"][matched[fg]] - 1] = 1.0
+        cls_sum += sigmoid_focal_loss(logits[image][valid], cls_targets[valid], reduction="sum")
+        if fg.any():
+            goal = head.box_coder.encode(anchors[fg], gt[matched[fg]])
+            box_sum += F.smooth_l1_loss(deltas[image][fg], goal, beta=head.box_loss_beta, reduction="sum")
+        num_fg += int(fg.sum())
+    assert num_fg >= 5  # every object has anchors, so both losses have terms
+    torch.testing.assert_close(losses["loss_cls"], cls_sum / num_fg)
+    torch.testing.assert_close(losses["loss_box"], box_sum / num_fg)
 
 
 def test_training_losses_finite_and_falling(trained):

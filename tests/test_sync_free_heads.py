@@ -228,3 +228,20 @@ def test_inside_image_by_hand():
                             [0.0, 0.0, 10.0, 40.0]])    # bottom edge: out for height 30, in for 40
     inside = rpn.inside_image(anchors, [(30, 20), (40, 18)])
     assert inside.tolist() == [[True, False, True, True, False], [True, False, True, False, True]]
+
+
+def test_retinanet_losses_never_wait(monkeypatch):
+    """RetinaNet's training losses are masked sums: no operator that waits for a GPU."""
+    from simpledet.modeling.heads.retina_head import RetinaHeadConfig
+
+    g = torch.Generator().manual_seed(6)
+    head = RetinaHeadConfig(in_features=("p3",), anchor_sizes=((32,),), aspect_ratios=(1.0,)).build(8, 3)
+    anchors = random_boxes(300, 150, g, min_side=10.0)
+    logits = torch.randn(2, 300, 3, generator=g, requires_grad=True)
+    deltas = torch.randn(2, 300, 4, generator=g, requires_grad=True)
+    targets = [{"boxes": random_boxes(3, 150, g, min_side=20.0), "labels": torch.tensor([1, 2, 3])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    with SyncCounter(monkeypatch) as counter:
+        losses = head.losses(anchors, logits, deltas, targets)
+        sum(losses.values()).backward()
+    assert counter.counts == {} and losses["loss_box"] > 0, counter.counts
