@@ -1,0 +1,173 @@
+"""What the host launches in the eager part of a training step with train.cuda_graphs, counted on
+the CPU: no GPU needed, and the counts are the same on one.
+
+On a fast GPU our step is bound by the host (docs/benchmarks.md): with the backbone, neck and dense
+head replayed as CUDA graphs, what is left is the heads' operators, each launched one by one,
+and the points where the host waits for the device. The first wait (the first NMS) comes once the
+device has run the backbone; from there to the end of the step the device mostly waits for the
+host, so the operators after it (the "serial window") set the step's time. This script runs one
+training step with the captured part computed outside the count (as the graph would) and counts,
+per part of the model: the operators dispatched, those that launch a kernel (not views), and
+the waits: nonzero, bincount (two on CUDA), item, boolean-mask indexing, Tensor.tolist, NMS.
+
+    python bench/count_ops.py                         # ours_tv Faster R50-FPN
+    python bench/count_ops.py --only "Mask,RetinaNet" --json runs/count_ops.json
+"""
+
+import argparse
+import collections
+import json
+import threading
+from pathlib import Path
+
+import torch
+import torchvision
+from speed import calibrate_frozen_bn, make_inputs, sgd
+from torch.utils._python_dispatch import TorchDispatchMode
+from train_speed import FAMILIES
+
+from simpledet.modeling.graphed_features import DenseHead, Features
+
+WAITING = {"aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
+           "torchvision.nms.default", "aten.masked_select.default", "aten.unique_dim.default",
+           "aten._unique2.default", "aten.repeat_interleave.Tensor"}
+NO_KERNEL = {"view", "select", "slice", "unsqueeze", "squeeze", "expand", "t", "detach", "unbind",
+             "permute", "lift_fresh", "split_with_sizes", "split", "alias", "as_strided", "_unsafe_view",
+             "transpose", "_reshape_alias", "empty", "scalar_tensor", "reshape", "flatten"}
+
+
+class OpCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.part = "?"
+        self.paused = False  # while the captured part runs
+        self.ops = collections.Counter()
+        self.kernels = collections.Counter()
+        self.waits = collections.Counter()
+        self.after_first_wait = collections.Counter()  # (ops, kernels) once the host has waited
+
+    def wait(self, what: str) -> None:
+        self.waits[(self.part, what)] += 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.paused:
+            return func(*args, **(kwargs or {}))
+        name = str(func)
+        kernel = name.split(".")[1] not in NO_KERNEL if name.startswith("aten.") else not name.startswith("profiler")
+        if not name.startswith("profiler"):
+            self.ops[self.part] += 1
+            self.kernels[self.part] += kernel
+            if self.waits:
+                self.after_first_wait["ops"] += 1
+                self.after_first_wait["kernels"] += kernel
+        if name in WAITING:
+            self.wait(name.split(".")[1])
+            if name == "aten.bincount.default":  # CUDA's reads the input's min and max: two waits
+                self.wait("bincount")
+        if name in ("aten.index.Tensor", "aten.index_put.default", "aten.index_put_.default") and any(
+                getattr(t, "dtype", None) == torch.bool for t in args[1]):
+            self.wait("boolean index")
+        return func(*args, **(kwargs or {}))
+
+
+def count_row(name, build, masks, args) -> dict:
+    torch.manual_seed(0)
+    model = build((args.height, args.width)).train()
+    images, targets = make_inputs(args.batch, args.height, args.width, "cpu", masks=masks, label_high=80)
+    calibrate_frozen_bn(model, images)
+    optimizer = sgd(model, True, "cpu")
+    counter = OpCounter()
+    features = Features(model.backbone, model.neck, DenseHead.of(model))
+
+    def graphed(batch):  # what the CUDA graph would compute, outside the count
+        counter.paused = True
+        with torch.no_grad():
+            feats, head = features(batch)
+        outputs = ({k: v.detach().requires_grad_() for k, v in feats.items()},
+                   tuple([t.detach().requires_grad_() for t in ts] for ts in head))
+        counter.paused = False
+        return outputs
+
+    model.graphed_features = graphed
+    for part_name, child in model.named_children():
+        if part_name not in ("backbone", "neck"):
+            child.register_forward_pre_hook(lambda module, inputs, n=part_name: setattr(counter, "part", n))
+
+    # NMS in pool threads and tolist (not dispatched on the CPU) are counted where they are called
+    main_thread = threading.get_ident()
+    tolist, nms = torch.Tensor.tolist, torchvision.ops.nms
+    active = [False]
+
+    def counted_tolist(tensor):
+        if active[0]:
+            counter.wait("tolist")
+        return tolist(tensor)
+
+    def counted_nms(*nms_args):
+        if active[0] and threading.get_ident() != main_thread:
+            counter.wait("nms (pool thread)")
+        return nms(*nms_args)
+
+    import simpledet.structures.nms as nms_module
+    torch.Tensor.tolist = counted_tolist
+    nms_module.nms = counted_nms
+    try:
+        for step in range(2):  # the second step is counted: caches (anchors, layouts) are warm
+            if step:
+                counter.__init__()
+            active[0] = bool(step)
+            with counter:
+                counter.part = "preprocess"
+                losses = model(images, targets)
+                counter.part = "loss sum"
+                loss = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                counter.part = "backward"
+                loss.backward()
+                counter.part = "optimizer"
+                optimizer.step()
+    finally:
+        torch.Tensor.tolist, nms_module.nms = tolist, nms
+    parts = {p: {"ops": counter.ops[p], "kernels": counter.kernels[p]} for p in counter.ops}
+    waits = collections.Counter()
+    for (part, what), n in counter.waits.items():
+        waits[f"{part}: {what}"] += n
+    nms_in_turn = sum(n for (_, what), n in counter.waits.items() if what == "nms")
+    nms_at_once = sum(n for (_, what), n in counter.waits.items() if what == "nms (pool thread)")
+    return {"name": name, "ops": sum(counter.ops.values()), "kernels": sum(counter.kernels.values()),
+            "nms_in_turn": nms_in_turn, "nms_at_once": nms_at_once,
+            "other_waits": sum(counter.waits.values()) - nms_in_turn - nms_at_once,
+            "serial_window": dict(counter.after_first_wait),
+            "by_part": parts, "waits_by_kind": dict(waits)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="ours_tv Faster R50-FPN",
+                        help="comma-separated substrings of bench/train_speed.py row names (ours only)")
+    parser.add_argument("--height", type=int, default=320)
+    parser.add_argument("--width", type=int, default=480)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the rows here too")
+    args = parser.parse_args()
+    torch.set_num_threads(max(2, torch.get_num_threads()))  # the pools' threads, as on a GPU machine
+    rows = [count_row(name, build, masks, args) for name, build, masks, _ in FAMILIES
+            if getattr(build, "ours", False) and any(s.strip() in name for s in args.only.split(","))]
+    print(f"eager part of a graphed training step, batch {args.batch}, {args.height}x{args.width}")
+    print("| model | operators | of them kernels | NMS calls | other waits for the device "
+          "| after the first wait: operators (kernels) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        window = r["serial_window"]
+        nms = f"{r['nms_at_once']} at once" if r["nms_at_once"] else f"{r['nms_in_turn']} in turn" if r["nms_in_turn"] else "0"
+        print(f"| {r['name']} | {r['ops']} | {r['kernels']} | {nms} | {r['other_waits']} | "
+              f"{window.get('ops', 0)} ({window.get('kernels', 0)}) |")
+    for r in rows:
+        print(f"{r['name']}: by part {r['by_part']}; waits {r['waits_by_kind']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
