@@ -1,6 +1,7 @@
 """The heads' batched, synchronisation-free forms compute what the straightforward per-image,
 boolean-indexed forms compute: the level-sorted RoIAlign against torchvision's
-MultiScaleRoIAlign, one NMS for the whole batch against torchvision's per-image batched_nms, and
+MultiScaleRoIAlign, the masked proposals with their NMS calls run at once against torchvision's
+per-image filtering and batched_nms, and
 the masked losses against indexing the sampled anchors / RoIs. A training step then waits on the
 device only a handful of times (counted)."""
 
@@ -70,7 +71,7 @@ def reference_proposals(rpn, boxes, logits, per_level, image_sizes):
     return out
 
 
-def test_one_nms_for_the_batch_equals_per_image_nms():
+def test_proposals_equal_filtering_and_per_image_batched_nms():
     g = torch.Generator().manual_seed(1)
     rpn = RPNConfig(pre_nms_top_n_train=300, post_nms_top_n_train=150, min_size=3.0).build(8)
     rpn.score_thresh = 0.2
@@ -195,7 +196,7 @@ class SyncCounter(TorchDispatchMode):
 
 def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, monkeypatch):
     """The forward and backward of a training step wait for the device at the NMS calls (one per
-    RPN level, run at once in pool threads) and three times more: the proposals
+    image and RPN level, run at once in pool threads) and three times more: the proposals
     per image, the sampled RoIs per image and the RoIs per FPN level. Boolean indexing in the
     heads used to make over forty waits, and bincount and nonzero eight more."""
     torch.manual_seed(0)
@@ -213,7 +214,7 @@ def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, 
     finally:
         torch.set_num_threads(threads)
     levels = len(model.rpn.in_features)
-    assert levels > 2 and counter.counts == {"nms": levels, "Tensor.tolist": 3}, counter.counts
+    assert levels > 2 and counter.counts == {"nms": levels * len(images), "Tensor.tolist": 3}, counter.counts
     assert threading.get_ident() not in counter.nms_threads  # in the pool (tests/test_concurrent_nms.py)
 
 

@@ -49,6 +49,7 @@ def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresh: float, 
 
 
 _side_streams: dict[torch.device, list] = {}
+MAX_STREAMS = 16
 
 
 def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float) -> list[Tensor]:
@@ -56,10 +57,11 @@ def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float) -> li
 
     Each call's decisive kernel runs in one thread block (CUDA) or one thread (CPU), and the call
     returns only once it knows its output's size. Called one after another, the RPN's five
-    levels cost a training step ~4 ms of an idle GPU (H200, bench/profile_step.py). Here each
-    group is called from its own thread, on its own CUDA stream, so the kernels overlap and the
-    host waits once for all of them. The results are those of the calls in turn."""
-    workers = len(groups) if groups and groups[0][0].is_cuda else min(len(groups), torch.get_num_threads())
+    levels cost a training step ~4 ms of an idle GPU (H200, bench/profile_step.py). Here the
+    calls are spread over pool threads, each group on its own CUDA stream, so the kernels overlap
+    and the host waits for all of them together. The results are those of the calls in turn."""
+    # CUDA: a thread per call (up to 16), each waiting for its own stream; CPU: one per core
+    workers = min(len(groups), MAX_STREAMS if groups and groups[0][0].is_cuda else torch.get_num_threads())
     if workers < 2:
         return [nms(boxes, scores, iou_thresh) for boxes, scores in groups]
     if not groups[0][0].is_cuda:

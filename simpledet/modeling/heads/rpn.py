@@ -64,7 +64,6 @@ class RPN(nn.Module):
         self.score_thresh = score_thresh
         self.box_loss_beta = box_loss_beta
         self.allowed_border = allowed_border
-        self._layouts: dict[tuple, tuple[Tensor, ...]] = {}  # select_proposals' index tensors per shape
 
     def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
                 image_sizes: list[tuple[int, int]], targets: list[dict] | None = None,
@@ -95,61 +94,40 @@ class RPN(nn.Module):
         """Top-k per level by objectness, clip, drop tiny and low-scoring boxes, NMS within each
         (image, level), keep each image's best post_nms_top_n.
 
-        One NMS call per level takes every image at once (each image's boxes shifted apart by more
-        than the largest coordinate, so images never suppress each other). Per level, not per batch,
-        because NMS costs grow with the square of the boxes in a call; the levels' calls run at
-        once (concurrent_nms). The host waits on the device for the NMS calls and once for the
-        per-image counts, where torchvision's batched_nms and boolean filtering wait some thirteen
-        times per image."""
+        The (image, level) NMS calls run at once (concurrent_nms): threads on the CPU, streams on
+        a GPU, where each call's decisive kernel is sequential in one thread block. The host
+        waits on the device for those calls together and once for the per-image counts, where
+        torchvision's batched_nms and boolean filtering wait some thirteen times per image."""
         ks = [min(self.pre_nms_top_n[self.training], count) for count in per_level]
-        num_images = boxes.shape[0]
+        num_images, total = boxes.shape[0], sum(ks)
         top_idx = torch.cat([logits[:, start:end].topk(k, dim=1).indices + start
                              for (start, end), k in zip(_segments(per_level), ks)], dim=1)  # (B, total)
-        rows, order, images = self._layout(num_images, tuple(ks), boxes.device)
-        scores = torch.sigmoid(logits[rows, top_idx].float())
-        boxes = boxes[rows, top_idx]
+        scores = torch.sigmoid(torch.gather(logits, 1, top_idx).float())
+        boxes = torch.gather(boxes, 1, top_idx[..., None].expand(-1, -1, 4))
         # clip, as clip_boxes_to_image, every image against its own size in two kernels
         limits = host_tensor([[w, h, w, h] for h, w in image_sizes], boxes.device, boxes.dtype)
         boxes = torch.minimum(boxes.clamp(min=0), limits[:, None])
-        boxes, scores = boxes.reshape(-1, 4)[order], scores.flatten()[order]
 
         # Boxes too small or too unlikely stay in place, without a wait to find them: scored below
         # every sigmoid, NMS ranks them after all valid boxes, so they suppress none, and they are
         # cut off each image's list at the end. At the origin, no NaN reaches NMS.
-        wh = boxes[:, 2:] - boxes[:, :2]
-        valid = (wh >= self.min_size).all(dim=1) & (scores >= self.score_thresh)
-        scores = torch.where(valid, scores, -1.0)
-        boxes = torch.where(valid[:, None], boxes, 0.0)
-        segments = [(start, end) for start, end in _segments([num_images * k for k in ks]) if end > start]
-        groups = []
-        for start, end in segments:  # the level's boxes of every image, images shifted apart
-            b, shift = boxes[start:end], images[start:end, None].to(boxes.dtype)
-            groups.append((b + shift * (b.max() + 1), scores[start:end]))
-        kept = [k + start for k, (start, _) in zip(concurrent_nms(groups, self.nms_thresh), segments)]
-        keep = torch.cat(kept) if kept else images[:0]
+        wh = boxes[..., 2:] - boxes[..., :2]
+        valid = ((wh >= self.min_size).all(dim=-1) & (scores >= self.score_thresh)).flatten()
+        scores = torch.where(valid, scores.flatten(), -1.0)
+        boxes = torch.where(valid[:, None], boxes.reshape(-1, 4), 0.0)
+        # laid out image by image, each image level by level: every (image, level) is a slice
+        segments = [(image * total + start, image * total + end) for image in range(num_images)
+                    for start, end in _segments(ks) if end > start]
+        kept = concurrent_nms([(boxes[start:end], scores[start:end]) for start, end in segments], self.nms_thresh)
+        keep = torch.cat([k + start for k, (start, _) in zip(kept, segments)]) if kept else boxes.new_zeros(0, dtype=torch.int64)
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
-        keep = keep[torch.sort(images[keep], stable=True).indices]  # then by image, best first within
-        kept_images = images[keep]
+        keep = keep[torch.sort(keep // total, stable=True).indices]  # then by image, best first within
+        kept_images = keep // total
         counts = torch.stack([count_indices(kept_images, num_images),  # all kept, and the valid ones
                               count_indices(kept_images, num_images, where=valid[keep])])
         per_image, valid_per_image = counts.tolist()  # the one wait outside NMS
         post_nms = self.post_nms_top_n[self.training]
         return [boxes[k[:min(n, post_nms)]] for k, n in zip(keep.split(per_image), valid_per_image)]
-
-    def _layout(self, num_images: int, ks: tuple[int, ...], device: torch.device) -> tuple[Tensor, ...]:
-        """Index tensors of select_proposals that depend on the shapes alone, made once per shape
-        (a few dozen fewer kernel launches per step): the image rows; the order that lays the
-        top-k boxes out level by level, the images within each level; each laid-out box's image."""
-        key = (num_images, ks, device)
-        if key not in self._layouts:
-            if len(self._layouts) > 64:  # many input sizes: keep it bounded
-                self._layouts.clear()
-            total = sum(ks)
-            rows = torch.arange(num_images, device=device)[:, None]
-            order = torch.cat([(rows * total + torch.arange(start, end, device=device)).flatten()
-                               for start, end in _segments(list(ks))])
-            self._layouts[key] = (rows, order, order // total)
-        return self._layouts[key]
 
     def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict],
                image_sizes: list[tuple[int, int]]) -> dict[str, Tensor]:
