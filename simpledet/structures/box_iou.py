@@ -12,8 +12,10 @@ def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     call instead of one per image saves some twenty kernel launches per image."""
     if boxes2.dim() == 2:
         boxes2 = boxes2[None]
-    area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])
-    area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])
+    size1 = boxes1[..., 2:] - boxes1[..., :2]  # width and height in one kernel
+    size2 = boxes2[..., 2:] - boxes2[..., :2]
+    area1 = size1[..., 0] * size1[..., 1]
+    area2 = size2[..., 0] * size2[..., 1]
     lt = torch.max(boxes1[:, :, None, :2], boxes2[:, None, :, :2])
     rb = torch.min(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
     wh = (rb - lt).clamp(min=0)

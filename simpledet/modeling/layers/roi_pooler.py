@@ -30,7 +30,7 @@ class LevelSortedRoIAlign(MultiScaleRoIAlign):
         if len(features) == 1:
             return roi_align(features[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
 
-        levels = self.map_levels(boxes)
+        levels = self._levels(rois[:, 1:])
         order = torch.argsort(levels, stable=True)
         counts = count_indices(levels, len(features)).tolist()  # the one wait for the device
         pooled = [roi_align(feature, level_rois, self.output_size, scale, self.sampling_ratio)
@@ -39,6 +39,14 @@ class LevelSortedRoIAlign(MultiScaleRoIAlign):
         result = torch.empty((len(rois), first.shape[1], *self.output_size), dtype=first.dtype, device=first.device)
         result[order] = torch.cat([p.to(first.dtype) for p in pooled])  # back in the RoIs' order
         return result
+
+    def _levels(self, boxes: Tensor) -> Tensor:
+        """torchvision's LevelMapper on all images' boxes at once (it computes the areas image by
+        image): level k0 + log2(sqrt(area) / 224), floored and clamped, the same float ops."""
+        mapper = self.map_levels
+        size = (boxes[:, 2:] - boxes[:, :2]).prod(dim=1).sqrt()
+        levels = torch.floor(mapper.lvl0 + torch.log2(size / mapper.s0) + torch.tensor(mapper.eps, dtype=size.dtype))
+        return levels.clamp(min=mapper.k_min, max=mapper.k_max).to(torch.int64) - mapper.k_min
 
     def _scales_and_mapper(self, features: list[Tensor], image_shapes: list[tuple[int, int]]):
         """Each level's scale, the power of two nearest its height over the largest image's height
