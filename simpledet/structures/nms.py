@@ -49,7 +49,7 @@ def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresh: float, 
 
 
 _side_streams: dict[torch.device, list] = {}
-MAX_STREAMS = 16
+MAX_CUDA_THREADS = 16  # threads that issue NMS calls on CUDA, each to its own stream
 
 
 def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float) -> list[Tensor]:
@@ -61,7 +61,7 @@ def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float) -> li
     calls are spread over pool threads, each group on its own CUDA stream, so the kernels overlap
     and the host waits for all of them together. The results are those of the calls in turn."""
     # CUDA: a thread per call (up to 16), each waiting for its own stream; CPU: one per core
-    workers = min(len(groups), MAX_STREAMS if groups and groups[0][0].is_cuda else torch.get_num_threads())
+    workers = min(len(groups), MAX_CUDA_THREADS if groups and groups[0][0].is_cuda else torch.get_num_threads())
     if workers < 2:
         return [nms(boxes, scores, iou_thresh) for boxes, scores in groups]
     if not groups[0][0].is_cuda:
