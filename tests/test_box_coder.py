@@ -6,6 +6,11 @@ from torchvision.models.detection._utils import BoxCoder as TorchvisionBoxCoder
 from simpledet.structures.box_coder import BoxCoder
 
 
+def random_boxes(n: int, generator: torch.Generator, corner: float = 500, size: float = 200) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=generator) * corner
+    return torch.cat([xy, xy + 2 + torch.rand(n, 2, generator=generator) * size], dim=1)
+
+
 def test_encode_hand_computed():
     ref = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     tgt = torch.tensor([[1.0, 2.0, 11.0, 22.0]])  # centre (6, 12), size 10 x 20
@@ -40,8 +45,7 @@ def test_decode_clamps_huge_scales():
 
 def test_decode_bit_identical_to_torchvision():
     g = torch.Generator().manual_seed(1)
-    ref = torch.rand(200, 2, generator=g) * 500
-    ref = torch.cat([ref, ref + 2 + torch.rand(200, 2, generator=g) * 200], dim=1)
+    ref = random_boxes(200, g)
     deltas = torch.randn(200, 4 * 5, generator=g)
     weights = (10.0, 10.0, 5.0, 5.0)
     ours = BoxCoder(weights).decode(deltas, ref)
@@ -51,10 +55,7 @@ def test_decode_bit_identical_to_torchvision():
 
 def test_encode_bit_identical_to_torchvision():
     g = torch.Generator().manual_seed(2)
-    ref = torch.rand(300, 2, generator=g) * 500
-    ref = torch.cat([ref, ref + 2 + torch.rand(300, 2, generator=g) * 200], dim=1)
-    tgt = torch.rand(300, 2, generator=g) * 500
-    tgt = torch.cat([tgt, tgt + 2 + torch.rand(300, 2, generator=g) * 200], dim=1)
+    ref, tgt = random_boxes(300, g), random_boxes(300, g)
     for weights in ((10.0, 10.0, 5.0, 5.0), (1.0, 1.0, 1.0, 1.0), (10.0, 20.0, 5.0, 3.0)):
         ours = BoxCoder(weights).encode(ref, tgt)
         theirs = TorchvisionBoxCoder(weights).encode_single(tgt, ref)
@@ -64,8 +65,7 @@ def test_encode_bit_identical_to_torchvision():
 def test_decode_with_unequal_weights_bit_identical_to_torchvision():
     """x and y (and width and height) weighted differently: the weights as a 2-vector."""
     g = torch.Generator().manual_seed(3)
-    ref = torch.rand(100, 2, generator=g) * 500
-    ref = torch.cat([ref, ref + 2 + torch.rand(100, 2, generator=g) * 200], dim=1)
+    ref = random_boxes(100, g)
     deltas = torch.randn(2, 100, 4 * 3, generator=g)
     weights = (10.0, 20.0, 5.0, 3.0)
     ours = BoxCoder(weights).decode(deltas, ref[None])  # (2, 100, 3, 4): batch dims broadcast

@@ -1,4 +1,5 @@
-"""Batching per-image ground truth into padded tensors, so matching runs on the whole batch."""
+"""Batching per-image ground truth into padded tensors, so matching runs on the whole batch, and
+the regression targets of every anchor of a batch."""
 
 import torch
 from torch import Tensor
@@ -23,3 +24,17 @@ def pad_labels(labels: list[Tensor], size: int, device: torch.device) -> Tensor:
     if padded.shape[1] < size:
         padded = torch.nn.functional.pad(padded, (0, size - padded.shape[1]))
     return padded
+
+
+def anchor_box_targets(box_coder, anchors: Tensor, gt_boxes: Tensor, matched: Tensor, fg: Tensor) -> Tensor:
+    """(B, N, 4) regression targets of every anchor (N, 4) towards its matched ground truth, for
+    losses masked to the foreground `fg` (B, N): the same values there as encoding the foreground
+    anchors alone, found without a wait for the device. Elsewhere the anchor regresses onto
+    itself, so the masked-out rows stay finite (a NaN there would still reach the gradients)."""
+    anchors = anchors[None].expand(len(fg), -1, -1)
+    if gt_boxes.shape[1]:
+        matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
+        matched_boxes = torch.where(fg[..., None], matched_boxes, anchors)
+    else:
+        matched_boxes = anchors
+    return box_coder.encode(anchors, matched_boxes)

@@ -17,7 +17,7 @@ from simpledet.structures.anchors import AnchorGenerator
 from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import FOREGROUND, IGNORE, Matcher
-from simpledet.structures.targets import pad_boxes, pad_labels
+from simpledet.structures.targets import anchor_box_targets, pad_boxes, pad_labels
 
 
 def retina_anchor_sizes(strides: tuple[int, ...] = (8, 16, 32, 64, 128), octave_base: float = 4.0,
@@ -131,14 +131,7 @@ class RetinaHead(nn.Module):
                                    reduction="none").sum(-1)
         cls_loss = torch.where(labels != IGNORE, focal, 0.0).sum() / num_fg
 
-        anchors = anchors[None].expand(len(targets), -1, -1)
-        if gt_boxes.shape[1]:
-            matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
-            # away from the foreground, regress anchors onto themselves: finite targets, masked out
-            matched_boxes = torch.where(fg[..., None], matched_boxes, anchors)
-        else:
-            matched_boxes = anchors
-        target_deltas = self.box_coder.encode(anchors, matched_boxes)
+        target_deltas = anchor_box_targets(self.box_coder, anchors, gt_boxes, matched, fg)
         if self.box_loss == "l1":
             box_loss = F.l1_loss(deltas, target_deltas, reduction="none")
         else:
