@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
+from simpledet.structures.no_sync import host_tensor
 
 
 class MaskHead(nn.Module):
@@ -55,7 +56,7 @@ def mask_targets(gt_masks: list[Tensor], rois: list[Tensor], gt_index: list[Tens
             out.append(boxes.new_zeros((0, resolution, resolution)))
             continue
         sy, sx = masks.shape[-2] / h, masks.shape[-1] / w
-        scaled = boxes.float() * boxes.new_tensor([sx, sy, sx, sy], dtype=torch.float32)
+        scaled = boxes.float() * host_tensor([sx, sy, sx, sy], boxes.device)  # no wait for the GPU
         indexed = torch.cat([index[:, None].to(scaled), scaled], dim=1)  # the batch axis picks the gt
         crops = roi_align(masks[:, None].to(scaled), indexed, (resolution, resolution), spatial_scale=1.0,
                           sampling_ratio=0, aligned=True)
