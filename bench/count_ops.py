@@ -159,7 +159,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for r in rows:
         window = r["serial_window"]
-        nms = f"{r['nms_at_once']} at once" if r["nms_at_once"] else f"{r['nms_in_turn']} in turn" if r["nms_in_turn"] else "0"
+        nms = (f"{r['nms_at_once']} at once" if r["nms_at_once"] else
+               f"{r['nms_in_turn']} in turn" if r["nms_in_turn"] else "0")
         print(f"| {r['name']} | {r['ops']} | {r['kernels']} | {nms} | {r['other_waits']} | "
               f"{window.get('ops', 0)} ({window.get('kernels', 0)}) |")
     for r in rows:

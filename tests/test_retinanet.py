@@ -166,9 +166,11 @@ def test_masked_losses_equal_indexed_ones_over_a_batch():
     anchors = torch.cat([xy, xy + 10 + torch.rand(400, 2, generator=g) * 40], 1)
     logits = torch.randn(3, 400, 3, generator=g)
     deltas = 0.3 * torch.randn(3, 400, 4, generator=g)
-    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0], [80.0, 90.0, 130.0, 120.0]]), "labels": torch.tensor([1, 3])},
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0], [80.0, 90.0, 130.0, 120.0]]),
+                "labels": torch.tensor([1, 3])},
                {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
-               {"boxes": torch.tensor([[5.0, 70.0, 40.0, 110.0], [60.0, 20.0, 100.0, 50.0], [100.0, 100.0, 160.0, 170.0]]),
+               {"boxes": torch.tensor([[5.0, 70.0, 40.0, 110.0], [60.0, 20.0, 100.0, 50.0],
+                                       [100.0, 100.0, 160.0, 170.0]]),
                 "labels": torch.tensor([2, 2, 1])}]
     losses = head.losses(anchors, logits, deltas, targets)
 

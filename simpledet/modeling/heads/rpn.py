@@ -119,7 +119,7 @@ class RPN(nn.Module):
         segments = [(image * total + start, image * total + end) for image in range(num_images)
                     for start, end in _segments(ks) if end > start]
         kept = concurrent_nms([(boxes[start:end], scores[start:end]) for start, end in segments], self.nms_thresh)
-        keep = torch.cat([k + start for k, (start, _) in zip(kept, segments)]) if kept else boxes.new_zeros(0, dtype=torch.int64)
+        keep = torch.cat([k + start for k, (start, _) in zip(kept, segments)] or [top_idx.new_zeros(0)])
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
         keep = keep[torch.sort(keep // total, stable=True).indices]  # then by image, best first within
         kept_images = keep // total

@@ -3,8 +3,9 @@
 torchvision's MultiScaleRoIAlign with the same levels, scales and results, merged differently:
 torchvision finds each level's RoIs with a `torch.where` per level, one host-device
 synchronisation each; here the RoIs are sorted by level once and split by the level counts, one
-wait in all (a scatter-add counts them: torch.bincount on CUDA would wait twice more). On the CPU the pooling itself is spread over the threads
-(parallel_roi_align), where torchvision's kernel uses one.
+wait in all (a scatter-add counts them: torch.bincount on CUDA would wait twice more). On the CPU
+the pooling itself is spread over the threads (parallel_roi_align), where torchvision's kernel
+uses one.
 """
 
 import math
