@@ -55,3 +55,22 @@ def test_sampler_is_random_but_seeded():
     torch.manual_seed(4)
     c = BalancedSampler(64, 0.5)(labels)[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_pad_boxes_and_labels_by_hand():
+    """Per-image boxes padded into one (B, G, 4) tensor with a validity mask; labels alike."""
+    from simpledet.structures.targets import pad_boxes, pad_labels
+
+    boxes = [torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.zeros(0, 4),
+             torch.tensor([[5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]])]
+    padded, valid = pad_boxes(boxes, torch.device("cpu"))
+    assert padded.shape == (3, 2, 4) and padded.dtype == torch.float32
+    assert torch.equal(padded[0, 0], boxes[0][0]) and torch.equal(padded[2], boxes[2])
+    assert not padded[0, 1].any() and not padded[1].any()
+    assert valid.tolist() == [[True, False], [False, False], [True, True]]
+    labels = pad_labels([torch.tensor([3]), torch.zeros(0, dtype=torch.int64), torch.tensor([1, 2])], 2,
+                        torch.device("cpu"))
+    assert labels.tolist() == [[3, 0], [0, 0], [1, 2]]
+    assert pad_labels([torch.tensor([4])], 3, torch.device("cpu")).tolist() == [[4, 0, 0]]
+    empty, none_valid = pad_boxes([torch.zeros(0, 4), torch.zeros(0, 4)], torch.device("cpu"))
+    assert empty.shape == (2, 0, 4) and none_valid.shape == (2, 0)
