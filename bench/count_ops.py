@@ -26,6 +26,7 @@ from speed import calibrate_frozen_bn, make_inputs, sgd
 from torch.utils._python_dispatch import TorchDispatchMode
 from train_speed import FAMILIES
 
+import simpledet.structures.nms as nms_module
 from simpledet.modeling.graphed_features import DenseHead, Features
 
 WAITING = {"aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
@@ -108,7 +109,6 @@ def count_row(name, build, masks, args) -> dict:
             counter.wait("nms (pool thread)")
         return nms(*nms_args)
 
-    import simpledet.structures.nms as nms_module
     torch.Tensor.tolist = counted_tolist
     nms_module.nms = counted_nms
     try:

@@ -121,8 +121,8 @@ class RPN(nn.Module):
         kept = concurrent_nms([(boxes[start:end], scores[start:end]) for start, end in segments], self.nms_thresh)
         keep = torch.cat([k + start for k, (start, _) in zip(kept, segments)] or [top_idx.new_zeros(0)])
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
-        keep = keep[torch.sort(keep // total, stable=True).indices]  # then by image, best first within
-        kept_images = keep // total
+        kept_images, by_image = torch.sort(keep // total, stable=True)
+        keep = keep[by_image]  # then by image, best first within
         counts = torch.stack([count_indices(kept_images, num_images),  # all kept, and the valid ones
                               count_indices(kept_images, num_images, where=valid[keep])])
         per_image, valid_per_image = counts.tolist()  # the one wait outside NMS

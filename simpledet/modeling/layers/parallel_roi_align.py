@@ -5,11 +5,11 @@ torch.get_num_threads() says, and an NHWC (channels_last) input is first copied 
 generic strided copy, also in one thread. Measured on 2 cores, 1,000 RoIs on a 256x200x304 level:
 307 ms forward, 371 ms from NHWC.
 
-Here the same kernels run in a small thread pool (simpledet/parallel.py; they release the GIL). Forward splits the RoIs
-among the threads. Backward splits the images (and, with fewer images than threads, the
-channels): each thread's gradient is its own block of the input, so nothing is summed. The
-NHWC-NCHW changes are one 2-D transpose per image, which torch's blocked transpose does ~4x faster
-than .contiguous(). Values and gradients are bit-identical to torchvision's; only the work is
+Here the same kernels run in a small thread pool (simpledet/parallel.py; they release the GIL).
+Forward splits the RoIs among the threads. Backward splits the images (and, with fewer images
+than threads, the channels): each thread's gradient is its own block of the input, so nothing is
+summed. The NHWC-NCHW changes are one 2-D transpose per image, which torch's blocked transpose
+does ~4x faster than .contiguous(). Values and gradients are bit-identical to torchvision's; only the work is
 divided. On GPUs, under CPU autocast, or with one thread, it is torchvision's roi_align unchanged.
 """
 
