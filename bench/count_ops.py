@@ -24,6 +24,7 @@ import torch
 import torchvision
 from speed import calibrate_frozen_bn, make_inputs, sgd
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 from train_speed import FAMILIES
 
 import simpledet.structures.nms as nms_module
@@ -84,8 +85,7 @@ def count_row(name, build, masks, args) -> dict:
         counter.paused = True
         with torch.no_grad():
             feats, head = features(batch)
-        outputs = ({k: v.detach().requires_grad_() for k, v in feats.items()},
-                   tuple([t.detach().requires_grad_() for t in ts] for ts in head))
+        outputs = tree_map(lambda t: t.detach().requires_grad_(), (feats, head))
         counter.paused = False
         return outputs
 

@@ -25,8 +25,13 @@ def test_matches_torchvision_anchor_generator():
     sizes = ((32,), (64,), (128,), (256,), (512,))
     ratios = ((0.5, 1.0, 2.0),) * 5
     feature_sizes = [(200, 304), (100, 152), (50, 76), (25, 38), (13, 19)]
-    ours = torch.cat(AnchorGenerator(sizes, ratios)((800, 1216), feature_sizes, torch.device("cpu")))
+    generator = AnchorGenerator(sizes, ratios)
+    ours = torch.cat(generator((800, 1216), feature_sizes, torch.device("cpu")))
     images = ImageList(torch.zeros(1, 3, 800, 1216), [(800, 1216)])
     feats = [torch.zeros(1, 1, h, w) for h, w in feature_sizes]
     theirs = TorchvisionAnchors(sizes, ratios)(images, feats)[0]
     assert torch.equal(ours, theirs)
+    # the cached concatenation is the same, and made once per shape
+    flat = generator.concatenated((800, 1216), feature_sizes, torch.device("cpu"))
+    assert torch.equal(flat, theirs)
+    assert generator.concatenated((800, 1216), feature_sizes, torch.device("cpu")) is flat

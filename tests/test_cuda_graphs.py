@@ -150,3 +150,11 @@ def test_the_rpn_head_joins_the_captured_part():
     assert all(id(p) in captured for p in model.rpn.head.parameters())
     assert all(id(p) in captured for p in model.backbone.parameters())
     assert not any(id(p) in captured for p in model.roi_heads.parameters())  # data-dependent shapes: eager
+    # the captured part hands the RPN its levels already concatenated, anchor order kept
+    batch = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        features, (logits, deltas) = model.graphed_features.eager(batch)
+        level_logits, level_deltas = model.rpn.head([features[name] for name in model.rpn.in_features])
+    assert torch.equal(logits, torch.cat(level_logits, 1)) and torch.equal(deltas, torch.cat(level_deltas, 1))
+    assert logits.shape[1] == sum(len(a) for a in model.rpn.anchor_generator(
+        (64, 96), [features[name].shape[-2:] for name in model.rpn.in_features], torch.device("cpu")))

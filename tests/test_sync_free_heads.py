@@ -8,6 +8,7 @@ device only a handful of times (counted)."""
 import collections
 import threading
 
+import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -18,7 +19,7 @@ from simpledet import build_model
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
 from simpledet.structures import nms as nms_module
-from simpledet.structures.targets import pad_boxes
+from simpledet.structures.targets import PaddedGroundTruth, pad_boxes
 
 from .helpers import small_config
 
@@ -117,10 +118,11 @@ def test_masked_rpn_losses_equal_the_indexed_ones():
     anchors = random_boxes(600, 200, g)
     logits = torch.randn(2, 600, generator=g)
     deltas = 0.3 * torch.randn(2, 600, 4, generator=g)
-    targets = [{"boxes": random_boxes(3, 200, g, min_side=20.0)}, {"boxes": random_boxes(5, 200, g, min_side=20.0)}]
+    targets = [{"boxes": random_boxes(n, 200, g, min_side=20.0), "labels": torch.ones(n, dtype=torch.int64)}
+               for n in (3, 5)]
     sizes = [(200, 200), (190, 210)]
     torch.manual_seed(0)
-    losses = rpn.losses(anchors, logits, deltas, targets, sizes)
+    losses = rpn.losses(anchors, logits, deltas, PaddedGroundTruth.of(targets, anchors.device), sizes)
 
     torch.manual_seed(0)  # the same sampling draws
     gt, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
@@ -246,3 +248,35 @@ def test_retinanet_losses_never_wait(monkeypatch):
         losses = head.losses(anchors, logits, deltas, targets)
         sum(losses.values()).backward()
     assert counter.counts == {} and losses["loss_box"] > 0, counter.counts
+
+
+@pytest.mark.parametrize("config", ["faster_r18_fpn_shapes.py", "cascade_r18_fpn_shapes.py", "tridentnet_r18c4_shapes.py"])
+def test_ground_truth_is_padded_once_per_training_step(shapes_dir, monkeypatch, config):
+    """The detector pads the ground truth once for the RPN and every R-CNN stage: padding again
+    in an R-CNN stage would come after the RPN's NMS, where a GPU step waits for the host. The
+    losses are those of heads that pad for themselves."""
+    from .conftest import REPO
+
+    made = []
+    of = PaddedGroundTruth.of.__func__
+    monkeypatch.setattr(PaddedGroundTruth, "of", classmethod(lambda cls, *a: made.append(1) or of(cls, *a)))
+    model = build_model(small_config(shapes_dir, config=REPO / "configs/quickstart" / config)).train()
+    images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]),
+                "labels": torch.tensor([2, 1])}]
+    torch.manual_seed(0)
+    losses = model(images, targets)
+    assert len(made) == 1
+
+    # the same step with the heads padding for themselves: the same random draws, the same losses
+    batch, sizes, resized_targets = model.preprocess(images, targets)
+    torch.manual_seed(0)
+    if hasattr(model, "_branch_targets"):  # TridentNet: the targets of every branch
+        return  # its branch bookkeeping is the detector's own; the count above is what this pins
+    features = model.neck(model.backbone(batch)) if model.neck is not None else model.backbone(batch)
+    proposals, expected = model.rpn(features, tuple(batch.shape[-2:]), sizes, resized_targets)
+    expected.update(model.roi_heads(features, proposals, sizes, resized_targets)[1])
+    assert losses.keys() == expected.keys()
+    for key in losses:
+        assert torch.equal(losses[key], expected[key]), key

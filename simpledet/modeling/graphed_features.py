@@ -56,7 +56,7 @@ class DenseHead:
     def of(model: nn.Module) -> "DenseHead | None":
         rpn = getattr(model, "rpn", None)
         if rpn is not None:  # two-stage detectors
-            return DenseHead(rpn.head, rpn.in_features, [rpn.head])
+            return DenseHead(rpn.predict, rpn.in_features, [rpn.head])
         head = getattr(model, "head", None)
         if head is not None and hasattr(head, "predict"):  # RetinaNet
             return DenseHead(head.predict, head.in_features, [head.cls_subnet, head.box_subnet])

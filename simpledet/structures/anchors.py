@@ -30,7 +30,7 @@ class AnchorGenerator:
         if len(sizes) != len(aspect_ratios):
             raise ValueError("sizes and aspect_ratios need one entry per feature level")
         self.cell_anchors = [base_anchors(s, r) for s, r in zip(sizes, aspect_ratios)]
-        self._cache: dict[tuple, list[Tensor]] = {}
+        self._cache: dict[tuple, tuple[list[Tensor], Tensor]] = {}
 
     @property
     def num_anchors_per_location(self) -> list[int]:
@@ -39,11 +39,20 @@ class AnchorGenerator:
     def __call__(self, image_size: tuple[int, int], feature_sizes: list[tuple[int, int]],
                  device: torch.device) -> list[Tensor]:
         """One (H_i * W_i * A_i, 4) tensor per level, for a padded batch of `image_size`."""
+        return self._anchors(image_size, feature_sizes, device)[0]
+
+    def concatenated(self, image_size: tuple[int, int], feature_sizes: list[tuple[int, int]],
+                     device: torch.device) -> Tensor:
+        """Every level's anchors in one tensor, level after level; cached like the levels."""
+        return self._anchors(image_size, feature_sizes, device)[1]
+
+    def _anchors(self, image_size, feature_sizes, device) -> tuple[list[Tensor], Tensor]:
         key = (tuple(image_size), tuple(map(tuple, feature_sizes)), str(device))
         if key not in self._cache:
             if len(self._cache) > 64:  # many input sizes (multi-scale training): keep it bounded
                 self._cache.clear()
-            self._cache[key] = self._grid_anchors(image_size, feature_sizes, device)
+            levels = self._grid_anchors(image_size, feature_sizes, device)
+            self._cache[key] = levels, torch.cat(levels)
         return self._cache[key]
 
     def _grid_anchors(self, image_size, feature_sizes, device) -> list[Tensor]:

@@ -1,6 +1,8 @@
 """Batching per-image ground truth into padded tensors, so matching runs on the whole batch, and
 the regression targets of every anchor of a batch."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
@@ -24,6 +26,22 @@ def pad_labels(labels: list[Tensor], size: int, device: torch.device) -> Tensor:
     if padded.shape[1] < size:
         padded = torch.nn.functional.pad(padded, (0, size - padded.shape[1]))
     return padded
+
+
+@dataclass
+class PaddedGroundTruth:
+    """A batch's ground truth padded once per training step, for every head that matches against
+    it (the RPN, then each R-CNN stage): padding again in the R-CNN stage would cost launches after
+    the RPN's NMS, where a GPU step waits for the host."""
+
+    boxes: Tensor  # (B, G, 4) float32, zero rows past each image's count
+    valid: Tensor  # (B, G) bool
+    labels: Tensor  # (B, G) int64, zero past each image's count
+
+    @classmethod
+    def of(cls, targets: list[dict], device: torch.device) -> "PaddedGroundTruth":
+        boxes, valid = pad_boxes([t["boxes"] for t in targets], device)
+        return cls(boxes, valid, pad_labels([t["labels"] for t in targets], boxes.shape[1], device))
 
 
 def anchor_box_targets(box_coder, anchors: Tensor, gt_boxes: Tensor, matched: Tensor, fg: Tensor) -> Tensor:

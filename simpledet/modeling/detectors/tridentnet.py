@@ -22,6 +22,7 @@ from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.preprocess import InputConfig
 from simpledet.structures.nms import class_nms
+from simpledet.structures.targets import PaddedGroundTruth
 
 
 def in_range(boxes: Tensor, scale: float, low: float, high: float) -> Tensor:
@@ -49,14 +50,15 @@ class TridentDetector(TwoStageDetector):
         features, rpn_head_outputs = extract_features(self, batch)
         branches = self.backbone.active_branches
         sizes_b = sizes * len(branches)  # branch-major, as the backbone stacks them
-        targets_b = None
+        targets_b = gt = None
         if self.training:
             targets_b = [self._branch_targets(t, scale, b) for b in branches for t, scale in zip(targets, scales)]
-        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes_b, targets_b, rpn_head_outputs)
+            gt = PaddedGroundTruth.of(targets_b, batch.device)  # once, for both stages
+        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes_b, targets_b, rpn_head_outputs, gt)
         if self.training and self.train_scale_aware:  # proposal i belongs to branch i // B, image i % B
             proposals = [p[in_range(p, scales[i % len(images)], *self.valid_ranges[branches[i // len(images)]])]
                          for i, p in enumerate(proposals)]
-        detections, roi_losses = self.roi_heads(features, proposals, sizes_b, targets_b)
+        detections, roi_losses = self.roi_heads(features, proposals, sizes_b, targets_b, gt)
         if self.training:
             return {**rpn_losses, **roi_losses}
         merged = self._merge(detections, branches, scales, len(images))

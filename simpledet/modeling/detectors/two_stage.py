@@ -3,6 +3,7 @@
 from torch import Tensor, nn
 
 from simpledet.modeling.graphed_features import extract_features
+from simpledet.structures.targets import PaddedGroundTruth
 
 
 class TwoStageDetector(nn.Module):
@@ -28,8 +29,9 @@ class TwoStageDetector(nn.Module):
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
         features, rpn_head_outputs = extract_features(self, batch)
-        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes, targets, rpn_head_outputs)
-        detections, roi_losses = self.roi_heads(features, proposals, sizes, targets)
+        gt = PaddedGroundTruth.of(targets, batch.device) if self.training else None  # once, for both stages
+        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes, targets, rpn_head_outputs, gt)
+        detections, roi_losses = self.roi_heads(features, proposals, sizes, targets, gt)
         if self.training:
             return {**rpn_losses, **roi_losses}
         return self.preprocess.postprocess(detections, sizes, original_sizes)

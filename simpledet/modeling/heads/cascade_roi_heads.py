@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
 from simpledet.modeling.heads.res5_head import Res5HeadConfig
 from simpledet.modeling.heads.roi_heads import RoIHeads, RoIHeadsConfig
+from simpledet.structures.targets import PaddedGroundTruth
 
 
 class CascadeRoIHeads(nn.Module):
@@ -22,12 +23,16 @@ class CascadeRoIHeads(nn.Module):
         self.loss_weights = tuple(loss_weights)
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
-                targets: list[dict] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
+                targets: list[dict] | None = None, gt: PaddedGroundTruth | None = None
+                ) -> tuple[list[dict], dict[str, Tensor]]:
         last = len(self.stages) - 1
         if self.training:
+            if targets is None:
+                raise ValueError("targets are needed in training mode")
+            gt = gt if gt is not None else PaddedGroundTruth.of(targets, proposals[0].device)
             losses = {}
             for i, (stage, weight) in enumerate(zip(self.stages, self.loss_weights)):
-                sampled, classes, box_targets = stage.sample_proposals(proposals, targets)
+                sampled, classes, box_targets = stage.sample_proposals(proposals, targets, gt)
                 logits, deltas = stage.predict(features, sampled, image_sizes)
                 for name, value in stage.losses(logits, deltas, classes, box_targets).items():
                     losses[f"{name}_stage{i + 1}"] = value * weight

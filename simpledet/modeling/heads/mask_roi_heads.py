@@ -14,6 +14,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from simpledet.modeling.heads.mask_head import MaskHead, class_mask_probs, mask_loss, mask_targets
 from simpledet.modeling.heads.roi_heads import RoIHeads
 from simpledet.modeling.layers.roi_batch import bucketable, run_roi_head
+from simpledet.structures.targets import PaddedGroundTruth
 
 
 class MaskRoIHeads(RoIHeads):
@@ -36,7 +37,8 @@ class MaskRoIHeads(RoIHeads):
         self.mask_resolution = mask_resolution
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
-                targets: list[dict] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
+                targets: list[dict] | None = None, gt: PaddedGroundTruth | None = None
+                ) -> tuple[list[dict], dict[str, Tensor]]:
         if not self.training:
             detections, _ = super().forward(features, proposals, image_sizes)
             self.add_masks(features, detections, image_sizes)
@@ -46,7 +48,7 @@ class MaskRoIHeads(RoIHeads):
         if not all("masks" in t for t in targets):
             raise ValueError("Mask R-CNN trains on instance masks: every target needs 'masks' (N, H, W) "
                              "(CocoDetection(..., with_masks=True))")
-        proposals, classes, box_targets = self.sample_proposals(proposals, targets)
+        proposals, classes, box_targets = self.sample_proposals(proposals, targets, gt)
         logits, deltas = self.predict(features, proposals, image_sizes)
         losses = self.losses(logits, deltas, classes, box_targets)
         losses["loss_mask"] = self.mask_losses(features, proposals, classes, image_sizes, targets)

@@ -17,7 +17,7 @@ from simpledet.structures.anchors import AnchorGenerator
 from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import FOREGROUND, IGNORE, Matcher
-from simpledet.structures.targets import anchor_box_targets, pad_boxes, pad_labels
+from simpledet.structures.targets import PaddedGroundTruth, anchor_box_targets
 
 
 def retina_anchor_sizes(strides: tuple[int, ...] = (8, 16, 32, 64, 128), octave_base: float = 4.0,
@@ -91,11 +91,13 @@ class RetinaHead(nn.Module):
         """head_outputs: predict()'s (logits, deltas), where the caller ran it (a CUDA graph)."""
         feats = [features[name] for name in self.in_features]
         logits, deltas = head_outputs if head_outputs is not None else self.predict(feats)
-        anchors = self.anchor_generator(batch_size, [f.shape[-2:] for f in feats], feats[0].device)
+        feature_sizes = [f.shape[-2:] for f in feats]
         if self.training:
             if targets is None:
                 raise ValueError("targets are needed in training mode")
-            return [], self.losses(torch.cat(anchors), torch.cat(logits, 1), torch.cat(deltas, 1), targets)
+            anchors = self.anchor_generator.concatenated(batch_size, feature_sizes, feats[0].device)
+            return [], self.losses(anchors, torch.cat(logits, 1), torch.cat(deltas, 1), targets)
+        anchors = self.anchor_generator(batch_size, feature_sizes, feats[0].device)
         return self.postprocess(logits, deltas, anchors, image_sizes), {}
 
     def predict(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
@@ -111,11 +113,11 @@ class RetinaHead(nn.Module):
         costs, so a training step never waits (with train.cuda_graphs, RetinaNet's whole step is
         queued ahead of the device)."""
         device = anchors.device
-        gt_boxes, gt_valid = pad_boxes([t["boxes"].to(device) for t in targets], device)
-        gt_labels = pad_labels([t["labels"].to(device) for t in targets], gt_boxes.shape[1], device)
+        gt = PaddedGroundTruth.of(targets, device)
+        gt_boxes, gt_labels = gt.boxes, gt.labels
         iou = batched_box_iou(gt_boxes, anchors) if gt_boxes.shape[1] else \
             anchors.new_zeros((len(targets), 0, anchors.shape[0]))
-        matched, labels = self.matcher(iou, gt_valid)
+        matched, labels = self.matcher(iou, gt.valid)
         fg = labels == FOREGROUND
         num_fg = fg.sum().clamp(min=1)
 

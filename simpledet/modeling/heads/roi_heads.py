@@ -21,7 +21,7 @@ from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import class_nms
 from simpledet.structures.sampler import BalancedSampler
-from simpledet.structures.targets import pad_boxes, pad_labels
+from simpledet.structures.targets import PaddedGroundTruth, pad_boxes
 
 
 class RoIHeads(nn.Module):
@@ -46,11 +46,13 @@ class RoIHeads(nn.Module):
         self.soft_nms_sigma = soft_nms_sigma
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
-                targets: list[dict] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
+                targets: list[dict] | None = None, gt: PaddedGroundTruth | None = None
+                ) -> tuple[list[dict], dict[str, Tensor]]:
+        """gt: `targets` padded, where the caller did it for every head."""
         if self.training:
             if targets is None:
                 raise ValueError("targets are needed in training mode")
-            proposals, class_targets, box_targets = self.sample_proposals(proposals, targets)
+            proposals, class_targets, box_targets = self.sample_proposals(proposals, targets, gt)
         logits, deltas = self.predict(features, proposals, image_sizes)
         if self.training:
             return [], self.losses(logits, deltas, class_targets, box_targets)
@@ -61,26 +63,24 @@ class RoIHeads(nn.Module):
         return self.box_predictor(run_roi_head(self.box_head, pooled, self.bucket_box_rois))
 
     @torch.no_grad()
-    def sample_proposals(self, proposals: list[Tensor], targets: list[dict]
+    def sample_proposals(self, proposals: list[Tensor], targets: list[dict], gt: PaddedGroundTruth | None = None
                          ) -> tuple[list[Tensor], Tensor, Tensor]:
         """Sampled proposals per image, with their class (0 = background) and regression targets.
 
         Also keeps `self.last_matched_gt`: for each sampled proposal (in the same order), the index
         of its matched ground truth within its image, for heads that need more targets (masks)."""
         device = proposals[0].device
-        gt_boxes = [t["boxes"].to(device) for t in targets]
-        proposals = [torch.cat([p, g]) for p, g in zip(proposals, gt_boxes)]
+        gt = gt if gt is not None else PaddedGroundTruth.of(targets, device)
+        proposals = [torch.cat([p, t["boxes"].to(device)]) for p, t in zip(proposals, targets)]
         boxes, box_valid = pad_boxes(proposals, device)
-        gt, gt_valid = pad_boxes(gt_boxes, device)
-        gt_labels = pad_labels([t["labels"].to(device) for t in targets], gt.shape[1], device)
-        iou = batched_box_iou(gt, boxes)  # (B, G, P)
-        matched, labels = self.matcher(iou, gt_valid)
+        iou = batched_box_iou(gt.boxes, boxes)  # (B, G, P)
+        matched, labels = self.matcher(iou, gt.valid)
         labels = torch.where(box_valid, labels, IGNORE)
         fg, bg = self.sampler(labels)
         sampled = fg | bg
 
-        classes = torch.gather(gt_labels, 1, matched) * fg  # background -> 0
-        matched_gt = torch.gather(gt, 1, matched[..., None].expand(-1, -1, 4))
+        classes = torch.gather(gt.labels, 1, matched) * fg  # background -> 0
+        matched_gt = torch.gather(gt.boxes, 1, matched[..., None].expand(-1, -1, 4))
         # one wait for the per-image counts; with their sum, nonzero_static finds the sampled
         # candidates without another (nonzero and boolean indexing would wait once each)
         per_image = sampled.sum(dim=1).tolist()

@@ -14,7 +14,7 @@ from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import concurrent_nms
 from simpledet.structures.no_sync import count_indices, host_tensor
 from simpledet.structures.sampler import BalancedSampler
-from simpledet.structures.targets import anchor_box_targets, pad_boxes
+from simpledet.structures.targets import PaddedGroundTruth, anchor_box_targets
 
 
 class RPNHead(nn.Module):
@@ -67,15 +67,15 @@ class RPN(nn.Module):
 
     def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
                 image_sizes: list[tuple[int, int]], targets: list[dict] | None = None,
-                head_outputs: tuple[list[Tensor], list[Tensor]] | None = None) -> tuple[list[Tensor], dict[str, Tensor]]:
-        """head_outputs: the head's (logits, deltas), where the caller ran it (a CUDA graph)."""
+                head_outputs: tuple[Tensor, Tensor] | None = None, gt: PaddedGroundTruth | None = None
+                ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """head_outputs: predict()'s (logits, deltas), where the caller ran it (a CUDA graph);
+        gt: `targets` padded, where the caller did it for every head."""
         feats = [features[name] for name in self.in_features]
-        logits, deltas = head_outputs if head_outputs is not None else self.head(feats)
-        anchors = self.anchor_generator(batch_size, [f.shape[-2:] for f in feats], feats[0].device)
-        per_level = [a.shape[0] for a in anchors]
-        all_anchors = torch.cat(anchors)
-        all_logits = torch.cat(logits, dim=1)
-        all_deltas = torch.cat(deltas, dim=1)
+        all_logits, all_deltas = head_outputs if head_outputs is not None else self.predict(feats)
+        feature_sizes = [f.shape[-2:] for f in feats]
+        per_level = [a.shape[0] for a in self.anchor_generator(batch_size, feature_sizes, feats[0].device)]
+        all_anchors = self.anchor_generator.concatenated(batch_size, feature_sizes, feats[0].device)
 
         # The losses first: they never wait for the device, so the host queues them while the GPU
         # still runs the backbone; the proposals' NMS then waits for both at once.
@@ -83,11 +83,19 @@ class RPN(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("targets are needed in training mode")
-            losses = self.losses(all_anchors, all_logits, all_deltas, targets, image_sizes)
+            gt = gt if gt is not None else PaddedGroundTruth.of(targets, all_anchors.device)
+            losses = self.losses(all_anchors, all_logits, all_deltas, gt, image_sizes)
         with torch.no_grad():
             boxes = self.box_coder.decode(all_deltas.detach(), all_anchors[None])[:, :, 0]
             proposals = self.select_proposals(boxes, all_logits.detach(), per_level, image_sizes)
         return proposals, losses
+
+    def predict(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """The head's logits (N, A) and deltas (N, A, 4) for all A anchors, levels concatenated.
+        Concatenated here, not by the caller: with train.cuda_graphs the graph does it, and the
+        eager part neither concatenates nor copies one gradient per level back into the graph."""
+        logits, deltas = self.head(features)
+        return torch.cat(logits, dim=1), torch.cat(deltas, dim=1)
 
     def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int],
                          image_sizes: list[tuple[int, int]]) -> list[Tensor]:
@@ -129,16 +137,16 @@ class RPN(nn.Module):
         post_nms = self.post_nms_top_n[self.training]
         return [boxes[k[:min(n, post_nms)]] for k, n in zip(keep.split(per_image), valid_per_image)]
 
-    def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict],
+    def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, gt: PaddedGroundTruth,
                image_sizes: list[tuple[int, int]]) -> dict[str, Tensor]:
         """Objectness (binary cross-entropy) over the sampled anchors, box smooth-L1 over the
         foreground ones, both divided by the number sampled. Written as masked sums over all
         anchors rather than by indexing the sampled ones: the same sums, without the host-device
         synchronisations that boolean indexing costs."""
-        gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
+        gt_boxes = gt.boxes
         iou = batched_box_iou(gt_boxes, anchors) if gt_boxes.shape[1] else \
-            anchors.new_zeros((len(targets), 0, anchors.shape[0]))
-        matched, labels = self.matcher(iou, gt_valid)
+            anchors.new_zeros((len(gt_boxes), 0, anchors.shape[0]))
+        matched, labels = self.matcher(iou, gt.valid)
         if self.allowed_border is not None:
             labels = torch.where(self.inside_image(anchors, image_sizes), labels, IGNORE)
         fg, bg = self.sampler(labels)
