@@ -85,9 +85,10 @@ def check_concurrent_nms(dev: torch.device) -> int:
     mismatches = 0
     for _ in range(50):
         g = groups()
-        ours = concurrent_nms(g, 0.7)
+        offsets = [2000 * i for i in range(len(g))]  # added on the side streams, as the RPN asks
+        ours = concurrent_nms(g, 0.7, offsets)
         sums = [k.sum() for k in ours]  # read on the main stream at once
-        expected = [nms(b, s, 0.7) for b, s in g]
+        expected = [nms(b, s, 0.7) + offset for (b, s), offset in zip(g, offsets)]
         mismatches += sum(not torch.equal(a, b) or s.item() != b.sum().item() for a, b, s in zip(ours, expected, sums))
     ok = mismatches == 0
     timings = {}

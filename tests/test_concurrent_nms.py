@@ -55,3 +55,14 @@ def test_the_calls_run_at_once_in_pool_threads(threads, monkeypatch):
 
 def test_no_groups():
     assert concurrent_nms([], 0.5) == []
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_offsets_shift_each_groups_indices(threads, num_threads):
+    threads(num_threads)
+    g = torch.Generator().manual_seed(2)
+    groups = [random_group(n, g) for n in (50, 0, 80)]
+    plain = concurrent_nms(groups, 0.5)
+    shifted = concurrent_nms(groups, 0.5, offsets=[0, 50, 1000])
+    assert all(torch.equal(s, p + o) for s, p, o in zip(shifted, plain, (0, 50, 1000)))
+    assert len(shifted[2]) > 10 and shifted[2].min() >= 1000

@@ -52,20 +52,29 @@ _side_streams: dict[torch.device, list] = {}
 MAX_CUDA_THREADS = 16  # threads that issue NMS calls on CUDA, each to its own stream
 
 
-def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float) -> list[Tensor]:
-    """torchvision's nms(boxes, scores, iou_thresh) for each (boxes, scores) group, all at once.
+def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float,
+                   offsets: list[int] | None = None) -> list[Tensor]:
+    """torchvision's nms(boxes, scores, iou_thresh) for each (boxes, scores) group, all at once;
+    with `offsets`, each group's kept indices plus its offset (where the group starts in a flat
+    layout), added in the group's own thread rather than by the waiting caller.
 
     Each call's decisive kernel runs in one thread block (CUDA) or one thread (CPU), and the call
     returns only once it knows its output's size. Called one after another, the RPN's five
     levels cost a training step ~4 ms of an idle GPU (H200, bench/profile_step.py). Here the
     calls are spread over pool threads, each group on its own CUDA stream, so the kernels overlap
     and the host waits for all of them together. The results are those of the calls in turn."""
+    offsets = offsets if offsets is not None else [0] * len(groups)
+
+    def shifted_nms(boxes: Tensor, scores: Tensor, offset: int) -> Tensor:
+        keep = nms(boxes, scores, iou_thresh)
+        return keep + offset if offset else keep
+
     # CUDA: a thread per call (up to 16), each waiting for its own stream; CPU: one per core
     workers = min(len(groups), MAX_CUDA_THREADS if groups and groups[0][0].is_cuda else torch.get_num_threads())
     if workers < 2:
-        return [nms(boxes, scores, iou_thresh) for boxes, scores in groups]
+        return [shifted_nms(boxes, scores, offset) for (boxes, scores), offset in zip(groups, offsets)]
     if not groups[0][0].is_cuda:
-        return run_in_threads(lambda group: nms(*group, iou_thresh), groups, workers)
+        return run_in_threads(lambda task: shifted_nms(*task[0], task[1]), list(zip(groups, offsets)), workers)
 
     device = groups[0][0].device
     main = torch.cuda.current_stream(device)
@@ -73,16 +82,16 @@ def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float) -> li
     streams += [torch.cuda.Stream(device) for _ in range(len(groups) - len(streams))]
     inputs_ready = main.record_event()
 
-    def on_own_stream(task: tuple[tuple[Tensor, Tensor], torch.cuda.Stream]) -> tuple[Tensor, torch.cuda.Event]:
-        (boxes, scores), stream = task
+    def on_own_stream(task: tuple[tuple[Tensor, Tensor], int, torch.cuda.Stream]) -> tuple[Tensor, torch.cuda.Event]:
+        (boxes, scores), offset, stream = task
         with torch.cuda.stream(stream):
             stream.wait_event(inputs_ready)  # the inputs are made on the main stream
             boxes.record_stream(stream)  # their memory is not reused before this stream has read them
             scores.record_stream(stream)
-            keep = nms(boxes, scores, iou_thresh)
+            keep = shifted_nms(boxes, scores, offset)
             return keep, stream.record_event()
 
-    results = run_in_threads(on_own_stream, list(zip(groups, streams)), workers)
+    results = run_in_threads(on_own_stream, list(zip(groups, offsets, streams)), workers)
     for keep, done in results:
         main.wait_event(done)  # the main stream's later work sees every result
         keep.record_stream(main)  # made on a side stream, read on the main one

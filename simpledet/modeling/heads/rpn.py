@@ -124,16 +124,18 @@ class RPN(nn.Module):
         scores = torch.where(valid, scores.flatten(), -1.0)
         boxes = torch.where(valid[:, None], boxes.reshape(-1, 4), 0.0)
         # laid out image by image, each image level by level: every (image, level) is a slice
-        segments = [(image * total + start, image * total + end) for image in range(num_images)
+        segments = [(image, image * total + start, image * total + end) for image in range(num_images)
                     for start, end in _segments(ks) if end > start]
-        kept = concurrent_nms([(boxes[start:end], scores[start:end]) for start, end in segments], self.nms_thresh)
-        keep = torch.cat([k + start for k, (start, _) in zip(kept, segments)] or [top_idx.new_zeros(0)])
+        kept = concurrent_nms([(boxes[start:end], scores[start:end]) for _, start, end in segments],
+                              self.nms_thresh, offsets=[start for _, start, _ in segments])
+        keep = torch.cat(kept) if kept else top_idx.new_zeros(0)
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
         kept_images, by_image = torch.sort(keep // total, stable=True)
         keep = keep[by_image]  # then by image, best first within
-        counts = torch.stack([count_indices(kept_images, num_images),  # all kept, and the valid ones
-                              count_indices(kept_images, num_images, where=valid[keep])])
-        per_image, valid_per_image = counts.tolist()  # the one wait outside NMS
+        per_image = [0] * num_images  # NMS has returned, so each call's output size is known here
+        for (image, _, _), k in zip(segments, kept):
+            per_image[image] += len(k)
+        valid_per_image = count_indices(kept_images, num_images, where=valid[keep]).tolist()  # the one wait outside NMS
         post_nms = self.post_nms_top_n[self.training]
         return [boxes[k[:min(n, post_nms)]] for k, n in zip(keep.split(per_image), valid_per_image)]
 
