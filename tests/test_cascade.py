@@ -59,3 +59,24 @@ def test_cascade_overfits_shapes(tmp_path):
                  "--out", str(tmp_path / "eval"), *overrides]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["AP50"] >= 0.9, metrics
+
+
+def test_refine_clips_as_torchvision_does(shapes_dir):
+    """A stage's refined boxes, clipped per image in one batch, equal clip_boxes_to_image's, for
+    boxes pushed past every border (and a NaN delta, which stays NaN)."""
+    from torchvision.ops import clip_boxes_to_image
+
+    stage = build_model(small_config(shapes_dir, config=CASCADE)).roi_heads.stages[0]
+    g = torch.Generator().manual_seed(0)
+    proposals = [torch.rand(n, 2, generator=g).repeat(1, 2) * 150 + torch.tensor([0.0, 0, 30, 40]) for n in (40, 0, 25)]
+    deltas = 3 * torch.randn(65, 8, generator=g)
+    deltas[3, 0] = float("nan")
+    sizes = [(120, 100), (90, 90), (140, 160)]
+    ours = stage.refine(deltas, proposals, sizes)
+    boxes = stage.box_coder.decode(deltas[:, :4], torch.cat(proposals))[:, 0]
+    expected = [clip_boxes_to_image(b, s) for b, s in zip(boxes.split([40, 0, 25]), sizes)]
+    assert [len(b) for b in ours] == [40, 0, 25]
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    clipped = torch.cat(ours)
+    assert torch.isnan(clipped[3, 0]) and (clipped[:40, 2] == 100).any() and (clipped[:40, 0] == 0).any()

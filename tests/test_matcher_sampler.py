@@ -74,3 +74,40 @@ def test_pad_boxes_and_labels_by_hand():
     assert pad_labels([torch.tensor([4])], 3, torch.device("cpu")).tolist() == [[4, 0, 0]]
     empty, none_valid = pad_boxes([torch.zeros(0, 4), torch.zeros(0, 4)], torch.device("cpu"))
     assert empty.shape == (2, 0, 4) and none_valid.shape == (2, 0)
+
+
+def pick_in_turn(labels: torch.Tensor, batch: int, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampler written the plain way: the foreground drawn, then the background."""
+    def pick(mask, count, k):
+        priority = torch.rand(mask.shape).masked_fill(~mask, -1.0)
+        values, index = priority.topk(min(k, mask.shape[1]), dim=1)
+        chosen = (torch.arange(index.shape[1])[None] < count[:, None]) & (values >= 0)
+        return torch.zeros_like(mask).scatter_(1, index, chosen)
+
+    is_fg, is_bg = labels == FOREGROUND, labels == BACKGROUND
+    max_fg = int(batch * fraction)
+    num_fg = is_fg.sum(1).clamp(max=max_fg)
+    return pick(is_fg, num_fg, max_fg), pick(is_bg, torch.minimum(is_bg.sum(1), batch - num_fg), batch)
+
+
+def test_sampler_draws_both_kinds_at_once_as_in_turn():
+    """One draw for foreground and background picks, on the CPU, what drawing them in turn picks:
+    the same candidates, from the same seed, with images short of either kind."""
+    g = torch.Generator().manual_seed(5)
+    labels = torch.randint(-1, 2, (3, 900), generator=g)
+    labels[1, 100:] = IGNORE  # few of either kind
+    labels[2][labels[2] == FOREGROUND] = BACKGROUND  # no foreground
+    for batch, fraction in ((512, 0.25), (256, 0.5), (2000, 0.25)):
+        torch.manual_seed(7)
+        fg, bg = BalancedSampler(batch, fraction)(labels)
+        torch.manual_seed(7)
+        expected_fg, expected_bg = pick_in_turn(labels, batch, fraction)
+        assert torch.equal(fg, expected_fg) and torch.equal(bg, expected_bg), (batch, fraction)
+        assert fg[0].sum() == min(int(batch * fraction), (labels[0] == FOREGROUND).sum())
+        assert 0 < fg[1].sum() < 60 and fg[2].sum() == 0
+        assert (fg.sum(1) + bg.sum(1) <= batch).all() and not (fg & bg).any()
+
+
+def test_sampler_without_candidates():
+    fg, bg = BalancedSampler(16, 0.5)(torch.zeros(2, 0, dtype=torch.int64))
+    assert fg.shape == bg.shape == (2, 0) and fg.dtype == torch.bool

@@ -280,3 +280,55 @@ def test_ground_truth_is_padded_once_per_training_step(shapes_dir, monkeypatch, 
     assert losses.keys() == expected.keys()
     for key in losses:
         assert torch.equal(losses[key], expected[key]), key
+
+
+@pytest.mark.parametrize("config", ["configs/quickstart/faster_r18_fpn_shapes.py", "configs/quickstart/mask_r18_fpn_shapes.py",
+                                    "configs/quickstart/cascade_r18_fpn_shapes.py",
+                                    "configs/torchvision/retinanet_resnet50_fpn.py"])
+def test_a_batch_without_any_box_trains_on_background(shapes_dir, config):
+    """torchvision's interface takes images without objects (boxes of shape (0, 4)). A batch of
+    only such images has nothing to pad: every candidate is background, the box losses are zero
+    and the gradients finite."""
+    from .conftest import REPO
+
+    overrides = ["model.input.min_size=(96,)", "model.input.max_size=128"] if "retinanet" in config else []
+    model = build_model(small_config(shapes_dir, *overrides, config=REPO / config)).train()
+    images = [torch.rand(3, 96, 128), torch.rand(3, 128, 96)]
+    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                "masks": torch.zeros(0, *img.shape[-2:], dtype=torch.uint8)} for img in images]
+    torch.manual_seed(0)
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    assert all(v == 0 for k, v in losses.items() if "box" in k or "mask" in k)
+    assert all(v > 0 for k, v in losses.items() if "cls" in k)  # the background is still learnt
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    if hasattr(model, "roi_heads") and hasattr(model.roi_heads, "sample_proposals"):
+        proposals = [torch.tensor([[0.0, 0, 50, 50], [10, 10, 90, 60]])] * 2
+        _, classes, _ = model.roi_heads.sample_proposals(proposals, targets)
+        assert len(classes) == 4 and (classes == 0).all()
+
+
+def test_sampled_proposals_targets_by_hand(shapes_dir):
+    """Two images, few enough candidates that all are sampled: each foreground proposal gets its
+    own image's best ground truth (class and encoded box), background gets class 0 and zeros."""
+    heads = build_model(small_config(shapes_dir)).train().roi_heads
+    targets = [{"boxes": torch.tensor([[0.0, 0, 100, 100], [200, 200, 260, 300]]), "labels": torch.tensor([1, 2])},
+               {"boxes": torch.tensor([[50.0, 50, 150, 120]]), "labels": torch.tensor([3])}]
+    proposals = [torch.tensor([[205.0, 195, 262, 298], [400, 400, 450, 450], [5, 0, 100, 104]]),
+                 torch.tensor([[52.0, 48, 150, 125], [0, 0, 20, 20]])]
+    sampled, classes, box_targets = heads.sample_proposals(proposals, targets)
+    # every candidate sampled (proposals and the ground truth added to them), so pair them by box
+    expected = {(0, 0): 2, (0, 1): 0, (0, 2): 1, (1, 0): 3, (1, 1): 0}
+    gt_of = {(0, 0): 1, (0, 2): 0, (1, 0): 0}
+    offsets = [0, len(sampled[0])]
+    for (image, i), cls in expected.items():
+        row = offsets[image] + next(j for j, b in enumerate(sampled[image]) if torch.equal(b, proposals[image][i]))
+        assert classes[row] == cls
+        if cls:
+            goal = heads.box_coder.encode(proposals[image][i:i + 1], targets[image]["boxes"][gt_of[(image, i)]][None])
+            torch.testing.assert_close(box_targets[row], goal[0])
+            assert heads.last_matched_gt[row] == gt_of[(image, i)]
+        else:
+            assert not box_targets[row].any()
+    assert [len(s) for s in sampled] == [5, 3]  # the ground truth joins as proposals

@@ -41,6 +41,8 @@ class PaddedGroundTruth:
     @classmethod
     def of(cls, targets: list[dict], device: torch.device) -> "PaddedGroundTruth":
         boxes, valid = pad_boxes([t["boxes"] for t in targets], device)
+        if boxes.shape[1] == 0:  # no image has a box: one padding row keeps the matched gathers in range
+            boxes, valid = boxes.new_zeros((len(targets), 1, 4)), valid.new_zeros((len(targets), 1))
         return cls(boxes, valid, pad_labels([t["labels"] for t in targets], boxes.shape[1], device))
 
 

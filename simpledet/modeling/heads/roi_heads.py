@@ -20,6 +20,7 @@ from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import class_nms
+from simpledet.structures.no_sync import host_tensor
 from simpledet.structures.sampler import BalancedSampler
 from simpledet.structures.targets import PaddedGroundTruth, pad_boxes
 
@@ -79,18 +80,18 @@ class RoIHeads(nn.Module):
         fg, bg = self.sampler(labels)
         sampled = fg | bg
 
-        classes = torch.gather(gt.labels, 1, matched) * fg  # background -> 0
-        matched_gt = torch.gather(gt.boxes, 1, matched[..., None].expand(-1, -1, 4))
         # one wait for the per-image counts; with their sum, nonzero_static finds the sampled
         # candidates without another (nonzero and boolean indexing would wait once each)
         per_image = sampled.sum(dim=1).tolist()
         image, candidate = torch.nonzero_static(sampled, size=sum(per_image)).unbind(1)
         sampled_boxes = boxes[image, candidate]
-        box_targets = self.box_coder.encode(sampled_boxes, matched_gt[image, candidate])
+        matched_gt = matched[image, candidate]  # the sampled rows only from here on
         is_fg = fg[image, candidate]
+        classes = gt.labels[image, matched_gt] * is_fg  # background -> 0
+        box_targets = self.box_coder.encode(sampled_boxes, gt.boxes[image, matched_gt])
         box_targets = torch.where(is_fg[:, None], box_targets, 0.0)  # background rows are unused
-        self.last_matched_gt = matched[image, candidate]
-        return list(sampled_boxes.split(per_image)), classes[image, candidate], box_targets
+        self.last_matched_gt = matched_gt
+        return list(sampled_boxes.split(per_image)), classes, box_targets
 
     def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
         """Cross-entropy over all sampled RoIs; smooth-L1 of the ground-truth class's deltas over
@@ -107,12 +108,11 @@ class RoIHeads(nn.Module):
 
     @torch.no_grad()
     def refine(self, deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> list[Tensor]:
-        """Proposals moved by class-agnostic deltas and clipped: the next cascade stage's input."""
-        boxes = self.box_coder.decode(deltas.float().detach()[:, :4], torch.cat(proposals))[:, 0]
-        out = []
-        for b, size in zip(boxes.split([len(p) for p in proposals]), image_sizes):
-            out.append(clip_boxes_to_image(b, size))
-        return out
+        """Proposals moved by class-agnostic deltas and clipped: the next cascade stage's input.
+        Clipped as clip_boxes_to_image does, in 1 + images kernels instead of 5 per image."""
+        boxes = self.box_coder.decode(deltas.float().detach()[:, :4], torch.cat(proposals))[:, 0].clamp(min=0)
+        limits = host_tensor([[w, h, w, h] for h, w in image_sizes], boxes.device, boxes.dtype)
+        return [torch.minimum(b, limit) for b, limit in zip(boxes.split([len(p) for p in proposals]), limits)]
 
     def postprocess(self, scores: Tensor, deltas: Tensor, proposals: list[Tensor],
                     image_sizes: list[tuple[int, int]]) -> list[dict]:
