@@ -34,7 +34,7 @@ class PaddedGroundTruth:
     it (the RPN, then each R-CNN stage): padding again in the R-CNN stage would cost launches after
     the RPN's NMS, where a GPU step waits for the host."""
 
-    boxes: Tensor  # (B, G, 4) float32, zero rows past each image's count
+    boxes: Tensor  # (B, G, 4) float32, zero rows past each image's count; G >= 1
     valid: Tensor  # (B, G) bool
     labels: Tensor  # (B, G) int64, zero past each image's count
 
@@ -50,11 +50,8 @@ def anchor_box_targets(box_coder, anchors: Tensor, gt_boxes: Tensor, matched: Te
     """(B, N, 4) regression targets of every anchor (N, 4) towards its matched ground truth, for
     losses masked to the foreground `fg` (B, N): the same values there as encoding the foreground
     anchors alone, found without a wait for the device. Elsewhere the anchor regresses onto
-    itself, so the masked-out rows stay finite (a NaN there would still reach the gradients)."""
+    itself, so the masked-out rows stay finite (a NaN there would still reach the gradients).
+    gt_boxes: (B, G, 4) with G >= 1, as PaddedGroundTruth gives them."""
     anchors = anchors[None].expand(len(fg), -1, -1)
-    if gt_boxes.shape[1]:
-        matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
-        matched_boxes = torch.where(fg[..., None], matched_boxes, anchors)
-    else:
-        matched_boxes = anchors
-    return box_coder.encode(anchors, matched_boxes)
+    matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
+    return box_coder.encode(anchors, torch.where(fg[..., None], matched_boxes, anchors))

@@ -114,10 +114,7 @@ class RetinaHead(nn.Module):
         queued ahead of the device)."""
         device = anchors.device
         gt = PaddedGroundTruth.of(targets, device)
-        gt_boxes, gt_labels = gt.boxes, gt.labels
-        iou = batched_box_iou(gt_boxes, anchors) if gt_boxes.shape[1] else \
-            anchors.new_zeros((len(targets), 0, anchors.shape[0]))
-        matched, labels = self.matcher(iou, gt.valid)
+        matched, labels = self.matcher(batched_box_iou(gt.boxes, anchors), gt.valid)
         fg = labels == FOREGROUND
         num_fg = fg.sum().clamp(min=1)
 
@@ -125,7 +122,7 @@ class RetinaHead(nn.Module):
         num_columns = logits.shape[-1]
         # each foreground anchor's class column; everything else points one past the last column,
         # which is cut off: one-hot targets without finding the foreground first
-        column = torch.gather(gt_labels, 1, matched) - self.label_offset if gt_boxes.shape[1] else matched
+        column = torch.gather(gt.labels, 1, matched) - self.label_offset
         column = torch.where(fg, column, num_columns)
         cls_targets = logits.new_zeros((*logits.shape[:-1], num_columns + 1))
         cls_targets = cls_targets.scatter_(2, column[..., None], 1.0)[..., :num_columns]
@@ -133,7 +130,7 @@ class RetinaHead(nn.Module):
                                    reduction="none").sum(-1)
         cls_loss = torch.where(labels != IGNORE, focal, 0.0).sum() / num_fg
 
-        target_deltas = anchor_box_targets(self.box_coder, anchors, gt_boxes, matched, fg)
+        target_deltas = anchor_box_targets(self.box_coder, anchors, gt.boxes, matched, fg)
         if self.box_loss == "l1":
             box_loss = F.l1_loss(deltas, target_deltas, reduction="none")
         else:

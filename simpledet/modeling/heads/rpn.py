@@ -145,10 +145,7 @@ class RPN(nn.Module):
         foreground ones, both divided by the number sampled. Written as masked sums over all
         anchors rather than by indexing the sampled ones: the same sums, without the host-device
         synchronisations that boolean indexing costs."""
-        gt_boxes = gt.boxes
-        iou = batched_box_iou(gt_boxes, anchors) if gt_boxes.shape[1] else \
-            anchors.new_zeros((len(gt_boxes), 0, anchors.shape[0]))
-        matched, labels = self.matcher(iou, gt.valid)
+        matched, labels = self.matcher(batched_box_iou(gt.boxes, anchors), gt.valid)
         if self.allowed_border is not None:
             labels = torch.where(self.inside_image(anchors, image_sizes), labels, IGNORE)
         fg, bg = self.sampler(labels)
@@ -158,7 +155,7 @@ class RPN(nn.Module):
         logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
         objectness_loss = F.binary_cross_entropy_with_logits(
             logits, fg.to(logits.dtype), weight=sampled.to(logits.dtype), reduction="sum") / num_sampled
-        target_deltas = anchor_box_targets(self.box_coder, anchors, gt_boxes, matched, fg)
+        target_deltas = anchor_box_targets(self.box_coder, anchors, gt.boxes, matched, fg)
         box_loss = F.smooth_l1_loss(deltas, target_deltas, beta=self.box_loss_beta, reduction="none").sum(-1)
         box_loss = torch.where(fg, box_loss, 0.0).sum() / num_sampled
         return {"loss_rpn_cls": objectness_loss, "loss_rpn_box": box_loss}
