@@ -29,3 +29,28 @@ def test_gpu_suite_small_runs_end_to_end(tmp_path):
     assert float(re.search(r"max stat difference (\S+)", summary).group(1)) < 1e-12
     for name in ("speed_amp.json", "speed_fp32.json", "infer_speed.json"):
         assert (out / name).is_file(), name
+
+
+def test_gpu_suite_goes_on_past_a_failing_or_hung_section(tmp_path):
+    """A section that fails or hangs is named in the summary and the next one runs: a lease is not
+    lost to one broken script. Here every benchmark fails at once, and the first one hangs."""
+    python = tmp_path / "python"
+    python.write_text(f"""#!/usr/bin/env bash
+case "$1" in
+  -c) exec {sys.executable} "$@" ;;
+  bench/gpu_checks.py) exec sleep 60 ;;
+  *) echo "broken on purpose: $*" >&2; exit 3 ;;
+esac
+""")
+    python.chmod(0o755)
+    out = tmp_path / "suite"
+    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_suite.sh"), "--small", "--section-timeout", "3", str(out)],
+                          cwd=REPO, env=dict(os.environ, PYTHON=str(python)), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = (out / "summary.txt").read_text()
+    assert "!! section failed (stopped at its limit of 3 s): GPU-only correctness checks" in summary
+    sections = re.findall(r"^== (.+?)  \[", summary, flags=re.M)
+    failures = re.findall(r"^!! section failed \(exit \d+\): (.+)$", summary, flags=re.M)
+    assert len(sections) == 9 and failures == sections[1:]  # every later section ran, and failed alone
+    assert "suite done in" in summary and "9 section(s) failed" in summary
