@@ -28,7 +28,8 @@ from torch.utils._pytree import tree_map
 from train_speed import FAMILIES
 
 import simpledet.structures.nms as nms_module
-from simpledet.modeling.graphed_features import DenseHead, Features
+from simpledet.modeling.graphed_features import DenseHead, Features, capturable_box_heads
+from simpledet.modeling.heads.roi_heads import BoxHeadLosses
 
 WAITING = {"aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
            "torchvision.nms.default", "aten.masked_select.default", "aten.unique_dim.default",
@@ -72,6 +73,31 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class Replayed(torch.autograd.Function):
+    """A graphed module's replay, uncounted: forward, and backward to its inputs and parameters,
+    as make_graphed_callables' function does with its two graphs."""
+
+    @staticmethod
+    def forward(ctx, counter, module, num_inputs, *inputs_and_params):
+        counter.paused = True
+        inputs = [x.detach().requires_grad_(x.requires_grad) for x in inputs_and_params[:num_inputs]]
+        with torch.enable_grad():
+            outputs = module(*inputs)
+        counter.paused = False
+        ctx.counter, ctx.outputs = counter, outputs
+        ctx.wanted = [x for x in inputs if x.requires_grad] + list(inputs_and_params[num_inputs:])
+        ctx.mark = [x.requires_grad for x in inputs_and_params]
+        return tuple(o.detach() for o in outputs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        ctx.counter.paused = True
+        pairs = [(o, g) for o, g in zip(ctx.outputs, grads) if o.requires_grad]  # not the deltas
+        found = iter(torch.autograd.grad([o for o, _ in pairs], ctx.wanted, [g for _, g in pairs], allow_unused=True))
+        ctx.counter.paused = False
+        return (None, None, None, *(next(found) if wanted else None for wanted in ctx.mark))
+
+
 def count_row(name, build, masks, args) -> dict:
     torch.manual_seed(0)
     model = build((args.height, args.width)).train()
@@ -90,6 +116,11 @@ def count_row(name, build, masks, args) -> dict:
         return outputs
 
     model.graphed_features = graphed
+    for heads in capturable_box_heads(model):  # train.cuda_graph_box_head
+        box_losses = BoxHeadLosses(heads)
+        params = [p for p in box_losses.parameters() if p.requires_grad]
+        heads.graphed_box_losses = (lambda *inputs, box_losses=box_losses, params=params:
+                                    Replayed.apply(counter, box_losses, len(inputs), *inputs, *params))
     for part_name, child in model.named_children():
         if part_name not in ("backbone", "neck"):
             child.register_forward_pre_hook(lambda module, inputs, n=part_name: setattr(counter, "part", n))

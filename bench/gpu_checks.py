@@ -110,16 +110,18 @@ def check_concurrent_nms(dev: torch.device) -> int:
 
 def check_cuda_graphs(dev: torch.device) -> int:
     """train.cuda_graphs: training steps through the captured backbone, neck and dense head (the
-    RPN's, RetinaNet's subnets) give the eager model's losses and gradients (fp32 and fp16
-    autocast), one capture per input shape, and evaluation stays eager."""
+    RPN's, RetinaNet's subnets), and the 2MLP box head with its losses (every Cascade stage's),
+    give the eager model's losses and gradients (fp32 and fp16 autocast), one capture per input
+    shape, and evaluation stays eager."""
     failures = 0
     benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False  # the same algorithms on both sides
     try:
-        for family in ("fasterrcnn", "retinanet"):
-            cfg = load_config(REPO / f"configs/torchvision/{family}_resnet50_fpn.py",
-                              ["model.input.min_size=(320,)", "model.input.max_size=448",
-                               "model.backbone.fuse_frozen_bn=true"])
+        for family, config in (("fasterrcnn", "configs/torchvision/fasterrcnn_resnet50_fpn.py"),
+                               ("retinanet", "configs/torchvision/retinanet_resnet50_fpn.py"),
+                               ("cascade", "configs/cascade_r50v1_fpn_1x.py")):
+            cfg = load_config(REPO / config, ["model.input.min_size=(320,)", "model.input.max_size=448",
+                                              "model.backbone.fuse_frozen_bn=true"])
             for amp in (False, True):
                 failures += compare_graphed_with_eager(cfg, family, amp, dev)
     finally:
@@ -181,7 +183,7 @@ def compare_graphed_with_eager(cfg, family: str, amp: bool, dev: torch.device) -
     """Three SGD steps of a model through train.cuda_graphs against the same model eager."""
     import copy
 
-    from simpledet.modeling.graphed_features import enable_cuda_graphs
+    from simpledet.modeling.graphed_features import capturable_box_heads, enable_cuda_graphs
 
     torch.manual_seed(0)
     eager = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
@@ -209,12 +211,16 @@ def compare_graphed_with_eager(cfg, family: str, amp: bool, dev: torch.device) -
                    for a, b in zip(grads["eager"], grads["graphed"]))
     tol = 2e-2 if amp else 1e-3
     captured = len(graphed.graphed_features.graphs)
+    box_heads = [len(heads.graphed_box_losses.graphs) for heads in capturable_box_heads(graphed)]
     graphed.eval()
     with torch.no_grad():
         graphed([images[0]])  # eval: eager, no new capture
-    ok = loss_rel < tol and grad_rel < tol and captured == 1 and len(graphed.graphed_features.graphs) == 1
+    # each graphed box head captured at least once (more where the number of sampled RoIs varied)
+    ok = (loss_rel < tol and grad_rel < tol and captured == 1 and len(graphed.graphed_features.graphs) == 1
+          and all(n >= 1 for n in box_heads)
+          and box_heads == [len(heads.graphed_box_losses.graphs) for heads in capturable_box_heads(graphed)])
     print(f"cuda graphs, {family} ({'fp16' if amp else 'fp32'}) == eager over 3 SGD steps: loss rel {loss_rel:.1e}, "
-          f"gradient rel {grad_rel:.1e}, {captured} capture {'ok' if ok else 'FAIL'}")
+          f"gradient rel {grad_rel:.1e}, {captured} capture, box head captures {box_heads} {'ok' if ok else 'FAIL'}")
     return int(not ok)
 
 if __name__ == "__main__":

@@ -216,7 +216,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile our backbone (train.compile_backbone)")
     ap.add_argument("--cuda-graphs", action="store_true",
-                    help="add a row for ours with train.cuda_graphs (GPU; training only)")
+                    help="add rows for ours with train.cuda_graphs, with and without its box head graph "
+                         "(train.cuda_graph_box_head; GPU; training only)")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     if args.threads:
@@ -228,16 +229,17 @@ def main() -> None:
     models = matched_pair(args.model, size, device, images)
     if args.compile:
         models["ours"].backbone.compile(dynamic=True)
-    if args.cuda_graphs:  # the same weights again, its backbone and neck captured in training
-        models["ours_graphs"] = copy.deepcopy(models["ours"])
-        enable_cuda_graphs(models["ours_graphs"], 1, device)
+    if args.cuda_graphs:  # the same weights again, captured in training: all parts, and all but the box head
+        for name, box_head in (("ours_graphs", True), ("ours_graphs_no_box_head", False)):
+            models[name] = copy.deepcopy(models["ours"])
+            enable_cuda_graphs(models[name], 1, device, box_head=box_head)
     fp16 = args.amp and device.type == "cuda"  # fp16 autocast needs loss scaling; bf16 (CPU) does not
-    optimizers = {k: sgd(m, ours=k == "ours", device=device) for k, m in models.items()}
+    optimizers = {k: sgd(m, ours=k.startswith("ours"), device=device) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
 
     results = {}
     for phase in ("train", "inference"):
-        names = [k for k in models if phase == "train" or k != "ours_graphs"]  # graphs: training only
+        names = [k for k in models if phase == "train" or not k.startswith("ours_graphs")]  # graphs: training only
         times = {k: [] for k in names}
         for i in range(args.warmup + args.repeats):
             for name in names:  # interleaved
@@ -254,8 +256,9 @@ def main() -> None:
         batch = args.batch if phase == "train" else 1
         results[phase] = {k: {"seconds": med[k], "images_per_s": batch / med[k]} for k in names}
         results[phase]["ratio_ours_over_torchvision"] = med["ours"] / med["torchvision"]
-        if "ours_graphs" in names:
-            results[phase]["ratio_ours_graphs_over_torchvision"] = med["ours_graphs"] / med["torchvision"]
+        for name in names:
+            if name.startswith("ours_graphs"):
+                results[phase][f"ratio_{name}_over_torchvision"] = med[name] / med["torchvision"]
 
     if device.type == "cuda":
         for name, model in models.items():
@@ -277,11 +280,13 @@ def main() -> None:
         print(f"{phase:9s} ours {r['ours']['seconds']:.3f}s ({r['ours']['images_per_s']:.1f} img/s)  "
               f"torchvision {r['torchvision']['seconds']:.3f}s ({r['torchvision']['images_per_s']:.1f} img/s)  "
               f"ratio {r['ratio_ours_over_torchvision']:.3f}{extra}")
-        if "ours_graphs" in r:
-            g = r["ours_graphs"]
-            mem = f"  peak mem {g['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in g else ""
-            print(f"{phase:9s} ours with train.cuda_graphs {g['seconds']:.3f}s ({g['images_per_s']:.1f} img/s)  "
-                  f"ratio {r['ratio_ours_graphs_over_torchvision']:.3f}{mem}")
+        for name, label in (("ours_graphs", "ours with train.cuda_graphs"),
+                            ("ours_graphs_no_box_head", "ours with train.cuda_graphs, box head eager")):
+            if name in r:
+                g = r[name]
+                mem = f"  peak mem {g['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in g else ""
+                print(f"{phase:9s} {label} {g['seconds']:.3f}s ({g['images_per_s']:.1f} img/s)  "
+                      f"ratio {r[f'ratio_{name}_over_torchvision']:.3f}{mem}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -76,11 +76,14 @@ class TrainConfig:
     # foreach), "foreach" (a few batched kernels) or "for-loop" (one update per parameter)
     optimizer_impl: str = "fused"
     compile_backbone: bool = False  # torch.compile the backbone (GPU; the first steps compile)
-    # capture the backbone and neck's forward and backward as CUDA graphs, one per padded input
-    # shape, up to cuda_graph_shapes of them (other shapes run eagerly): the host launches two
-    # graphs instead of ~1,000 kernels. GPU only; pair it with model.input.fixed_canvas
+    # capture the backbone, neck and dense head's forward and backward as CUDA graphs, one per
+    # padded input shape, up to cuda_graph_shapes of them (other shapes run eagerly): the host
+    # launches two graphs instead of ~1,000 kernels. GPU only; pair it with model.input.fixed_canvas
     cuda_graphs: bool = False
     cuda_graph_shapes: int = 4
+    # with cuda_graphs, the FPN models' 2MLP box head and its losses too (after the RoI pooling,
+    # where the device waits for the host): 512 RoIs an image, one capture per RoI count
+    cuda_graph_box_head: bool = True
     checkpoint_every: int = 5000
     keep_checkpoints: int = 2
     log_every: int = 20

@@ -5,14 +5,17 @@ ones there (losses and gradients over three SGD steps, fp32 and fp16). Here: whi
 settings are refused, that anything but CUDA training runs the eager path unchanged, and the
 fixed canvas's padded shapes."""
 
+import copy
 import logging
 
 import pytest
 import torch
+from torch import nn
 
 from simpledet import build_model, load_config
 from simpledet.engine.trainer import Trainer
 from simpledet.errors import UserError
+from simpledet.modeling.graph_cache import GraphCache
 from simpledet.modeling.graphed_features import enable_cuda_graphs
 from simpledet.modeling.preprocess import ImagePreprocessor, InputConfig
 from tests.helpers import QUICKSTART, small_config
@@ -158,3 +161,118 @@ def test_the_rpn_head_joins_the_captured_part():
     assert torch.equal(logits, torch.cat(level_logits, 1)) and torch.equal(deltas, torch.cat(level_deltas, 1))
     assert logits.shape[1] == sum(len(a) for a in model.rpn.anchor_generator(
         (64, 96), [features[name].shape[-2:] for name in model.rpn.in_features], torch.device("cpu")))
+
+
+def quickstart_config(name: str, *overrides: str):
+    from tests.helpers import REPO
+
+    return load_config(REPO / "configs/quickstart" / name, list(overrides))
+
+
+@pytest.mark.parametrize("name, beta", [("faster_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5"),
+                                        ("mask_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5"),
+                                        ("cascade_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5")])
+def test_the_box_head_and_its_losses_are_graphed_apart_and_the_eager_path_is_unchanged(name, beta):
+    """train.cuda_graph_box_head: the 2MLP head, its predictor and losses form their own graphed
+    part (Faster, Mask and each stage of Cascade R-CNN); on CPU tensors it runs eagerly, and
+    losses and gradients are those of the plain model, bit for bit."""
+    torch.manual_seed(0)
+    plain = build_model(quickstart_config(name, beta)).train()
+    graphed = copy.deepcopy(plain)
+    assert enable_cuda_graphs(graphed, 2, CUDA)
+    stages = getattr(graphed.roi_heads, "stages", [graphed.roi_heads])
+    for heads in stages:
+        part = heads.graphed_box_losses
+        assert isinstance(part, GraphCache) and part.mode_from is heads.box_head
+        assert ({id(p) for p in part.eager.parameters()}
+                == {id(p) for p in [*heads.box_head.parameters(), *heads.box_predictor.parameters()]})
+    assert graphed.state_dict().keys() == plain.state_dict().keys()  # checkpoints unchanged
+
+    images = [torch.rand(3, 96, 128), torch.rand(3, 128, 96)]
+    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70], [30, 20, 90, 80]]), "labels": torch.tensor([1, 2]),
+                "masks": torch.zeros(2, *img.shape[-2:], dtype=torch.uint8).index_fill_(1, torch.arange(10, 60), 1)}
+               for img in images]
+    results = []
+    for model in (plain, graphed):
+        torch.manual_seed(1)
+        losses = model(images, targets)
+        sum(losses.values()).backward()
+        results.append((losses, [p.grad for p in model.parameters() if p.requires_grad]))
+    (expected, expected_grads), (got, got_grads) = results
+    assert expected.keys() == got.keys() and any(key.startswith("loss_box") for key in got)
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert all(torch.equal(a, b) for a, b in zip(expected_grads, got_grads))
+    assert all(heads.graphed_box_losses.graphs == {} for heads in stages)  # nothing captured from CPU tensors
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("faster_r18_fpn_shapes.py", ["train.cuda_graph_box_head=false"]),  # switched off
+    ("faster_r18c4_shapes.py", []),                                     # the C4 stage-5 head stays eager
+])
+def test_the_box_head_stays_eager_where_it_is_switched_off_or_not_a_2mlp_head(name, overrides):
+    cfg = quickstart_config(name, *overrides)
+    model = build_model(cfg).train()
+    assert enable_cuda_graphs(model, 2, CUDA, box_head=cfg.train.cuda_graph_box_head)
+    stages = getattr(model.roi_heads, "stages", [model.roi_heads])
+    assert all(stage.graphed_box_losses is None for stage in stages)
+
+
+class FakeGraphs:
+    """make_graphed_callables, counted, returning the module itself: GraphCache's keying, limits
+    and fallbacks checked on the CPU."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.captured = []
+        monkeypatch.setattr(torch.cuda, "make_graphed_callables", self.capture)
+        monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
+        monkeypatch.setattr(GraphCache, "graphable", lambda cache, inputs: cache.mode_from.training
+                            and torch.is_grad_enabled())
+
+    def capture(self, module, sample_args, pool=None):
+        assert pool == "pool" and all(not a.requires_grad or a.is_leaf for a in sample_args)
+        self.captured.append([tuple(a.shape) for a in sample_args])
+        for _ in range(3):  # the warm-up passes, in training mode, as torch's
+            module(*sample_args)
+        return module
+
+
+def test_graph_cache_captures_once_per_input_signature_up_to_its_limit(monkeypatch):
+    fake = FakeGraphs(monkeypatch)
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    cache = GraphCache(lambda: nn.Sequential(*head), head, max_shapes=3, what="test head")
+    x = torch.rand(5, 4, requires_grad=True)
+    once = copy.deepcopy(head)
+    expected = once(x)
+    got = cache(x)  # captured (three warm-up passes), then run once
+    assert torch.equal(got, expected) and fake.captured == [[(5, 4)]] and len(cache.graphs) == 1
+    # the warm-up passes leave no trace in BatchNorm's running statistics: only the call's own
+    assert torch.equal(head[1].running_mean, once[1].running_mean)
+    cache(torch.rand(5, 4))        # the same signature: replayed, not captured again
+    cache(torch.rand(4, 5).t())    # other strides: another signature
+    cache(torch.rand(6, 4))        # another shape: captured too
+    cache(torch.rand(7, 4))        # past max_shapes: eager
+    assert fake.captured == [[(5, 4)], [(5, 4)], [(6, 4)]] and len(cache.graphs) == 3
+    head.eval()
+    cache(torch.rand(8, 4))        # evaluation: eager
+    with torch.no_grad():
+        head.train()
+        cache(torch.rand(9, 4))    # no gradients: eager
+    assert len(fake.captured) == 3
+
+
+def test_graph_cache_drops_its_graphs_when_frozen_bn_statistics_change(monkeypatch):
+    from simpledet.modeling.norm import FrozenBatchNorm2d
+
+    fake = FakeGraphs(monkeypatch)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 1), FrozenBatchNorm2d(4))
+    cache = GraphCache(lambda: nn.Sequential(*conv), conv, max_shapes=1, what="test")
+    x = torch.rand(1, 3, 4, 4, requires_grad=True)
+    cache(x)
+    cache(x)
+    assert len(fake.captured) == 1
+    with torch.no_grad():
+        conv[1].running_var.mul_(2.0)  # a checkpoint loaded
+    cache(x)
+    assert len(fake.captured) == 2 and len(cache.graphs) == 1

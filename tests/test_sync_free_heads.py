@@ -311,6 +311,27 @@ def test_a_batch_without_any_box_trains_on_background(shapes_dir, config):
         assert len(classes) == 4 and (classes == 0).all()
 
 
+@pytest.mark.parametrize("config", ["configs/quickstart/faster_r18_fpn_shapes.py",
+                                    "configs/quickstart/mask_r18_fpn_shapes.py",
+                                    "configs/quickstart/cascade_r18_fpn_shapes.py",
+                                    "configs/quickstart/faster_r18c4_shapes.py"])
+def test_no_proposal_at_all_gives_no_detection(shapes_dir, config):
+    """An RPN can return no proposal for any image (all its boxes degenerate, or non-finite
+    weights): the R-CNN stage then detects nothing, where the box decoder could not tell how
+    many boxes each of zero rows held."""
+    from .conftest import REPO
+
+    model = build_model(small_config(shapes_dir, config=REPO / config)).eval()
+    images = [torch.rand(3, 96, 128), torch.rand(3, 128, 96)]
+    model.rpn.select_proposals = lambda boxes, *args: [boxes.new_zeros(0, 4) for _ in boxes]
+    with torch.no_grad():
+        detections = model(images)
+    assert len(detections) == 2
+    for det in detections:
+        assert det["boxes"].shape == (0, 4) and len(det["scores"]) == 0 and len(det["labels"]) == 0
+        assert "masks" not in det or len(det["masks"]) == 0
+
+
 def test_sampled_proposals_targets_by_hand(shapes_dir):
     """Two images, few enough candidates that all are sampled: each foreground proposal gets its
     own image's best ground truth (class and encoded box), background gets class 0 and zeros."""

@@ -141,7 +141,8 @@ class Trainer:
                 raise UserError("train.cuda_graphs does not combine with "
                                 + ("train.compile_backbone" if cfg.train.compile_backbone else
                                    "distillation (it reads the student's features through hooks a graph skips)"))
-            enable_cuda_graphs(self.model, cfg.train.cuda_graph_shapes, self.device)
+            enable_cuda_graphs(self.model, cfg.train.cuda_graph_shapes, self.device,
+                               box_head=cfg.train.cuda_graph_box_head)
         if self.is_main:
             save_config(cfg, self.out / "config.json")
 

@@ -15,7 +15,9 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from simpledet.modeling.norm import FrozenBatchNorm2d, SyncBatchNorm2d
+from simpledet.modeling.graph_cache import GraphCache
+from simpledet.modeling.heads.roi_heads import BoxHeadLosses, RoIHeads
+from simpledet.modeling.norm import SyncBatchNorm2d
 
 log = logging.getLogger(__name__)
 
@@ -73,76 +75,21 @@ def extract_features(detector: nn.Module, batch: Tensor) -> tuple[dict[str, Tens
     return (detector.neck(features) if detector.neck is not None else features), None
 
 
-class GraphedFeatures:
+class GraphedFeatures(GraphCache):
     """Calls Features (backbone, neck, dense head) through one captured graph per (shape, strides,
     dtype, autocast) of the padded batch, on CUDA in training with gradients on; anything else
-    runs eagerly.
-
-    Not an nn.Module on purpose: the detector's parameters and state_dict keys stay as they are.
-    The captured graphs read the parameters' and buffers' memory, which the optimizer and
-    BatchNorm update in place. Frozen BN's folded scale and shift are cached tensors instead, so
-    their statistics are checked each call and a change (a checkpoint loaded) drops every graph."""
+    runs eagerly (GraphCache)."""
 
     def __init__(self, backbone: nn.Module, neck: nn.Module | None, max_shapes: int = 4,
                  dense: DenseHead | None = None) -> None:
-        self.eager = Features(backbone, neck, dense)
-        self.max_shapes = max_shapes
-        self.graphs: dict[tuple, nn.Module] = {}
-        self.pool = None  # one memory pool for every capture: they never run concurrently
-        self.frozen_bn_seen = None
-        # the modules, found once (not their buffers: moving the model replaces those); checked
-        # every step, so no walk over the whole module tree on the hot path
-        self.frozen_bns = [m for m in self.eager.modules() if isinstance(m, FrozenBatchNorm2d)]
-
-    def _frozen_bn_state(self) -> tuple:
-        return tuple((b.data_ptr(), b._version) for m in self.frozen_bns
-                     for b in (m.weight, m.bias, m.running_mean, m.running_var))
-
-    def __call__(self, batch: Tensor) -> tuple[dict[str, Tensor], tuple]:
-        if not (batch.is_cuda and self.eager.training and torch.is_grad_enabled()):
-            return self.eager(batch)
-        frozen = self._frozen_bn_state()
-        if frozen != self.frozen_bn_seen:
-            if self.graphs:
-                log.info("frozen BN statistics changed: dropping %d CUDA graphs", len(self.graphs))
-            self.graphs.clear()
-            self.frozen_bn_seen = frozen
-        amp = torch.is_autocast_enabled("cuda")
-        key = (tuple(batch.shape), batch.stride(), batch.dtype, amp, torch.get_autocast_dtype("cuda") if amp else None)
-        graphed = self.graphs.get(key)
-        if graphed is None:
-            if len(self.graphs) >= self.max_shapes:
-                return self.eager(batch)
-            graphed = self.graphs[key] = self._capture(batch, amp)
-        return graphed(batch)
-
-    def _capture(self, batch: Tensor, amp: bool) -> nn.Module:
-        log.info("capturing backbone, neck and dense head as CUDA graphs for input %s (%d of at most %d shapes)",
-                 tuple(batch.shape), len(self.graphs) + 1, self.max_shapes)
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        # make_graphed_callables replaces the forward of the module it is given: one per shape
-        module = Features(self.eager.backbone, self.eager.neck, self.eager.dense)
-        static_input = batch.detach().clone()  # the graph's own input buffer; each call copies into it
-        # the warm-up passes run forward in training mode: BatchNorm's running statistics are put
-        # back afterwards, so that the capture leaves no trace in the model
-        saved = [(b, b.clone()) for m in self.eager.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                 for b in m.buffers()]
-        # autocast's weight-cast cache would hand the graph tensors freed after this step
-        with torch.autocast("cuda", enabled=amp, dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False):
-            graphed = torch.cuda.make_graphed_callables(module, (static_input,), pool=self.pool)
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
-        # The graph reads frozen BN's cached folds by address: it keeps them alive, so that no
-        # later recomputation of the cache can free memory a replay still reads.
-        graphed.frozen_bn_folds = [m.scale_and_shift() for m in self.frozen_bns]
-        return graphed
+        super().__init__(lambda: Features(backbone, neck, dense), backbone, max_shapes, "backbone, neck and dense head")
 
 
-def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, key: str = "train.cuda_graphs") -> bool:
-    """Give `model` a GraphedFeatures (training on CUDA only). Returns whether it did; raises
-    UserError for models the capture would run wrongly."""
+def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, key: str = "train.cuda_graphs",
+                       box_head: bool = True) -> bool:
+    """Give `model` a GraphedFeatures (training on CUDA only), and with `box_head` its R-CNN
+    stage's 2MLP box head and losses a GraphCache too (train.cuda_graph_box_head). Returns
+    whether it did; raises UserError for models the capture would run wrongly."""
     from simpledet.errors import UserError
 
     if max_shapes < 1:
@@ -161,4 +108,17 @@ def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, 
                                 "processes, which a captured graph does not do here; use BN, frozen BN or "
                                 "GroupNorm with CUDA graphs")
     model.graphed_features = GraphedFeatures(model.backbone, model.neck, max_shapes, dense)
+    for stage in capturable_box_heads(model) if box_head else []:
+        # after the pooling's wait the device idles while the host launches the heads' kernels:
+        # the box head, its losses and their backward become two graph launches
+        stage.graphed_box_losses = GraphCache(lambda stage=stage: BoxHeadLosses(stage), stage.box_head,
+                                              max_shapes, "box head and its losses")
     return True
+
+
+def capturable_box_heads(model: nn.Module) -> list[RoIHeads]:
+    """The R-CNN stages of `model` whose box head and losses a graph can capture
+    (BoxHeadLosses.capturable): Cascade R-CNN's every stage, Faster and Mask R-CNN's one."""
+    heads = getattr(model, "roi_heads", None)
+    stages = getattr(heads, "stages", [heads])
+    return [s for s in stages if isinstance(s, RoIHeads) and BoxHeadLosses.capturable(s)]

@@ -52,7 +52,7 @@ class BoxCoder:
         broadcastable against deltas' leading dims. Returns (..., K, 4) boxes, x1y1x2y2.
         """
         deltas = deltas.to(reference.dtype)
-        deltas = deltas.view(*deltas.shape[:-1], -1, 4)
+        deltas = deltas.view(*deltas.shape[:-1], deltas.shape[-1] // 4, 4)  # K given: also with no rows
         weight_xy, weight_size = self._pair_weights(reference)
         ref_size = (reference[..., 2:] - reference[..., :2])[..., None, :]
         ref_centre = reference[..., None, :2] + 0.5 * ref_size

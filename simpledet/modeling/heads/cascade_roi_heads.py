@@ -33,8 +33,8 @@ class CascadeRoIHeads(nn.Module):
             losses = {}
             for i, (stage, weight) in enumerate(zip(self.stages, self.loss_weights)):
                 sampled, classes, box_targets = stage.sample_proposals(proposals, targets, gt)
-                logits, deltas = stage.predict(features, sampled, image_sizes)
-                for name, value in stage.losses(logits, deltas, classes, box_targets).items():
+                stage_losses, deltas = stage.sampled_losses(features, sampled, image_sizes, classes, box_targets)
+                for name, value in stage_losses.items():
                     losses[f"{name}_stage{i + 1}"] = value * weight
                 if i < last:
                     proposals = stage.refine(deltas, sampled, image_sizes)

@@ -49,8 +49,7 @@ class MaskRoIHeads(RoIHeads):
             raise ValueError("Mask R-CNN trains on instance masks: every target needs 'masks' (N, H, W) "
                              "(CocoDetection(..., with_masks=True))")
         proposals, classes, box_targets = self.sample_proposals(proposals, targets, gt)
-        logits, deltas = self.predict(features, proposals, image_sizes)
-        losses = self.losses(logits, deltas, classes, box_targets)
+        losses, _ = self.sampled_losses(features, proposals, image_sizes, classes, box_targets)
         losses["loss_mask"] = self.mask_losses(features, proposals, classes, image_sizes, targets)
         return [], losses
 

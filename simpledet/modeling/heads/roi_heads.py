@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
-from simpledet.modeling.heads.box_head import BoxPredictor, MLPHeadConfig
+from simpledet.modeling.heads.box_head import BoxPredictor, MLPHead, MLPHeadConfig
 from simpledet.modeling.heads.res5_head import Res5HeadConfig, Res5V2HeadConfig
 from simpledet.modeling.layers.roi_batch import bucketable, run_roi_head
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
@@ -45,6 +45,7 @@ class RoIHeads(nn.Module):
         self.box_loss_beta = box_loss_beta
         self.nms_method = nms_method
         self.soft_nms_sigma = soft_nms_sigma
+        self.graphed_box_losses = None  # train.cuda_graphs: a GraphCache of BoxHeadLosses
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
                 targets: list[dict] | None = None, gt: PaddedGroundTruth | None = None
@@ -53,15 +54,28 @@ class RoIHeads(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("targets are needed in training mode")
-            proposals, class_targets, box_targets = self.sample_proposals(proposals, targets, gt)
+            proposals, classes, box_targets = self.sample_proposals(proposals, targets, gt)
+            return [], self.sampled_losses(features, proposals, image_sizes, classes, box_targets)[0]
         logits, deltas = self.predict(features, proposals, image_sizes)
-        if self.training:
-            return [], self.losses(logits, deltas, class_targets, box_targets)
         return self.postprocess(F.softmax(logits, -1), deltas, proposals, image_sizes), {}
 
     def predict(self, features, proposals, image_sizes) -> tuple[Tensor, Tensor]:
         pooled = self.pooler(features, proposals, image_sizes)
         return self.box_predictor(run_roi_head(self.box_head, pooled, self.bucket_box_rois))
+
+    def sampled_losses(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
+                       classes: Tensor, box_targets: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The losses of the sampled proposals, and their deltas without gradient (a cascade's
+        next stage starts from them). Pooling waits for the device (its level counts); what
+        follows has static shapes (512 RoIs an image), so train.cuda_graphs replays it as one
+        graph (`graphed_box_losses`)."""
+        pooled = self.pooler(features, proposals, image_sizes)
+        if self.graphed_box_losses is not None:
+            loss_cls, loss_box, deltas = self.graphed_box_losses(pooled, classes, box_targets)  # BoxHeadLosses
+        else:
+            logits, deltas = self.box_predictor(run_roi_head(self.box_head, pooled, self.bucket_box_rois))
+            loss_cls, loss_box = box_losses(logits, deltas, classes, box_targets, self.box_loss_beta)
+        return {"loss_cls": loss_cls, "loss_box": loss_box}, deltas.detach()
 
     @torch.no_grad()
     def sample_proposals(self, proposals: list[Tensor], targets: list[dict], gt: PaddedGroundTruth | None = None
@@ -94,17 +108,8 @@ class RoIHeads(nn.Module):
         return list(sampled_boxes.split(per_image)), classes, box_targets
 
     def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
-        """Cross-entropy over all sampled RoIs; smooth-L1 of the ground-truth class's deltas over
-        the foreground ones (masked, not indexed: no host-device synchronisation), both over the
-        number sampled."""
-        logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
-        cls_loss = F.cross_entropy(logits, classes)
-        deltas = deltas.view(deltas.shape[0], -1, 4)
-        column = torch.zeros_like(classes) if deltas.shape[1] == 1 else classes
-        picked = deltas[torch.arange(deltas.shape[0], device=deltas.device), column]
-        box_loss = F.smooth_l1_loss(picked, box_targets, beta=self.box_loss_beta, reduction="none").sum(1)
-        box_loss = torch.where(classes > 0, box_loss, 0.0).sum() / max(classes.numel(), 1)
-        return {"loss_cls": cls_loss, "loss_box": box_loss}
+        loss_cls, loss_box = box_losses(logits, deltas, classes, box_targets, self.box_loss_beta)
+        return {"loss_cls": loss_cls, "loss_box": loss_box}
 
     @torch.no_grad()
     def refine(self, deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> list[Tensor]:
@@ -139,6 +144,46 @@ class RoIHeads(nn.Module):
                                           self.nms_method, self.soft_nms_sigma)
             results.append({"boxes": img_boxes[keep], "scores": kept_scores, "labels": labels[keep]})
         return results
+
+
+def box_losses(logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor, beta: float
+               ) -> tuple[Tensor, Tensor]:
+    """Cross-entropy over all sampled RoIs; smooth-L1 of the ground-truth class's deltas over the
+    foreground ones (masked, not indexed: no host-device synchronisation), both over the number
+    sampled."""
+    logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
+    cls_loss = F.cross_entropy(logits, classes)
+    deltas = deltas.view(deltas.shape[0], -1, 4)
+    column = torch.zeros_like(classes) if deltas.shape[1] == 1 else classes
+    picked = deltas[torch.arange(deltas.shape[0], device=deltas.device), column]
+    box_loss = F.smooth_l1_loss(picked, box_targets, beta=beta, reduction="none").sum(1)
+    box_loss = torch.where(classes > 0, box_loss, 0.0).sum() / max(classes.numel(), 1)
+    return cls_loss, box_loss
+
+
+class BoxHeadLosses(nn.Module):
+    """The box head, predictor and losses of an R-CNN stage over its sampled RoIs' pooled features,
+    as one module: the part of its training step that train.cuda_graphs captures. It holds the
+    RoIHeads' own modules, and is not a submodule of it, so checkpoint keys stay as they are."""
+
+    def __init__(self, heads: RoIHeads) -> None:
+        super().__init__()
+        self.box_head = heads.box_head
+        self.box_predictor = heads.box_predictor
+        self.bucketed = heads.bucket_box_rois
+        self.beta = heads.box_loss_beta
+
+    @staticmethod
+    def capturable(heads: RoIHeads) -> bool:
+        """The 2MLP head of the FPN models (Faster, Mask and Cascade R-CNN): linear layers on a
+        static number of RoIs. The C4 heads' stage-5 convolutions stay eager (frozen BN, and RoI
+        counts that vary in TridentNet)."""
+        return isinstance(heads.box_head, MLPHead)
+
+    def forward(self, pooled: Tensor, classes: Tensor, box_targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(classification loss, box loss, the predicted deltas without gradient)."""
+        logits, deltas = self.box_predictor(run_roi_head(self.box_head, pooled, self.bucketed))
+        return *box_losses(logits, deltas, classes, box_targets, self.beta), deltas.detach()
 
 
 @dataclass
