@@ -28,7 +28,7 @@ from torch.utils._pytree import tree_map
 from train_speed import FAMILIES
 
 import simpledet.structures.nms as nms_module
-from simpledet.modeling.graphed_features import DenseHead, Features, capturable_box_heads
+from simpledet.modeling.graphed_features import DenseHead, Features, rcnn_stages
 from simpledet.modeling.heads.roi_heads import BoxHeadLosses
 
 WAITING = {"aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
@@ -75,7 +75,8 @@ class OpCounter(TorchDispatchMode):
 
 class Replayed(torch.autograd.Function):
     """A graphed module's replay, uncounted: forward, and backward to its inputs and parameters,
-    as make_graphed_callables' function does with its two graphs."""
+    as make_graphed_callables' function does with its two graphs. (Without gradients, the forward
+    alone: replayed_without_grad.)"""
 
     @staticmethod
     def forward(ctx, counter, module, num_inputs, *inputs_and_params):
@@ -98,6 +99,13 @@ class Replayed(torch.autograd.Function):
         return (None, None, None, *(next(found) if wanted else None for wanted in ctx.mark))
 
 
+def replayed_without_grad(counter, module, inputs):
+    counter.paused = True
+    outputs = module(*inputs)
+    counter.paused = False
+    return outputs
+
+
 def count_row(name, build, masks, args) -> dict:
     torch.manual_seed(0)
     model = build((args.height, args.width)).train()
@@ -116,11 +124,13 @@ def count_row(name, build, masks, args) -> dict:
         return outputs
 
     model.graphed_features = graphed
-    for heads in capturable_box_heads(model):  # train.cuda_graph_box_head
-        box_losses = BoxHeadLosses(heads)
-        params = [p for p in box_losses.parameters() if p.requires_grad]
-        heads.graphed_box_losses = (lambda *inputs, box_losses=box_losses, params=params:
-                                    Replayed.apply(counter, box_losses, len(inputs), *inputs, *params))
+    for stage in rcnn_stages(model):  # train.cuda_graph_heads: replayed, outside the count
+        stage.graphed_sampling = lambda *inputs, sampling=stage.sampling: replayed_without_grad(counter, sampling, inputs)
+        if BoxHeadLosses.capturable(stage):
+            box_losses = BoxHeadLosses(stage)
+            params = [p for p in box_losses.parameters() if p.requires_grad]
+            stage.graphed_box_losses = (lambda *inputs, box_losses=box_losses, params=params:
+                                        Replayed.apply(counter, box_losses, len(inputs), *inputs, *params))
     for part_name, child in model.named_children():
         if part_name not in ("backbone", "neck"):
             child.register_forward_pre_hook(lambda module, inputs, n=part_name: setattr(counter, "part", n))

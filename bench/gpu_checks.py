@@ -110,8 +110,8 @@ def check_concurrent_nms(dev: torch.device) -> int:
 
 def check_cuda_graphs(dev: torch.device) -> int:
     """train.cuda_graphs: training steps through the captured backbone, neck and dense head (the
-    RPN's, RetinaNet's subnets), and the 2MLP box head with its losses (every Cascade stage's),
-    give the eager model's losses and gradients (fp32 and fp16 autocast), one capture per input
+    RPN's, RetinaNet's subnets), and each R-CNN stage's sampling and 2MLP box head with its losses
+    (train.cuda_graph_heads), give the eager model's losses and gradients (fp32 and fp16 autocast), one capture per input
     shape, and evaluation stays eager."""
     failures = 0
     benchmark = torch.backends.cudnn.benchmark
@@ -183,7 +183,7 @@ def compare_graphed_with_eager(cfg, family: str, amp: bool, dev: torch.device) -
     """Three SGD steps of a model through train.cuda_graphs against the same model eager."""
     import copy
 
-    from simpledet.modeling.graphed_features import capturable_box_heads, enable_cuda_graphs
+    from simpledet.modeling.graphed_features import enable_cuda_graphs, rcnn_stages
 
     torch.manual_seed(0)
     eager = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
@@ -211,16 +211,19 @@ def compare_graphed_with_eager(cfg, family: str, amp: bool, dev: torch.device) -
                    for a, b in zip(grads["eager"], grads["graphed"]))
     tol = 2e-2 if amp else 1e-3
     captured = len(graphed.graphed_features.graphs)
-    box_heads = [len(heads.graphed_box_losses.graphs) for heads in capturable_box_heads(graphed)]
+    def head_captures() -> list[int]:  # per R-CNN stage: sampling, and box head with losses
+        return [len(cache.graphs) for stage in rcnn_stages(graphed)
+                for cache in (stage.graphed_sampling, stage.graphed_box_losses)]
+
+    heads = head_captures()
     graphed.eval()
     with torch.no_grad():
         graphed([images[0]])  # eval: eager, no new capture
-    # each graphed box head captured at least once (more where the number of sampled RoIs varied)
+    # each graphed part of the heads captured at least once (more where the padded sizes varied)
     ok = (loss_rel < tol and grad_rel < tol and captured == 1 and len(graphed.graphed_features.graphs) == 1
-          and all(n >= 1 for n in box_heads)
-          and box_heads == [len(heads.graphed_box_losses.graphs) for heads in capturable_box_heads(graphed)])
+          and all(n >= 1 for n in heads) and heads == head_captures())
     print(f"cuda graphs, {family} ({'fp16' if amp else 'fp32'}) == eager over 3 SGD steps: loss rel {loss_rel:.1e}, "
-          f"gradient rel {grad_rel:.1e}, {captured} capture, box head captures {box_heads} {'ok' if ok else 'FAIL'}")
+          f"gradient rel {grad_rel:.1e}, {captured} capture, heads' captures {heads} {'ok' if ok else 'FAIL'}")
     return int(not ok)
 
 if __name__ == "__main__":

@@ -216,8 +216,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile our backbone (train.compile_backbone)")
     ap.add_argument("--cuda-graphs", action="store_true",
-                    help="add rows for ours with train.cuda_graphs, with and without its box head graph "
-                         "(train.cuda_graph_box_head; GPU; training only)")
+                    help="add rows for ours with train.cuda_graphs, with and without its heads' graphs "
+                         "(train.cuda_graph_heads; GPU; training only)")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     if args.threads:
@@ -229,10 +229,10 @@ def main() -> None:
     models = matched_pair(args.model, size, device, images)
     if args.compile:
         models["ours"].backbone.compile(dynamic=True)
-    if args.cuda_graphs:  # the same weights again, captured in training: all parts, and all but the box head
-        for name, box_head in (("ours_graphs", True), ("ours_graphs_no_box_head", False)):
+    if args.cuda_graphs:  # the same weights again, captured in training: all parts, and all but the heads
+        for name, heads in (("ours_graphs", True), ("ours_graphs_eager_heads", False)):
             models[name] = copy.deepcopy(models["ours"])
-            enable_cuda_graphs(models[name], 1, device, box_head=box_head)
+            enable_cuda_graphs(models[name], 4, device, heads=heads)
     fp16 = args.amp and device.type == "cuda"  # fp16 autocast needs loss scaling; bf16 (CPU) does not
     optimizers = {k: sgd(m, ours=k.startswith("ours"), device=device) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
@@ -281,7 +281,7 @@ def main() -> None:
               f"torchvision {r['torchvision']['seconds']:.3f}s ({r['torchvision']['images_per_s']:.1f} img/s)  "
               f"ratio {r['ratio_ours_over_torchvision']:.3f}{extra}")
         for name, label in (("ours_graphs", "ours with train.cuda_graphs"),
-                            ("ours_graphs_no_box_head", "ours with train.cuda_graphs, box head eager")):
+                            ("ours_graphs_eager_heads", "ours with train.cuda_graphs, R-CNN stage eager")):
             if name in r:
                 g = r[name]
                 mem = f"  peak mem {g['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in g else ""

@@ -81,9 +81,10 @@ class TrainConfig:
     # launches two graphs instead of ~1,000 kernels. GPU only; pair it with model.input.fixed_canvas
     cuda_graphs: bool = False
     cuda_graph_shapes: int = 4
-    # with cuda_graphs, the FPN models' 2MLP box head and its losses too (after the RoI pooling,
-    # where the device waits for the host): 512 RoIs an image, one capture per RoI count
-    cuda_graph_box_head: bool = True
+    # with cuda_graphs, the R-CNN stages too, where the device waits for the host after the RPN's
+    # NMS: their matching and sampling (padded candidates: a few captures a run), and the FPN
+    # models' 2MLP box head with its losses (512 RoIs an image)
+    cuda_graph_heads: bool = True
     checkpoint_every: int = 5000
     keep_checkpoints: int = 2
     log_every: int = 20

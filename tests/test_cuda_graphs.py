@@ -173,17 +173,21 @@ def quickstart_config(name: str, *overrides: str):
                                         ("mask_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5"),
                                         ("cascade_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5")])
 def test_the_box_head_and_its_losses_are_graphed_apart_and_the_eager_path_is_unchanged(name, beta):
-    """train.cuda_graph_box_head: the 2MLP head, its predictor and losses form their own graphed
-    part (Faster, Mask and each stage of Cascade R-CNN); on CPU tensors it runs eagerly, and
-    losses and gradients are those of the plain model, bit for bit."""
+    """train.cuda_graph_heads: each R-CNN stage's sampling, and its 2MLP head with predictor and
+    losses, form graphed parts of their own (Faster, Mask and each stage of Cascade R-CNN); on
+    CPU tensors they run eagerly, and losses and gradients are those of the plain model, bit for
+    bit."""
     torch.manual_seed(0)
     plain = build_model(quickstart_config(name, beta)).train()
     graphed = copy.deepcopy(plain)
     assert enable_cuda_graphs(graphed, 2, CUDA)
     stages = getattr(graphed.roi_heads, "stages", [graphed.roi_heads])
     for heads in stages:
+        sampling = heads.graphed_sampling
+        assert isinstance(sampling, GraphCache) and sampling.mode_from is heads and not sampling.with_grad
+        assert not list(sampling.eager.parameters())
         part = heads.graphed_box_losses
-        assert isinstance(part, GraphCache) and part.mode_from is heads.box_head
+        assert isinstance(part, GraphCache) and part.mode_from is heads.box_head and part.with_grad
         assert ({id(p) for p in part.eager.parameters()}
                 == {id(p) for p in [*heads.box_head.parameters(), *heads.box_predictor.parameters()]})
     assert graphed.state_dict().keys() == plain.state_dict().keys()  # checkpoints unchanged
@@ -203,19 +207,21 @@ def test_the_box_head_and_its_losses_are_graphed_apart_and_the_eager_path_is_unc
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
     assert all(torch.equal(a, b) for a, b in zip(expected_grads, got_grads))
-    assert all(heads.graphed_box_losses.graphs == {} for heads in stages)  # nothing captured from CPU tensors
+    for heads in stages:  # nothing captured from CPU tensors
+        assert heads.graphed_box_losses.graphs == {} and heads.graphed_sampling.graphs == {}
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("faster_r18_fpn_shapes.py", ["train.cuda_graph_box_head=false"]),  # switched off
-    ("faster_r18c4_shapes.py", []),                                     # the C4 stage-5 head stays eager
+@pytest.mark.parametrize("name, overrides, sampling, box_head", [
+    ("faster_r18_fpn_shapes.py", ["train.cuda_graph_heads=false"], False, False),  # switched off
+    ("faster_r18c4_shapes.py", [], True, False),      # a stage-5 head stays eager; its sampling does not
+    ("tridentnet_r18c4_shapes.py", [], True, True),   # (this small TridentNet has a 2MLP head)
 ])
-def test_the_box_head_stays_eager_where_it_is_switched_off_or_not_a_2mlp_head(name, overrides):
+def test_which_parts_of_the_heads_are_graphed(name, overrides, sampling, box_head):
     cfg = quickstart_config(name, *overrides)
     model = build_model(cfg).train()
-    assert enable_cuda_graphs(model, 2, CUDA, box_head=cfg.train.cuda_graph_box_head)
-    stages = getattr(model.roi_heads, "stages", [model.roi_heads])
-    assert all(stage.graphed_box_losses is None for stage in stages)
+    assert enable_cuda_graphs(model, 2, CUDA, heads=cfg.train.cuda_graph_heads)
+    assert (model.roi_heads.graphed_sampling is not None) == sampling
+    assert (model.roi_heads.graphed_box_losses is not None) == box_head
 
 
 class FakeGraphs:
@@ -227,7 +233,7 @@ class FakeGraphs:
         monkeypatch.setattr(torch.cuda, "make_graphed_callables", self.capture)
         monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
         monkeypatch.setattr(GraphCache, "graphable", lambda cache, inputs: cache.mode_from.training
-                            and torch.is_grad_enabled())
+                            and torch.is_grad_enabled() == cache.with_grad)
 
     def capture(self, module, sample_args, pool=None):
         assert pool == "pool" and all(not a.requires_grad or a.is_leaf for a in sample_args)
@@ -276,3 +282,32 @@ def test_graph_cache_drops_its_graphs_when_frozen_bn_statistics_change(monkeypat
         conv[1].running_var.mul_(2.0)  # a checkpoint loaded
     cache(x)
     assert len(fake.captured) == 2 and len(cache.graphs) == 1
+
+
+@pytest.mark.parametrize("name", ["faster_r18_fpn_shapes.py", "cascade_r18_fpn_shapes.py"])
+def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkeypatch, name):
+    """With the capture stood in by the module itself, a training step goes through every
+    GraphCache as a CUDA step would (features with gradients, each stage's sampling without, its
+    box head with): one capture each, the plain model's losses, and the same RoI samples."""
+    fake = FakeGraphs(monkeypatch)
+    torch.manual_seed(0)
+    plain = build_model(quickstart_config(name)).train()
+    graphed = copy.deepcopy(plain)
+    assert enable_cuda_graphs(graphed, 2, CUDA)
+    images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
+    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70], [30, 20, 90, 80]]), "labels": torch.tensor([1, 2])}
+               for _ in images]
+    for step in range(2):
+        expected, got = [], []
+        for model, out in ((plain, expected), (graphed, got)):
+            torch.manual_seed(step)
+            losses = model(images, targets)
+            sum(losses.values()).backward()
+            out.append(losses)
+        for key in expected[0]:
+            assert torch.equal(expected[0][key], got[0][key]), key
+    stages = getattr(graphed.roi_heads, "stages", [graphed.roi_heads])
+    assert len(graphed.graphed_features.graphs) == 1
+    assert all(len(s.graphed_sampling.graphs) >= 1 and len(s.graphed_box_losses.graphs) >= 1 for s in stages)
+    assert len(fake.captured) == 1 + sum(len(s.graphed_sampling.graphs) + len(s.graphed_box_losses.graphs)
+                                         for s in stages)

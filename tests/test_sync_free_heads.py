@@ -355,3 +355,42 @@ def test_sampled_proposals_targets_by_hand(shapes_dir):
         else:
             assert not box_targets[row].any()
     assert [len(s) for s in sampled] == [5, 3]  # the ground truth joins as proposals
+
+
+def test_padding_rows_are_never_sampled_and_change_no_real_row():
+    """SamplingTargets on the same ground truth and candidates, padded further (as the R-CNN stage
+    pads them to a few sizes for CUDA graphs), with the same random priorities on the real rows:
+    the same rows are sampled with the same targets, and no padding row is."""
+    from simpledet.modeling.heads.roi_heads import SamplingTargets
+    from simpledet.structures.box_coder import BoxCoder
+    from simpledet.structures.matcher import Matcher
+    from simpledet.structures.sampler import BalancedSampler
+
+    g = torch.Generator().manual_seed(0)
+    gt = PaddedGroundTruth.of([{"boxes": random_boxes(n, 300, g), "labels": torch.randint(1, 9, (n,), generator=g)}
+                               for n in (3, 5)], torch.device("cpu"))
+    boxes, valid = pad_boxes([random_boxes(n, 300, g) for n in (90, 70)], torch.device("cpu"))
+    priority = torch.rand((2, *valid.shape), generator=g)
+    sampling = SamplingTargets(Matcher(0.5, 0.5), BalancedSampler(32, 0.25), BoxCoder((10.0, 10.0, 5.0, 5.0)))
+    small = sampling(gt.boxes, gt.valid, gt.labels, boxes, valid, priority)
+
+    wide_gt = gt.padded_to(16)
+    real = gt.boxes.shape[1]
+    assert wide_gt.boxes.shape == (2, 16, 4) and torch.equal(wide_gt.boxes[:, :real], gt.boxes)
+    assert torch.equal(wide_gt.valid[:, :real], gt.valid) and not wide_gt.valid[:, real:].any()
+    assert torch.equal(wide_gt.labels[:, :real], gt.labels) and not wide_gt.labels[:, real:].any()
+    assert gt.padded_to(2) is gt  # never fewer rows
+    wide_boxes, wide_valid = pad_boxes(list(boxes), torch.device("cpu"), size=128)
+    wide_valid[:, :valid.shape[1]] = valid  # the per-image counts, as the first padding had them
+    wide_priority = torch.rand((2, *wide_valid.shape), generator=g)
+    wide_priority[..., :valid.shape[1]] = priority
+    wide = sampling(wide_gt.boxes, wide_gt.valid, wide_gt.labels, wide_boxes, wide_valid, wide_priority)
+
+    sampled, per_image, matched, classes, box_targets = wide
+    assert not sampled[:, valid.shape[1]:].any() and not (sampled & ~wide_valid).any()
+    assert torch.equal(per_image, small[1]) and (per_image == 32).all()
+    assert torch.equal(sampled[:, :valid.shape[1]], small[0])
+    for a, b in zip(wide[2:], small[2:]):
+        picked = small[0]
+        assert torch.equal(a[:, :valid.shape[1]][picked], b[picked])
+    assert (classes[sampled] > 0).sum() > 0 and ((classes > 0) <= sampled).all()

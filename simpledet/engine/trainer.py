@@ -142,7 +142,7 @@ class Trainer:
                                 + ("train.compile_backbone" if cfg.train.compile_backbone else
                                    "distillation (it reads the student's features through hooks a graph skips)"))
             enable_cuda_graphs(self.model, cfg.train.cuda_graph_shapes, self.device,
-                               box_head=cfg.train.cuda_graph_box_head)
+                               heads=cfg.train.cuda_graph_heads)
         if self.is_main:
             save_config(cfg, self.out / "config.json")
 

@@ -3,7 +3,8 @@
 torch.cuda.make_graphed_callables captures a module's forward and backward for one set of input
 shapes; replaying them costs the host two launches instead of one per kernel. GraphCache keeps one
 capture per (shapes, strides, dtypes, autocast) of the inputs, up to `max_shapes`, and runs the
-module eagerly for anything else: other shapes past that, CPU tensors, evaluation, no gradients.
+module eagerly for anything else: other shapes past that, CPU tensors, evaluation, gradients
+on where the training step has them off or the other way round.
 
 Not an nn.Module on purpose: the detector's parameters and state_dict keys stay as they are. The
 captured graphs read the parameters' and buffers' memory, which the optimizer and BatchNorm update
@@ -22,14 +23,17 @@ log = logging.getLogger(__name__)
 
 
 class GraphCache:
-    def __init__(self, make_module: Callable[[], nn.Module], mode_from: nn.Module, max_shapes: int, what: str) -> None:
+    def __init__(self, make_module: Callable[[], nn.Module], mode_from: nn.Module, max_shapes: int, what: str,
+                 with_grad: bool = True) -> None:
         """make_module: a new wrapper module over the same parameters each call
         (make_graphed_callables replaces the forward of the module it is given, so each capture
         needs its own); mode_from: a module of the model whose `training` says whether the model
         trains (model.eval() does not reach the wrapper, which is no submodule of it); what: how
-        the log names the captured part."""
+        the log names the captured part; with_grad: whether the training step calls it with
+        gradients on (a forward and a backward graph) or off (a forward graph alone)."""
         self.make_module = make_module
         self.mode_from = mode_from
+        self.with_grad = with_grad
         self.eager = make_module()
         self.max_shapes = max_shapes
         self.what = what
@@ -45,8 +49,9 @@ class GraphCache:
                      for b in (m.weight, m.bias, m.running_mean, m.running_var))
 
     def graphable(self, inputs: tuple[Tensor, ...]) -> bool:
-        """Graphs are for CUDA training steps: CUDA inputs, the model training, gradients on."""
-        return inputs[0].is_cuda and self.mode_from.training and torch.is_grad_enabled()
+        """Graphs are for CUDA training steps: CUDA inputs, the model training, gradients on or
+        off as the step has them."""
+        return inputs[0].is_cuda and self.mode_from.training and torch.is_grad_enabled() == self.with_grad
 
     def __call__(self, *inputs: Tensor):
         if not self.graphable(inputs):

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from simpledet.modeling.graph_cache import GraphCache
-from simpledet.modeling.heads.roi_heads import BoxHeadLosses, RoIHeads
+from simpledet.modeling.heads.roi_heads import BoxHeadLosses, RoIHeads, SamplingTargets
 from simpledet.modeling.norm import SyncBatchNorm2d
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,11 @@ class GraphedFeatures(GraphCache):
 
 
 def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, key: str = "train.cuda_graphs",
-                       box_head: bool = True) -> bool:
-    """Give `model` a GraphedFeatures (training on CUDA only), and with `box_head` its R-CNN
-    stage's 2MLP box head and losses a GraphCache too (train.cuda_graph_box_head). Returns
-    whether it did; raises UserError for models the capture would run wrongly."""
+                       heads: bool = True) -> bool:
+    """Give `model` a GraphedFeatures (training on CUDA only), and with `heads`
+    (train.cuda_graph_heads) each R-CNN stage a GraphCache of its sampling and, for the 2MLP head,
+    one of its box head and losses. Returns whether it did; raises UserError for models the
+    capture would run wrongly."""
     from simpledet.errors import UserError
 
     if max_shapes < 1:
@@ -108,17 +109,21 @@ def enable_cuda_graphs(model: nn.Module, max_shapes: int, device: torch.device, 
                                 "processes, which a captured graph does not do here; use BN, frozen BN or "
                                 "GroupNorm with CUDA graphs")
     model.graphed_features = GraphedFeatures(model.backbone, model.neck, max_shapes, dense)
-    for stage in capturable_box_heads(model) if box_head else []:
-        # after the pooling's wait the device idles while the host launches the heads' kernels:
-        # the box head, its losses and their backward become two graph launches
-        stage.graphed_box_losses = GraphCache(lambda stage=stage: BoxHeadLosses(stage), stage.box_head,
-                                              max_shapes, "box head and its losses")
+    # After the RPN's NMS the device idles while the host launches the heads' kernels one by one:
+    # the R-CNN stages' sampling, and their box head with its losses and their backward, become
+    # graph launches.
+    for stage in rcnn_stages(model) if heads else []:
+        stage.graphed_sampling = GraphCache(lambda stage=stage: SamplingTargets(stage.matcher, stage.sampler,
+                                                                                stage.box_coder),
+                                            stage, max_shapes, "R-CNN sampling", with_grad=False)
+        if BoxHeadLosses.capturable(stage):
+            stage.graphed_box_losses = GraphCache(lambda stage=stage: BoxHeadLosses(stage), stage.box_head,
+                                                  max_shapes, "box head and its losses")
     return True
 
 
-def capturable_box_heads(model: nn.Module) -> list[RoIHeads]:
-    """The R-CNN stages of `model` whose box head and losses a graph can capture
-    (BoxHeadLosses.capturable): Cascade R-CNN's every stage, Faster and Mask R-CNN's one."""
+def rcnn_stages(model: nn.Module) -> list[RoIHeads]:
+    """The R-CNN stages of `model`: Cascade R-CNN's three, the one of the other two-stage
+    detectors, none for RetinaNet."""
     heads = getattr(model, "roi_heads", None)
-    stages = getattr(heads, "stages", [heads])
-    return [s for s in stages if isinstance(s, RoIHeads) and BoxHeadLosses.capturable(s)]
+    return [s for s in getattr(heads, "stages", [heads]) if isinstance(s, RoIHeads)]

@@ -25,14 +25,18 @@ class BoxCoder:
                  scale_clamp: float = DEFAULT_SCALE_CLAMP) -> None:
         self.weights = tuple(float(w) for w in weights)
         self.scale_clamp = scale_clamp
+        self._pairs: dict[tuple, tuple] = {}
 
     def _pair_weights(self, like: Tensor) -> tuple:
         """(x, y) weights and (w, h) weights: a Python number where the two are equal (every zoo
-        model), else a 2-vector on `like`'s device."""
-        wx, wy, ww, wh = self.weights
-        xy = wx if wx == wy else host_tensor([wx, wy], like.device, like.dtype)
-        size = ww if ww == wh else host_tensor([ww, wh], like.device, like.dtype)
-        return xy, size
+        model), else a 2-vector on `like`'s device, made once per device and dtype: a CUDA graph
+        then reads the same tensor, where a fresh copy would be a host buffer gone by the replay."""
+        key = (like.device, like.dtype)
+        if key not in self._pairs:
+            wx, wy, ww, wh = self.weights
+            self._pairs[key] = (wx if wx == wy else host_tensor([wx, wy], like.device, like.dtype),
+                                ww if ww == wh else host_tensor([ww, wh], like.device, like.dtype))
+        return self._pairs[key]
 
     def encode(self, reference: Tensor, target: Tensor) -> Tensor:
         """Deltas (..., 4) that turn `reference` boxes into `target` boxes (both x1y1x2y2, same shape)."""

@@ -14,9 +14,11 @@ class BalancedSampler:
         self.batch_size_per_image = batch_size_per_image
         self.positive_fraction = positive_fraction
 
-    def __call__(self, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """labels: (B, N) in {FOREGROUND, BACKGROUND, IGNORE}. Returns boolean (B, N) masks
-        (foreground, background) of the sampled candidates.
+    def __call__(self, labels: Tensor, priority: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """labels: (B, N) in {FOREGROUND, BACKGROUND, IGNORE}; priority: (2, B, N) uniform random
+        numbers in [0, 1), drawn here if not given (a CUDA graph is handed them, so that it draws
+        what the eager step draws). Returns boolean (B, N) masks (foreground, background) of the
+        sampled candidates.
 
         Both kinds are drawn at once: a random priority for every (kind, image, candidate), and
         each image keeps the highest of each kind, as many as it takes of that kind. One draw, one
@@ -30,7 +32,9 @@ class BalancedSampler:
         available = kinds.sum(dim=2)  # (2, B)
         num_fg = available[0].clamp(max=int(self.batch_size_per_image * self.positive_fraction))
         num_bg = torch.minimum(available[1], self.batch_size_per_image - num_fg)
-        priority = torch.rand(kinds.shape, device=labels.device).masked_fill(~kinds, -1.0)
+        if priority is None:
+            priority = torch.rand(kinds.shape, device=labels.device)
+        priority = priority.masked_fill(~kinds, -1.0)
         values, index = priority.topk(k, dim=2)  # sorted: the first `count` are the highest
         wanted = torch.stack([num_fg, num_bg])[..., None]
         chosen = (torch.arange(k, device=labels.device) < wanted) & (values >= 0)

@@ -10,11 +10,14 @@ from torch.nn.utils.rnn import pad_sequence
 from simpledet.structures.no_sync import host_tensor
 
 
-def pad_boxes(boxes: list[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
-    """(B, G, 4) float32 boxes padded with zeros to the largest count G, and a (B, G) validity
-    mask. One pad_sequence call and a mask from the counts, not a copy and a fill per image."""
+def pad_boxes(boxes: list[Tensor], device: torch.device, size: int = 0) -> tuple[Tensor, Tensor]:
+    """(B, G, 4) float32 boxes padded with zeros to the largest count, or to `size` if more, and a
+    (B, G) validity mask. One pad_sequence call and a mask from the counts, not a copy and a fill
+    per image."""
     padded = pad_sequence([b.to(device=device, dtype=torch.float32).reshape(-1, 4) for b in boxes],
                           batch_first=True)
+    if padded.shape[1] < size:
+        padded = torch.nn.functional.pad(padded, (0, 0, 0, size - padded.shape[1]))
     counts = host_tensor([len(b) for b in boxes], torch.device(device), torch.int64)
     valid = torch.arange(padded.shape[1], device=device) < counts[:, None]
     return padded, valid
@@ -44,6 +47,15 @@ class PaddedGroundTruth:
         if boxes.shape[1] == 0:  # no image has a box: one padding row keeps the matched gathers in range
             boxes, valid = boxes.new_zeros((len(targets), 1, 4)), valid.new_zeros((len(targets), 1))
         return cls(boxes, valid, pad_labels([t["labels"] for t in targets], boxes.shape[1], device))
+
+    def padded_to(self, size: int) -> "PaddedGroundTruth":
+        """The same ground truth with `size` rows (no fewer than it has), the new ones padding."""
+        extra = size - self.boxes.shape[1]
+        if extra <= 0:
+            return self
+        pad = torch.nn.functional.pad
+        return PaddedGroundTruth(pad(self.boxes, (0, 0, 0, extra)), pad(self.valid, (0, extra)),
+                                 pad(self.labels, (0, extra)))
 
 
 def anchor_box_targets(box_coder, anchors: Tensor, gt_boxes: Tensor, matched: Tensor, fg: Tensor) -> Tensor:

@@ -45,7 +45,9 @@ class RoIHeads(nn.Module):
         self.box_loss_beta = box_loss_beta
         self.nms_method = nms_method
         self.soft_nms_sigma = soft_nms_sigma
-        self.graphed_box_losses = None  # train.cuda_graphs: a GraphCache of BoxHeadLosses
+        self.sampling = SamplingTargets(self.matcher, self.sampler, self.box_coder)  # no parameter
+        self.graphed_sampling = None  # train.cuda_graphs: a GraphCache of SamplingTargets
+        self.graphed_box_losses = None  # and one of BoxHeadLosses
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
                 targets: list[dict] | None = None, gt: PaddedGroundTruth | None = None
@@ -87,25 +89,20 @@ class RoIHeads(nn.Module):
         device = proposals[0].device
         gt = gt if gt is not None else PaddedGroundTruth.of(targets, device)
         proposals = [torch.cat([p, t["boxes"].to(device)]) for p, t in zip(proposals, targets)]
-        boxes, box_valid = pad_boxes(proposals, device)
-        iou = batched_box_iou(gt.boxes, boxes)  # (B, G, P)
-        matched, labels = self.matcher(iou, gt.valid)
-        labels = torch.where(box_valid, labels, IGNORE)
-        fg, bg = self.sampler(labels)
-        sampled = fg | bg
-
+        # Padded to a few sizes (ground truths to a power of two, candidates to a multiple of 256),
+        # so that train.cuda_graphs captures what follows a few times a run, not at every step.
+        gt = gt.padded_to(max(8, 1 << (gt.boxes.shape[1] - 1).bit_length()))
+        boxes, box_valid = pad_boxes(proposals, device, -(-max(len(p) for p in proposals) // 256) * 256)
+        priority = torch.rand((2, *box_valid.shape), device=device)  # outside a graph: both draw alike
+        sampling = self.graphed_sampling if self.graphed_sampling is not None else self.sampling
+        sampled, per_image, matched, classes, box_targets = sampling(gt.boxes, gt.valid, gt.labels, boxes,
+                                                                     box_valid, priority)
         # one wait for the per-image counts; with their sum, nonzero_static finds the sampled
         # candidates without another (nonzero and boolean indexing would wait once each)
-        per_image = sampled.sum(dim=1).tolist()
+        per_image = per_image.tolist()
         image, candidate = torch.nonzero_static(sampled, size=sum(per_image)).unbind(1)
-        sampled_boxes = boxes[image, candidate]
-        matched_gt = matched[image, candidate]  # the sampled rows only from here on
-        is_fg = fg[image, candidate]
-        classes = gt.labels[image, matched_gt] * is_fg  # background -> 0
-        box_targets = self.box_coder.encode(sampled_boxes, gt.boxes[image, matched_gt])
-        box_targets = torch.where(is_fg[:, None], box_targets, 0.0)  # background rows are unused
-        self.last_matched_gt = matched_gt
-        return list(sampled_boxes.split(per_image)), classes, box_targets
+        self.last_matched_gt = matched[image, candidate]  # the sampled rows only from here on
+        return list(boxes[image, candidate].split(per_image)), classes[image, candidate], box_targets[image, candidate]
 
     def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
         loss_cls, loss_box = box_losses(logits, deltas, classes, box_targets, self.box_loss_beta)
@@ -159,6 +156,34 @@ def box_losses(logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Ten
     box_loss = F.smooth_l1_loss(picked, box_targets, beta=beta, reduction="none").sum(1)
     box_loss = torch.where(classes > 0, box_loss, 0.0).sum() / max(classes.numel(), 1)
     return cls_loss, box_loss
+
+
+class SamplingTargets(nn.Module):
+    """Matching, balanced sampling and the targets of an R-CNN stage's candidates, every image at
+    once on padded tensors: the part of sample_proposals before it waits for the sampled counts.
+    Its shapes are those of the padding, so train.cuda_graphs replays it as one graph
+    (`graphed_sampling`). Holds no parameter."""
+
+    def __init__(self, matcher: Matcher, sampler: BalancedSampler, box_coder: BoxCoder) -> None:
+        super().__init__()
+        self.matcher = matcher
+        self.sampler = sampler
+        self.box_coder = box_coder
+
+    def forward(self, gt_boxes: Tensor, gt_valid: Tensor, gt_labels: Tensor, boxes: Tensor, box_valid: Tensor,
+                priority: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Ground truth (B, G, ...) and candidates (B, P, ...), padded; priority (2, B, P): the
+        sampler's random numbers. Returns, for every candidate: whether it is sampled (B, P), the
+        per-image count of those (B,), its matched ground truth (B, P), its class (0: background)
+        and box regression target (B, P, 4; zero but for the foreground)."""
+        matched, labels = self.matcher(batched_box_iou(gt_boxes, boxes), gt_valid)
+        labels = torch.where(box_valid, labels, IGNORE)
+        fg, bg = self.sampler(labels, priority)
+        sampled = fg | bg
+        classes = torch.gather(gt_labels, 1, matched) * fg
+        matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
+        box_targets = torch.where(fg[..., None], self.box_coder.encode(boxes, matched_boxes), 0.0)
+        return sampled, sampled.sum(dim=1), matched, classes, box_targets
 
 
 class BoxHeadLosses(nn.Module):
