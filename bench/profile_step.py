@@ -60,7 +60,7 @@ def profile_row(name, build, masks, args, device):
     if args.compile and getattr(build, "ours", False):
         model.backbone.compile(dynamic=False)
     if args.cuda_graphs and getattr(build, "ours", False):
-        enable_cuda_graphs(model, 1, device)
+        enable_cuda_graphs(model, 4, device)
     amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if args.amp else None
     optimizer = sgd(model, ours=getattr(build, "ours", False), device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
