@@ -38,3 +38,32 @@ def randomise_frozen_bn(model, seed: int = 1) -> None:
                 m.bias.copy_(0.1 * torch.randn(n, generator=g))
                 m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+
+
+def converted_from_torchvision(reference, config: Path, overrides: list[str], tmp_path: Path):
+    """Our model of `config`, in eval mode, given a torchvision detector's weights the way a user
+    would: the reference saved as a .pth file, then `simpledet convert torchvision`."""
+    import torch
+
+    from simpledet import build_model
+    from simpledet.cli import main
+    from simpledet.engine.checkpoint import load_weights
+
+    src, dst = tmp_path / "tv.pth", tmp_path / "converted.safetensors"
+    torch.save(reference.state_dict(), src)
+    assert main(["convert", "torchvision", str(src), str(dst)]) == 0
+    ours = build_model(load_config(config, overrides)).eval()
+    load_weights(ours, dst)
+    return ours
+
+
+def assert_same_detections(got: dict, expected: dict, count: int) -> None:
+    """The same `count` detections (a score threshold of 0 gives a full set), in the same order:
+    labels equal, boxes within 0.01 pixel, scores within 1e-4."""
+    import torch
+
+    assert len(expected["boxes"]) == count
+    assert len(got["boxes"]) == len(expected["boxes"])
+    assert torch.equal(got["labels"], expected["labels"])
+    assert (got["boxes"] - expected["boxes"]).abs().max() <= 0.01
+    assert (got["scores"] - expected["scores"]).abs().max() <= 1e-4

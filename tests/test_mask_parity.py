@@ -9,14 +9,12 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import FrozenBatchNorm2d
 
 from simpledet import build_model, load_config
-from simpledet.cli import main
 from simpledet.data.image_io import read_image
-from simpledet.engine.checkpoint import load_weights
 from simpledet.modeling.heads.mask_head import paste_masks
 from simpledet.weights.torchvision import convert_torchvision
 
 from .conftest import REPO
-from .helpers import randomise_frozen_bn
+from .helpers import assert_same_detections, converted_from_torchvision, randomise_frozen_bn
 
 CONFIG = REPO / "configs/torchvision/maskrcnn_resnet50_fpn.py"
 
@@ -38,23 +36,12 @@ def torchvision_model() -> torch.nn.Module:
 
 def test_same_detections_and_masks_as_torchvision(tmp_path, photo_path):
     reference = torchvision_model()
-    src, dst = tmp_path / "tv.pth", tmp_path / "converted.safetensors"
-    torch.save(reference.state_dict(), src)
-    assert main(["convert", "torchvision", str(src), str(dst)]) == 0
-
-    cfg = load_config(CONFIG, ["model.roi_heads.score_thresh=0"])
-    ours = build_model(cfg).eval()
-    load_weights(ours, dst)
-
+    ours = converted_from_torchvision(reference, CONFIG, ["model.roi_heads.score_thresh=0"], tmp_path)
     image = read_image(photo_path)
     with torch.no_grad():
         expected = reference([image])[0]
         got = ours([image])[0]
-    assert len(expected["boxes"]) == 100  # threshold 0: a full set of detections to compare
-    assert len(got["boxes"]) == len(expected["boxes"])
-    assert torch.equal(got["labels"], expected["labels"])
-    assert (got["boxes"] - expected["boxes"]).abs().max() <= 0.01
-    assert (got["scores"] - expected["scores"]).abs().max() <= 1e-4
+    assert_same_detections(got, expected, 100)
     assert got["masks"].shape == expected["masks"].shape == (100, 1, *image.shape[-2:])
     assert got["masks"].dtype == torch.float32 and 0 <= got["masks"].min() and got["masks"].max() <= 1
     assert (got["masks"] - expected["masks"]).abs().mean() <= 1e-4

@@ -11,12 +11,10 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from simpledet import build_model, load_config
-from simpledet.cli import main
 from simpledet.data.image_io import read_image
-from simpledet.engine.checkpoint import load_weights
 from simpledet.weights.torchvision import convert_torchvision, is_torchvision_detection
 
-from .helpers import randomise_frozen_bn
+from .helpers import assert_same_detections, converted_from_torchvision, randomise_frozen_bn
 from .conftest import REPO
 
 CONFIG = REPO / "configs/torchvision/retinanet_resnet50_fpn.py"
@@ -40,13 +38,7 @@ def torchvision_model() -> torch.nn.Module:
 
 def test_same_detections_as_torchvision(tmp_path, photo_path):
     reference = torchvision_model()
-    src, dst = tmp_path / "tv.pth", tmp_path / "converted.safetensors"
-    torch.save(reference.state_dict(), src)
-    assert main(["convert", "torchvision", str(src), str(dst)]) == 0
-
-    cfg = load_config(CONFIG, ["model.head.score_thresh=0"])
-    ours = build_model(cfg).eval()
-    load_weights(ours, dst)
+    ours = converted_from_torchvision(reference, CONFIG, ["model.head.score_thresh=0"], tmp_path)
 
     image = read_image(photo_path)
     images = [image, image[:, 100:500, 50:400]]  # two sizes: a padded batch
@@ -54,11 +46,7 @@ def test_same_detections_as_torchvision(tmp_path, photo_path):
         expected = reference(images)
         got = ours(images)
     for exp, det in zip(expected, got):
-        assert len(exp["boxes"]) == 300  # threshold 0: a full set of detections to compare
-        assert len(det["boxes"]) == len(exp["boxes"])
-        assert torch.equal(det["labels"], exp["labels"])
-        assert (det["boxes"] - exp["boxes"]).abs().max() <= 0.01
-        assert (det["scores"] - exp["scores"]).abs().max() <= 1e-4
+        assert_same_detections(det, exp, 300)
 
 
 def test_converter_names_cover_both_head_layouts():

@@ -114,6 +114,16 @@ def _shortcut(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Module | No
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), make_norm(norm, out_ch))
 
 
+def freeze_stem_and_stages(net: nn.Module, freeze_at: int) -> None:
+    """Stop gradients in a ResNet's stem (conv1, bn1; freeze_at >= 1) and its stages
+    layer1..layer{freeze_at - 1} (c2 when >= 2), as SimpleDet's and torchvision's backbones do."""
+    stages = [[net.conv1, net.bn1]] + [[getattr(net, f"layer{i}")] for i in range(1, net.num_stages + 1)]
+    for modules in stages[:freeze_at]:
+        for module in modules:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
 def _build_stage(block_kind: str, in_channels: int, width: int, num_blocks: int, stride: int, norm: str,
                  variant: str, groups: int, width_per_group: int, dilation: int, fuse_frozen_bn: bool,
                  dcn: DCNSpec | None) -> nn.Sequential:
@@ -203,12 +213,7 @@ class ResNet(nn.Module):
         self.freeze(freeze_at)
 
     def freeze(self, freeze_at: int) -> None:
-        """Stop gradients in the stem (freeze_at >= 1) and stages 1..freeze_at-1 (c2 when >= 2)."""
-        stages = [[self.conv1, self.bn1]] + [[getattr(self, f"layer{i}")] for i in range(1, self.num_stages + 1)]
-        for modules in stages[:freeze_at]:
-            for module in modules:
-                for p in module.parameters():
-                    p.requires_grad_(False)
+        freeze_stem_and_stages(self, freeze_at)
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         if self.data_bn is not None:

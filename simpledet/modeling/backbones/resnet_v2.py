@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from simpledet.modeling.backbones.resnet import _STAGES, mxnet_name_map
+from simpledet.modeling.backbones.resnet import _STAGES, freeze_stem_and_stages, mxnet_name_map
 from simpledet.modeling.norm import FrozenBatchNorm2d, conv_norm, make_norm
 
 _BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
@@ -107,12 +107,7 @@ class ResNetV2(nn.Module):
         self.freeze(freeze_at)
 
     def freeze(self, freeze_at: int) -> None:
-        """Stop gradients in the stem (freeze_at >= 1) and stages 1..freeze_at-1 (c2 when >= 2)."""
-        stages = [[self.conv1, self.bn1]] + [[getattr(self, f"layer{i}")] for i in range(1, self.num_stages + 1)]
-        for modules in stages[:freeze_at]:
-            for module in modules:
-                for p in module.parameters():
-                    p.requires_grad_(False)
+        freeze_stem_and_stages(self, freeze_at)
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         if self.data_bn is not None:
