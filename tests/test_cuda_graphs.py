@@ -311,3 +311,23 @@ def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkey
     assert all(len(s.graphed_sampling.graphs) >= 1 and len(s.graphed_box_losses.graphs) >= 1 for s in stages)
     assert len(fake.captured) == 1 + sum(len(s.graphed_sampling.graphs) + len(s.graphed_box_losses.graphs)
                                          for s in stages)
+
+
+def test_a_part_whose_capture_cuda_refuses_trains_on_eagerly(monkeypatch, caplog):
+    FakeGraphs(monkeypatch)
+    calls = []
+
+    def refuse(module, sample_args, pool=None):
+        calls.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", refuse)
+    head = nn.Linear(4, 3)
+    cache = GraphCache(lambda: nn.Sequential(head), head, max_shapes=2, what="test head")
+    x = torch.rand(5, 4)
+    with caplog.at_level(logging.WARNING):
+        assert torch.equal(cache(x), head(x))
+    assert "could not capture the test head" in caplog.text and "runs eagerly" in caplog.text
+    cache(torch.rand(6, 4))  # another signature: not tried again
+    assert torch.equal(cache(x), head(x))
+    assert len(calls) == 1 and cache.graphs == {}

@@ -39,6 +39,7 @@ class GraphCache:
         self.what = what
         self.graphs: dict[tuple, nn.Module] = {}
         self.pool = None  # one memory pool for this cache's captures: they never run concurrently
+        self.capture_failed = False
         self.frozen_bn_seen = None
         # the modules, found once (not their buffers: moving the model replaces those); checked
         # every call, so no walk over the whole module tree on the hot path
@@ -67,9 +68,16 @@ class GraphCache:
                torch.get_autocast_dtype("cuda") if amp else None)
         graphed = self.graphs.get(key)
         if graphed is None:
-            if len(self.graphs) >= self.max_shapes:
+            if len(self.graphs) >= self.max_shapes or self.capture_failed:
                 return self.eager(*inputs)
-            graphed = self.graphs[key] = self._capture(inputs, amp)
+            try:
+                graphed = self._capture(inputs, amp)
+            except RuntimeError as error:  # CUDA refused the capture: train on, eagerly
+                log.warning("could not capture the %s as CUDA graphs, so it runs eagerly from now on: %s",
+                            self.what, error)
+                self.capture_failed = True
+                return self.eager(*inputs)
+            self.graphs[key] = graphed
         return graphed(*inputs)
 
     def _capture(self, inputs: tuple[Tensor, ...], amp: bool) -> nn.Module:
