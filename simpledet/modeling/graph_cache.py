@@ -92,12 +92,14 @@ class GraphCache:
         # back afterwards, so that the capture leaves no trace in the model
         saved = [(b, b.clone()) for m in self.eager.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                  for b in m.buffers()]
-        # autocast's weight-cast cache would hand the graph tensors freed after this step
-        with torch.autocast("cuda", enabled=amp, dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False):
-            graphed = torch.cuda.make_graphed_callables(module, static_inputs, pool=self.pool)
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
+        try:
+            # autocast's weight-cast cache would hand the graph tensors freed after this step
+            with torch.autocast("cuda", enabled=amp, dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False):
+                graphed = torch.cuda.make_graphed_callables(module, static_inputs, pool=self.pool)
+        finally:  # a refused capture too
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
         # The graph reads frozen BN's cached folds by address: it keeps them alive, so that no
         # later recomputation of the cache can free memory a replay still reads.
         graphed.frozen_bn_folds = [m.scale_and_shift() for m in self.frozen_bns]
