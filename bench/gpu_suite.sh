@@ -172,7 +172,8 @@ speed_compiled() {
     --json "$out/speed_amp_compile.json" | tee -a "$summary"
 }
 
-# limits: about twice what each section took on an H200 (docs/benchmarks.md), the --small run's on 2 CPU cores
+# limits: guards against a hang, well above what each section needs (the whole suite took 380 s on
+# an H200), and enough for the --small run on 2 CPU cores
 run_section 150 "GPU-only correctness checks" checks
 run_section 200 "speed, mixed precision" speed_amp
 run_section 200 "training speed of every family (batch 2)" train_speed
