@@ -394,3 +394,50 @@ def test_padding_rows_are_never_sampled_and_change_no_real_row():
         picked = small[0]
         assert torch.equal(a[:, :valid.shape[1]][picked], b[picked])
     assert (classes[sampled] > 0).sum() > 0 and ((classes > 0) <= sampled).all()
+
+
+def test_true_indices_equal_boolean_indexing():
+    from simpledet.structures.no_sync import true_indices
+
+    g = torch.Generator().manual_seed(0)
+    masks = [torch.rand(n, generator=g) > 0.5 for n in (0, 1, 7, 40)] + [torch.zeros(5, dtype=torch.bool)]
+    values = [torch.rand(len(m), 4, generator=g) for m in masks]
+    for mask, value, index in zip(masks, values, true_indices(masks)):
+        assert torch.equal(value[index], value[mask])
+    assert true_indices([]) == []
+
+
+def test_a_tridentnet_training_step_waits_once_per_filter_not_once_per_tensor(shapes_dir, monkeypatch):
+    """Scale-aware training keeps each branch's objects (before the backbone) and proposals (after
+    the NMS) in its range: one wait for all the branches and images at each of the two, where
+    boolean indexing waited once per branch, image and tensor. The targets kept are those of
+    boolean indexing."""
+    from .conftest import REPO
+    from simpledet.modeling.detectors.tridentnet import in_range
+
+    torch.manual_seed(0)
+    model = build_model(small_config(shapes_dir, config=REPO / "configs/quickstart/tridentnet_r18c4_shapes.py"))
+    model.train()
+    images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0], [0, 0, 120, 125]]), "labels": torch.tensor([1, 3])},
+               {"boxes": torch.tensor([[5.0, 5.0, 20.0, 15.0], [30.0, 30.0, 80.0, 110.0]]),
+                "labels": torch.tensor([2, 1])}]
+    branches = model.backbone.active_branches
+    got = model._branch_targets(targets, [1.0, 1.5], branches)
+    expected = [(t["boxes"][m], t["labels"][m]) for b in branches for t, scale in zip(targets, [1.0, 1.5])
+                for m in [in_range(t["boxes"], scale, *model.valid_ranges[b])]]
+    assert len(got) == len(expected) == 3 * len(targets)
+    assert all(torch.equal(t["boxes"], boxes) and torch.equal(t["labels"], labels)
+               for t, (boxes, labels) in zip(got, expected))
+    assert {len(t["boxes"]) for t in got} == {0, 1, 2}  # the ranges split these objects
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with SyncCounter(monkeypatch) as counter:
+            losses = model(images, targets)
+            sum(losses.values()).backward()
+    finally:
+        torch.set_num_threads(threads)
+    # branch targets, the RPN's per-image counts, the branch proposals, the sampled RoIs per image
+    assert counter.counts == {"nms": 3 * len(images), "Tensor.tolist": 4}, counter.counts

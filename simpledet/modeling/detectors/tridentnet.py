@@ -22,6 +22,7 @@ from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.preprocess import InputConfig
 from simpledet.structures.nms import class_nms
+from simpledet.structures.no_sync import true_indices
 from simpledet.structures.targets import PaddedGroundTruth
 
 
@@ -52,23 +53,28 @@ class TridentDetector(TwoStageDetector):
         sizes_b = sizes * len(branches)  # branch-major, as the backbone stacks them
         targets_b = gt = None
         if self.training:
-            targets_b = [self._branch_targets(t, scale, b) for b in branches for t, scale in zip(targets, scales)]
+            targets_b = self._branch_targets(targets, scales, branches)
             gt = PaddedGroundTruth.of(targets_b, batch.device)  # once, for both stages
         proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes_b, targets_b, rpn_head_outputs, gt)
         if self.training and self.train_scale_aware:  # proposal i belongs to branch i // B, image i % B
-            proposals = [p[in_range(p, scales[i % len(images)], *self.valid_ranges[branches[i // len(images)]])]
-                         for i, p in enumerate(proposals)]
+            keep = true_indices([in_range(p, scales[i % len(images)], *self.valid_ranges[branches[i // len(images)]])
+                                 for i, p in enumerate(proposals)])
+            proposals = [p[k] for p, k in zip(proposals, keep)]
         detections, roi_losses = self.roi_heads(features, proposals, sizes_b, targets_b, gt)
         if self.training:
             return {**rpn_losses, **roi_losses}
         merged = self._merge(detections, branches, scales, len(images))
         return self.preprocess.postprocess(merged, sizes, original_sizes)
 
-    def _branch_targets(self, target: dict, scale: float, branch: int) -> dict:
+    def _branch_targets(self, targets: list[dict], scales: list[float], branches: tuple[int, ...]) -> list[dict]:
+        """Each branch's targets, branch-major: with scale-aware training, the objects in its
+        range. Their rows are found with one wait for the device in all (true_indices): this runs
+        before the backbone, where a wait stalls the host until the previous step is done."""
         if not self.train_scale_aware:
-            return target
-        keep = in_range(target["boxes"], scale, *self.valid_ranges[branch])
-        return {**target, "boxes": target["boxes"][keep], "labels": target["labels"][keep]}
+            return [t for _ in branches for t in targets]
+        pairs = [(t, scale, b) for b in branches for t, scale in zip(targets, scales)]
+        keep = true_indices([in_range(t["boxes"], scale, *self.valid_ranges[b]) for t, scale, b in pairs])
+        return [{**t, "boxes": t["boxes"][k], "labels": t["labels"][k]} for (t, _, _), k in zip(pairs, keep)]
 
     def _merge(self, detections: list[dict], branches: tuple[int, ...], scales: list[float], num_images: int):
         merged = []
