@@ -196,6 +196,20 @@ class SyncCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def waits_of_a_training_step(model, images, targets, monkeypatch) -> SyncCounter:
+    """The waits of one forward and backward, counted on 2 threads (the NMS pool's size on a GPU
+    machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with SyncCounter(monkeypatch) as counter:
+            losses = model(images, targets)
+            sum(losses.values()).backward()
+    finally:
+        torch.set_num_threads(threads)
+    return counter
+
+
 def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, monkeypatch):
     """The forward and backward of a training step wait for the device at the NMS calls (one per
     image and RPN level, run at once in pool threads) and three times more: the proposals
@@ -207,14 +221,7 @@ def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, 
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]),
                 "labels": torch.tensor([2, 1])}]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with SyncCounter(monkeypatch) as counter:
-            losses = model(images, targets)
-            sum(losses.values()).backward()
-    finally:
-        torch.set_num_threads(threads)
+    counter = waits_of_a_training_step(model, images, targets, monkeypatch)
     levels = len(model.rpn.in_features)
     assert levels > 2 and counter.counts == {"nms": levels * len(images), "Tensor.tolist": 3}, counter.counts
     assert threading.get_ident() not in counter.nms_threads  # in the pool (tests/test_concurrent_nms.py)
@@ -431,13 +438,6 @@ def test_a_tridentnet_training_step_waits_once_per_filter_not_once_per_tensor(sh
                for t, (boxes, labels) in zip(got, expected))
     assert {len(t["boxes"]) for t in got} == {0, 1, 2}  # the ranges split these objects
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with SyncCounter(monkeypatch) as counter:
-            losses = model(images, targets)
-            sum(losses.values()).backward()
-    finally:
-        torch.set_num_threads(threads)
+    counter = waits_of_a_training_step(model, images, targets, monkeypatch)
     # branch targets, the RPN's per-image counts, the branch proposals, the sampled RoIs per image
     assert counter.counts == {"nms": 3 * len(images), "Tensor.tolist": 4}, counter.counts
