@@ -4,7 +4,9 @@ A training step of an R50-FPN detector launches over a thousand small kernels, a
 the host cannot launch them as fast as the device runs them (bench/profile_step.py). The backbone,
 the neck and the dense head's convolutions (the RPN's, RetinaNet's subnets) have static shapes for a given padded batch shape, so their
 forward and backward are captured once per shape (torch.cuda.make_graphed_callables) and replayed as two graph launches.
-The heads, whose shapes depend on the data (proposals, sampled RoIs), stay eager.
+The heads' shapes depend on the data (proposals, sampled RoIs); the parts of the R-CNN stage
+that padding makes static (sampling; the 2MLP box head and losses) are GraphCaches of their own
+(enable_cuda_graphs, train.cuda_graph_heads), the rest stays eager.
 
 Shapes vary with the padded batch size; InputConfig.fixed_canvas pads every batch to one of two
 canvases so that COCO training needs two captures. Past `max_shapes` captures, other shapes run
