@@ -235,8 +235,10 @@ class FakeGraphs:
         monkeypatch.setattr(GraphCache, "graphable", lambda cache, inputs: cache.mode_from.training
                             and torch.is_grad_enabled() == cache.with_grad)
 
-    def capture(self, module, sample_args, pool=None):
+    def capture(self, module, sample_args, pool=None, capture_error_mode="global"):
         assert pool == "pool" and all(not a.requires_grad or a.is_leaf for a in sample_args)
+        # the pinned torch has the argument: a pin-memory thread's CUDA calls do not break a capture
+        assert capture_error_mode == "thread_local"
         self.captured.append([tuple(a.shape) for a in sample_args])
         for _ in range(3):  # the warm-up passes, in training mode, as torch's
             module(*sample_args)
@@ -317,7 +319,7 @@ def test_a_part_whose_capture_cuda_refuses_trains_on_eagerly(monkeypatch, caplog
     FakeGraphs(monkeypatch)
     calls = []
 
-    def refuse(module, sample_args, pool=None):
+    def refuse(module, sample_args, pool=None, capture_error_mode="global"):
         calls.append(1)
         for _ in range(3):  # warm-up passes, then CUDA refuses the capture
             module(*sample_args)

@@ -11,6 +11,7 @@ captured graphs read the parameters' and buffers' memory, which the optimizer an
 in place. Frozen BN's folded scale and shift are cached tensors instead, so their statistics are
 checked each call and a change (a checkpoint loaded) drops every graph."""
 
+import inspect
 import logging
 from collections.abc import Callable
 
@@ -20,6 +21,13 @@ from torch import Tensor, nn
 from simpledet.modeling.norm import FrozenBatchNorm2d
 
 log = logging.getLogger(__name__)
+
+# A capture may come mid-run (a new input size), while the DataLoader's pin-memory thread makes CUDA
+# calls. In the default "global" mode such a call from another thread breaks the capture and fails
+# in that thread, which ends the run; "thread_local" restricts the capturing thread alone. A torch
+# older than mid-2026 has no such argument and captures in "global" mode.
+CAPTURE_MODE = ({"capture_error_mode": "thread_local"}
+                if "capture_error_mode" in inspect.signature(torch.cuda.make_graphed_callables).parameters else {})
 
 
 class GraphCache:
@@ -95,7 +103,7 @@ class GraphCache:
         try:
             # autocast's weight-cast cache would hand the graph tensors freed after this step
             with torch.autocast("cuda", enabled=amp, dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False):
-                graphed = torch.cuda.make_graphed_callables(module, static_inputs, pool=self.pool)
+                graphed = torch.cuda.make_graphed_callables(module, static_inputs, pool=self.pool, **CAPTURE_MODE)
         finally:  # a refused capture too
             with torch.no_grad():
                 for buffer, value in saved:
