@@ -337,3 +337,29 @@ def test_a_part_whose_capture_cuda_refuses_trains_on_eagerly(monkeypatch, caplog
     assert torch.equal(head[1].running_mean, once[1].running_mean)  # the warm-up left no trace
     cache(torch.rand(6, 4))  # another signature: not tried again
     assert len(calls) == 1 and cache.graphs == {}
+
+
+def test_the_gpu_checks_of_the_graphs_run_on_the_cpu_with_the_capture_stood_in(monkeypatch, capsys):
+    """bench/gpu_checks.py's graph checks, run here with the capture stood in by the module itself
+    and the CPU for the device: a GPU lease is rare, and a script broken on the way there (or a
+    model bug it trips over) should show here first. On the CPU they compare a model with itself,
+    so they must pass."""
+    import sys
+
+    import simpledet.modeling.graphed_features as graphed_features
+    from tests.helpers import REPO
+
+    FakeGraphs(monkeypatch)
+    enable = graphed_features.enable_cuda_graphs
+    monkeypatch.setattr(graphed_features, "enable_cuda_graphs",
+                        lambda model, n, device, **kw: enable(model, n, CUDA, **kw))
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    sys.modules.pop("gpu_checks", None)
+    import gpu_checks
+
+    cfg = load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py",
+                      ["model.input.min_size=(320,)", "model.input.max_size=448", "model.backbone.fuse_frozen_bn=true"])
+    assert gpu_checks.compare_graphed_with_eager(cfg, "fasterrcnn", False, torch.device("cpu")) == 0
+    assert gpu_checks.check_graphed_sampling(torch.device("cpu")) == 0
+    printed = capsys.readouterr().out
+    assert "cuda graphs, fasterrcnn (fp32) == eager" in printed and "R-CNN sampling graph == eager" in printed
