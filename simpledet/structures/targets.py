@@ -1,5 +1,5 @@
 """Batching per-image ground truth into padded tensors, so matching runs on the whole batch, and
-the regression targets of every anchor of a batch."""
+the regression targets of every anchor or candidate of a batch towards its matched ground truth."""
 
 from dataclasses import dataclass
 
@@ -58,12 +58,14 @@ class PaddedGroundTruth:
                                  pad(self.labels, (0, extra)))
 
 
-def anchor_box_targets(box_coder, anchors: Tensor, gt_boxes: Tensor, matched: Tensor, fg: Tensor) -> Tensor:
-    """(B, N, 4) regression targets of every anchor (N, 4) towards its matched ground truth, for
-    losses masked to the foreground `fg` (B, N): the same values there as encoding the foreground
-    anchors alone, found without a wait for the device. Elsewhere the anchor regresses onto
-    itself, so the masked-out rows stay finite (a NaN there would still reach the gradients).
+def matched_box_targets(box_coder, references: Tensor, gt_boxes: Tensor, matched: Tensor, fg: Tensor) -> Tensor:
+    """(B, N, 4) regression targets of every reference box (anchors (N, 4) shared by the images, or
+    candidates (B, N, 4)) towards its matched ground truth, for losses masked to the foreground
+    `fg` (B, N): the same values there as encoding the foreground rows alone, found without a wait
+    for the device. Elsewhere zero: a row matched to a padding box would encode to inf or NaN,
+    and a NaN target reaches the gradients even where the loss is masked out.
     gt_boxes: (B, G, 4) with G >= 1, as PaddedGroundTruth gives them."""
-    anchors = anchors[None].expand(len(fg), -1, -1)
+    if references.dim() == 2:
+        references = references[None].expand(len(fg), -1, -1)
     matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
-    return box_coder.encode(anchors, torch.where(fg[..., None], matched_boxes, anchors))
+    return torch.where(fg[..., None], box_coder.encode(references, matched_boxes), 0.0)

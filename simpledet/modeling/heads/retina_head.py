@@ -17,7 +17,7 @@ from simpledet.structures.anchors import AnchorGenerator
 from simpledet.structures.box_iou import batched_box_iou
 from simpledet.structures.box_coder import BoxCoder
 from simpledet.structures.matcher import FOREGROUND, IGNORE, Matcher
-from simpledet.structures.targets import PaddedGroundTruth, anchor_box_targets
+from simpledet.structures.targets import PaddedGroundTruth, matched_box_targets
 
 
 def retina_anchor_sizes(strides: tuple[int, ...] = (8, 16, 32, 64, 128), octave_base: float = 4.0,
@@ -130,7 +130,7 @@ class RetinaHead(nn.Module):
                                    reduction="none").sum(-1)
         cls_loss = torch.where(labels != IGNORE, focal, 0.0).sum() / num_fg
 
-        target_deltas = anchor_box_targets(self.box_coder, anchors, gt.boxes, matched, fg)
+        target_deltas = matched_box_targets(self.box_coder, anchors, gt.boxes, matched, fg)
         if self.box_loss == "l1":
             box_loss = F.l1_loss(deltas, target_deltas, reduction="none")
         else:

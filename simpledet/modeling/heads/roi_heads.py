@@ -22,7 +22,7 @@ from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import class_nms
 from simpledet.structures.no_sync import host_tensor
 from simpledet.structures.sampler import BalancedSampler
-from simpledet.structures.targets import PaddedGroundTruth, pad_boxes
+from simpledet.structures.targets import PaddedGroundTruth, matched_box_targets, pad_boxes
 
 
 class RoIHeads(nn.Module):
@@ -181,8 +181,7 @@ class SamplingTargets(nn.Module):
         fg, bg = self.sampler(labels, priority)
         sampled = fg | bg
         classes = torch.gather(gt_labels, 1, matched) * fg
-        matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
-        box_targets = torch.where(fg[..., None], self.box_coder.encode(boxes, matched_boxes), 0.0)
+        box_targets = matched_box_targets(self.box_coder, boxes, gt_boxes, matched, fg)
         return sampled, sampled.sum(dim=1), matched, classes, box_targets
 
 

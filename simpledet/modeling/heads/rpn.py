@@ -14,7 +14,7 @@ from simpledet.structures.matcher import IGNORE, Matcher
 from simpledet.structures.nms import concurrent_nms
 from simpledet.structures.no_sync import count_indices, host_tensor
 from simpledet.structures.sampler import BalancedSampler
-from simpledet.structures.targets import PaddedGroundTruth, anchor_box_targets
+from simpledet.structures.targets import PaddedGroundTruth, matched_box_targets
 
 
 class RPNHead(nn.Module):
@@ -155,7 +155,7 @@ class RPN(nn.Module):
         logits, deltas = logits.float(), deltas.float()  # losses in fp32 under mixed precision
         objectness_loss = F.binary_cross_entropy_with_logits(
             logits, fg.to(logits.dtype), weight=sampled.to(logits.dtype), reduction="sum") / num_sampled
-        target_deltas = anchor_box_targets(self.box_coder, anchors, gt.boxes, matched, fg)
+        target_deltas = matched_box_targets(self.box_coder, anchors, gt.boxes, matched, fg)
         box_loss = F.smooth_l1_loss(deltas, target_deltas, beta=self.box_loss_beta, reduction="none").sum(-1)
         box_loss = torch.where(fg, box_loss, 0.0).sum() / num_sampled
         return {"loss_rpn_cls": objectness_loss, "loss_rpn_box": box_loss}
