@@ -11,6 +11,8 @@ import logging
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from simpledet import build_model, load_config
 from simpledet.engine.trainer import Trainer
@@ -146,6 +148,26 @@ def test_retinanet_subnets_join_the_captured_part_and_the_eager_path_is_unchange
         assert torch.equal(expected[key], got[key]), key
 
 
+def test_retinanet_captured_part_holds_nothing_a_capture_refuses(monkeypatch):
+    """The backbone, neck and both subnets, through the stood-in capture: one capture, the
+    eager losses."""
+    from tests.helpers import REPO
+
+    fake = FakeGraphs(monkeypatch)
+    config = load_config(REPO / "configs/torchvision/retinanet_resnet50_fpn.py",
+                         ["model.input.min_size=(96,)", "model.input.max_size=128"])
+    torch.manual_seed(0)
+    plain = build_model(config).train()
+    graphed = copy.deepcopy(plain)
+    assert enable_cuda_graphs(graphed, 2, CUDA)
+    images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
+    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70]]), "labels": torch.tensor([1])} for _ in images]
+    expected, got = plain(images, targets), graphed(images, targets)
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert len(fake.captured) == 1
+
+
 def test_the_rpn_head_joins_the_captured_part():
     model = quickstart_model()
     enable_cuda_graphs(model, 2, CUDA)
@@ -224,9 +246,35 @@ def test_which_parts_of_the_heads_are_graphed(name, overrides, sampling, box_hea
     assert (model.roi_heads.graphed_box_losses is not None) == box_head
 
 
+class CaptureRules(TorchDispatchMode):
+    """What CUDA refuses inside a capture, seen on the CPU: an operator that makes the host wait
+    for the device (nonzero, item, boolean-mask indexing, bincount, NMS: a size read back), and
+    a tensor made from host data (torch.tensor: a copy from pageable host memory). Such an
+    operator in a graphed part would make GraphCache give that part up on a GPU, with only a
+    warning in the log."""
+
+    WAITING = {"aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
+               "torchvision.nms.default", "aten.masked_select.default", "aten.unique_dim.default",
+               "aten._unique2.default", "aten.repeat_interleave.Tensor", "aten.lift_fresh.default"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if name in self.WAITING:
+            self.refused.append(name)
+        if name.startswith(("aten.index.", "aten.index_put")) and any(
+                getattr(t, "dtype", None) == torch.bool for t in args[1]):
+            self.refused.append(name + " (boolean mask)")
+        return func(*args, **(kwargs or {}))
+
+
 class FakeGraphs:
     """make_graphed_callables, counted, returning the module itself: GraphCache's keying, limits
-    and fallbacks checked on the CPU."""
+    and fallbacks checked on the CPU. Its warm-up passes, forward and backward as torch's, must
+    use nothing that a CUDA capture refuses (CaptureRules)."""
 
     def __init__(self, monkeypatch) -> None:
         self.captured = []
@@ -240,8 +288,13 @@ class FakeGraphs:
         # the pinned torch has the argument: a pin-memory thread's CUDA calls do not break a capture
         assert capture_error_mode == "thread_local"
         self.captured.append([tuple(a.shape) for a in sample_args])
-        for _ in range(3):  # the warm-up passes, in training mode, as torch's
-            module(*sample_args)
+        with CaptureRules() as rules:
+            for _ in range(3):  # the warm-up passes, in training mode, as torch's
+                outputs = [o for o in tree_flatten(module(*sample_args))[0] if o.requires_grad]
+                wrt = [a for a in (*sample_args, *module.parameters()) if a.requires_grad]
+                if outputs:
+                    torch.autograd.grad(outputs, wrt, [torch.ones_like(o) for o in outputs], allow_unused=True)
+        assert not rules.refused, f"a CUDA capture refuses {sorted(set(rules.refused))}"
         return module
 
 
@@ -286,18 +339,21 @@ def test_graph_cache_drops_its_graphs_when_frozen_bn_statistics_change(monkeypat
     assert len(fake.captured) == 2 and len(cache.graphs) == 1
 
 
-@pytest.mark.parametrize("name", ["faster_r18_fpn_shapes.py", "cascade_r18_fpn_shapes.py"])
+@pytest.mark.parametrize("name", ["faster_r18_fpn_shapes.py", "mask_r18_fpn_shapes.py", "cascade_r18_fpn_shapes.py",
+                                  "tridentnet_r18c4_shapes.py"])
 def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkeypatch, name):
     """With the capture stood in by the module itself, a training step goes through every
     GraphCache as a CUDA step would (features with gradients, each stage's sampling without, its
-    box head with): one capture each, the plain model's losses, and the same RoI samples."""
+    box head with): one capture each, nothing in them that a capture refuses, the plain model's
+    losses, and the same RoI samples."""
     fake = FakeGraphs(monkeypatch)
     torch.manual_seed(0)
     plain = build_model(quickstart_config(name)).train()
     graphed = copy.deepcopy(plain)
     assert enable_cuda_graphs(graphed, 2, CUDA)
     images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
-    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70], [30, 20, 90, 80]]), "labels": torch.tensor([1, 2])}
+    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70], [30, 20, 90, 80]]), "labels": torch.tensor([1, 2]),
+                "masks": torch.zeros(2, 96, 128, dtype=torch.uint8).index_fill_(1, torch.arange(10, 60), 1)}
                for _ in images]
     for step in range(2):
         expected, got = [], []
