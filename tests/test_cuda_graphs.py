@@ -99,6 +99,28 @@ def test_trainer_with_cuda_graphs_trains_on_cpu_eagerly(tmp_path, shapes_dir):
     assert (tmp_path / "run" / "model_final.safetensors").is_file()
 
 
+def test_a_training_run_with_every_part_graphed_ends_with_the_eager_run_weights(tmp_path, shapes_dir, monkeypatch):
+    """The trainer with train.cuda_graphs and a fixed canvas, the capture stood in: the captures
+    happen inside the training loop (features once, the sampling once per padded size), and the
+    run ends with the weights of the same run without graphs, bit for bit."""
+    import simpledet.engine.trainer as trainer_module
+    from safetensors.torch import load_file
+
+    fake = FakeGraphs(monkeypatch)
+    monkeypatch.setattr(trainer_module, "enable_cuda_graphs",
+                        lambda model, n, device, **kw: enable_cuda_graphs(model, n, CUDA, **kw))
+    weights = []
+    for graphs in ("false", "true"):
+        torch.manual_seed(0)
+        cfg = small_config(shapes_dir, "train.max_iter=4", "model.input.fixed_canvas=true",
+                           f"train.cuda_graphs={graphs}")
+        Trainer(cfg, tmp_path / graphs).train()
+        weights.append(load_file(tmp_path / graphs / "model_final.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert len(fake.captured) >= 3  # features, and at least one sampling and one box-head capture
+
+
 def preprocessor(fixed_canvas: bool) -> ImagePreprocessor:
     return InputConfig(min_size=(96, 128), max_size=200, fixed_canvas=fixed_canvas).build()
 
