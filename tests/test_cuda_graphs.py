@@ -11,8 +11,6 @@ import logging
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from simpledet import build_model, load_config
 from simpledet.engine.trainer import Trainer
@@ -20,6 +18,7 @@ from simpledet.errors import UserError
 from simpledet.modeling.graph_cache import GraphCache
 from simpledet.modeling.graphed_features import enable_cuda_graphs
 from simpledet.modeling.preprocess import ImagePreprocessor, InputConfig
+from tests.graph_standin import FakeGraphs
 from tests.helpers import QUICKSTART, small_config
 
 CUDA = torch.device("cuda")  # only named: nothing below runs on a GPU
@@ -266,58 +265,6 @@ def test_which_parts_of_the_heads_are_graphed(name, overrides, sampling, box_hea
     assert enable_cuda_graphs(model, 2, CUDA, heads=cfg.train.cuda_graph_heads)
     assert (model.roi_heads.graphed_sampling is not None) == sampling
     assert (model.roi_heads.graphed_box_losses is not None) == box_head
-
-
-class CaptureRules(TorchDispatchMode):
-    """What CUDA refuses inside a capture, seen on the CPU: an operator that makes the host wait
-    for the device (nonzero, item, boolean-mask indexing, bincount, NMS: a size read back), and
-    a tensor made from host data (torch.tensor: a copy from pageable host memory). Such an
-    operator in a graphed part would make GraphCache give that part up on a GPU, with only a
-    warning in the log."""
-
-    WAITING = {"aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
-               "torchvision.nms.default", "aten.masked_select.default", "aten.unique_dim.default",
-               "aten._unique2.default", "aten.repeat_interleave.Tensor", "aten.lift_fresh.default"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refused: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func)
-        if name in self.WAITING:
-            self.refused.append(name)
-        if name.startswith(("aten.index.", "aten.index_put")) and any(
-                getattr(t, "dtype", None) == torch.bool for t in args[1]):
-            self.refused.append(name + " (boolean mask)")
-        return func(*args, **(kwargs or {}))
-
-
-class FakeGraphs:
-    """make_graphed_callables, counted, returning the module itself: GraphCache's keying, limits
-    and fallbacks checked on the CPU. Its warm-up passes, forward and backward as torch's, must
-    use nothing that a CUDA capture refuses (CaptureRules)."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.captured = []
-        monkeypatch.setattr(torch.cuda, "make_graphed_callables", self.capture)
-        monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
-        monkeypatch.setattr(GraphCache, "graphable", lambda cache, inputs: cache.mode_from.training
-                            and torch.is_grad_enabled() == cache.with_grad)
-
-    def capture(self, module, sample_args, pool=None, capture_error_mode="global"):
-        assert pool == "pool" and all(not a.requires_grad or a.is_leaf for a in sample_args)
-        # the pinned torch has the argument: a pin-memory thread's CUDA calls do not break a capture
-        assert capture_error_mode == "thread_local"
-        self.captured.append([tuple(a.shape) for a in sample_args])
-        with CaptureRules() as rules:
-            for _ in range(3):  # the warm-up passes, in training mode, as torch's
-                outputs = [o for o in tree_flatten(module(*sample_args))[0] if o.requires_grad]
-                wrt = [a for a in (*sample_args, *module.parameters()) if a.requires_grad]
-                if outputs:
-                    torch.autograd.grad(outputs, wrt, [torch.ones_like(o) for o in outputs], allow_unused=True)
-        assert not rules.refused, f"a CUDA capture refuses {sorted(set(rules.refused))}"
-        return module
 
 
 def test_graph_cache_captures_once_per_input_signature_up_to_its_limit(monkeypatch):
