@@ -59,10 +59,19 @@ def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _ddp_grad_worker(rank: int, data_dir, out_dir) -> None:
+def _ddp_grad_worker(rank: int, data_dir, out_dir, graphs: bool) -> None:
     from simpledet.engine.trainer import Trainer
 
-    trainer = Trainer(small_config(data_dir, *FROZEN), out_dir)
+    if graphs:  # train.cuda_graphs with the capture stood in: gradients come out of graph replays
+        import simpledet.engine.trainer as trainer_module
+        from simpledet.modeling.graphed_features import enable_cuda_graphs
+        from tests.graph_standin import FakeGraphs
+
+        FakeGraphs(pytest.MonkeyPatch())
+        trainer_module.enable_cuda_graphs = lambda model, n, device, **kw: enable_cuda_graphs(
+            model, n, torch.device("cuda"), **kw)
+    trainer = Trainer(small_config(data_dir, *FROZEN, f"train.cuda_graphs={graphs}"), out_dir)
+    assert (trainer.model.graphed_features is not None) == graphs
     assert trainer.world_size == WORLD and trainer.total_batch == WORLD  # 1 image per process
     assert isinstance(trainer.ddp_model, nn.parallel.DistributedDataParallel)
     _one_image_step(trainer, rank, trainer.ddp_model)  # rank r trains on image r
@@ -70,17 +79,20 @@ def _ddp_grad_worker(rank: int, data_dir, out_dir) -> None:
         torch.save(_grads(trainer.model), out_dir / "ddp_grads.pth")
 
 
-def test_ddp_step_equals_single_process_batch(tmp_path, shapes_dir):
+@pytest.mark.parametrize("graphs", [False, True])
+def test_ddp_step_equals_single_process_batch(tmp_path, shapes_dir, graphs):
     """The losses are normalised per batch (sampled anchors and RoIs of the whole batch), so one
     process with a 2-image batch does not compute the mean of per-image losses. DDP averages the
     gradients of the ranks' losses: with one image per rank that is exactly
     (grad L(image 0) + grad L(image 1)) / 2, which is what one process computing the gradient of
     the mean of the two single-image losses gets. That is the single-process side here, with the
     same random sampling draws per image (seeded before each forward) on both sides and frozen BN
-    so no statistic spans the batch."""
+    so no statistic spans the batch. With train.cuda_graphs (the capture stood in by
+    tests/graph_standin.py), the gradients of the captured parts come out of the replays'
+    autograd Function, and DDP must average those too."""
     from simpledet.engine.trainer import Trainer
 
-    _spawn(_ddp_grad_worker, shapes_dir, tmp_path)
+    _spawn(_ddp_grad_worker, shapes_dir, tmp_path, graphs)
     ddp = torch.load(tmp_path / "ddp_grads.pth", weights_only=True)
 
     threads = torch.get_num_threads()
