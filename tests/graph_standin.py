@@ -56,6 +56,8 @@ class StaticReplay:
         self.forward = forward
         self.params = tuple(module.parameters())
         self.bn_buffers = batch_norm_buffers(module)
+        # the backward graph is captured from the forward's autocast state; recomputing must use it too
+        self.autocast = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
         self.static_inputs = tuple(a.detach().clone() for a in sample_args)
         self.input_requires_grad = [a.requires_grad for a in sample_args]
         # captured in the caller's grad mode, which says which outputs have a gradient
@@ -68,7 +70,8 @@ class StaticReplay:
 
     def recompute(self, with_grad: bool):
         inputs = [s.detach().requires_grad_(with_grad and r) for s, r in zip(self.static_inputs, self.input_requires_grad)]
-        with torch.set_grad_enabled(with_grad):
+        enabled, dtype = self.autocast
+        with torch.set_grad_enabled(with_grad), torch.autocast("cpu", dtype=dtype, enabled=enabled):
             return inputs, tree_flatten(self.forward(*inputs))[0]
 
 

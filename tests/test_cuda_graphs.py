@@ -308,13 +308,14 @@ def test_graph_cache_drops_its_graphs_when_frozen_bn_statistics_change(monkeypat
     assert len(fake.captured) == 2 and len(cache.graphs) == 1
 
 
-@pytest.mark.parametrize("name", ["faster_r18_fpn_shapes.py", "mask_r18_fpn_shapes.py", "cascade_r18_fpn_shapes.py",
-                                  "tridentnet_r18c4_shapes.py"])
-def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkeypatch, name):
-    """With the capture stood in by the module itself, a training step goes through every
+@pytest.mark.parametrize("name, amp", [("faster_r18_fpn_shapes.py", False), ("mask_r18_fpn_shapes.py", False),
+                                       ("cascade_r18_fpn_shapes.py", False), ("tridentnet_r18c4_shapes.py", False),
+                                       ("faster_r18_fpn_shapes.py", True)])
+def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkeypatch, name, amp):
+    """With the capture stood in (tests/graph_standin.py), a training step goes through every
     GraphCache as a CUDA step would (features with gradients, each stage's sampling without, its
-    box head with): one capture each, nothing in them that a capture refuses, the plain model's
-    losses, and the same RoI samples."""
+    box head with): one capture each, nothing in them that a capture refuses, and the plain
+    model's losses and gradients, bit for bit, in fp32 and under (bf16) autocast."""
     fake = FakeGraphs(monkeypatch)
     torch.manual_seed(0)
     plain = build_model(quickstart_config(name)).train()
@@ -328,11 +329,14 @@ def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkey
         expected, got = [], []
         for model, out in ((plain, expected), (graphed, got)):
             torch.manual_seed(step)
-            losses = model(images, targets)
+            model.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                losses = model(images, targets)
             sum(losses.values()).backward()
-            out.append(losses)
+            out.extend([losses, [p.grad for p in model.parameters() if p.requires_grad]])
         for key in expected[0]:
             assert torch.equal(expected[0][key], got[0][key]), key
+        assert all(a is not None and torch.equal(a, b) for a, b in zip(expected[1], got[1]))
     stages = getattr(graphed.roi_heads, "stages", [graphed.roi_heads])
     assert len(graphed.graphed_features.graphs) == 1
     assert all(len(s.graphed_sampling.graphs) >= 1 and len(s.graphed_box_losses.graphs) >= 1 for s in stages)
