@@ -13,9 +13,8 @@
 # --section-timeout S caps every section at S seconds (default: each section's own limit).
 #
 # --small shrinks every size so the whole suite runs end to end on a CPU (the tests do this).
-# --diagnose adds, after everything else, runs that explain rather than report (fp32 speed, where a
-# step's time goes, our models in NCHW, bf16, a compiled backbone); a few more minutes. --small
-# runs those that a CPU can.
+# --diagnose adds, after everything else, runs that explain rather than report (fp32 speed, our
+# models in NCHW, bf16, a compiled backbone); a few more minutes. --small runs those that a CPU can.
 # Wheels found in .whl/ (e.g. faster-coco-eval for a machine without it) are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -177,14 +176,15 @@ speed_compiled() {
 # first: it is the figure a lease is for, and a lease cut short keeps it.
 run_section 200 "speed, mixed precision" speed_amp
 run_section 150 "GPU-only correctness checks" checks
+# where the graphed step's time still goes: what to change next if the speed falls short
+run_section 200 "where a training step's time goes (host against device), mixed precision" profile
 run_section 200 "training speed of every family (batch 2)" train_speed
 run_section 120 "inference: latency at batch 1, throughput at batch 8" infer_speed
-run_section 120 "data loader against the training step" loader_speed
 run_section 200 "quick-start detector trained on $device (CUDA graphs on a GPU, fixed canvas)" quickstart
+run_section 120 "data loader against the training step" loader_speed
 run_section 150 "simpledet score against pycocotools (CPU work: the COCO-sized run of 5,000 images is a CPU benchmark)" score_speed
 if [ "$diagnose" = 1 ] || [ "$small" = 1 ]; then
   run_section 200 "speed, fp32" speed_fp32
-  run_section 200 "where a training step's time goes (host against device), mixed precision" profile
 fi
 if [ "$diagnose" = 1 ] && [ "$small" = 0 ] && [ "$device" = cuda ]; then
   run_section 300 "diagnostics: NCHW (what channels_last is worth), every family with CUDA graphs, cuDNN heuristics for the RoI-count-varying heads, bf16" diagnostics
