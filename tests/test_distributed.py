@@ -72,6 +72,7 @@ def _ddp_grad_worker(rank: int, data_dir, out_dir, graphs: bool) -> None:
             model, n, torch.device("cuda"), **kw)
     trainer = Trainer(small_config(data_dir, *FROZEN, f"train.cuda_graphs={graphs}"), out_dir)
     assert (trainer.model.graphed_features is not None) == graphs
+    assert trainer.ddp_model.broadcast_buffers is False  # frozen BN: the same statistics on every rank
     assert trainer.world_size == WORLD and trainer.total_batch == WORLD  # 1 image per process
     assert isinstance(trainer.ddp_model, nn.parallel.DistributedDataParallel)
     _one_image_step(trainer, rank, trainer.ddp_model)  # rank r trains on image r
@@ -115,6 +116,14 @@ def test_ddp_step_equals_single_process_batch(tmp_path, shapes_dir, graphs):
     assert (flat_a - flat_b).norm() <= 1e-5 * flat_b.norm()
     for n in expected:  # and parameter by parameter
         assert (ddp[n] - expected[n]).norm() <= 1e-5 * expected[n].norm() + 1e-9, n
+
+
+@pytest.mark.parametrize("norm, broadcast", [("frozen_bn", False), ("syncbn", False), ("gn", False), ("bn", True)])
+def test_ddp_broadcasts_buffers_only_for_per_rank_batch_norm_statistics(norm, broadcast):
+    from simpledet.engine.trainer import has_per_rank_statistics
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), make_norm(norm, 8), nn.ReLU())
+    assert has_per_rank_statistics(model) is broadcast
 
 
 # ------------------------------------------------------------------ 2. SyncBN

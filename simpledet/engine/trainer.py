@@ -33,6 +33,7 @@ from simpledet.engine.precision import autocast, autocast_dtype
 from simpledet.engine.schedule import lr_factor, scaled_lr
 from simpledet.errors import UserError
 from simpledet.modeling.graphed_features import enable_cuda_graphs
+from simpledet.modeling.norm import SyncBatchNorm2d
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ class Trainer:
         find_unused = bool(getattr(self.cfg.train, "find_unused_parameters", False)) or \
             os.environ.get("SIMPLEDET_FIND_UNUSED_PARAMETERS", "") == "1"
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused)
+        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused,
+                                       broadcast_buffers=has_per_rank_statistics(model))
 
     # ------------------------------------------------------------ checkpoints
     def _resume(self) -> None:
@@ -304,3 +306,15 @@ class Trainer:
         if metrics_file is not None:
             metrics_file.close()
         return self.out / "model_final.safetensors"
+
+
+def has_per_rank_statistics(model: torch.nn.Module) -> bool:
+    """Whether a rank's buffers can differ from rank 0's during training: only plain BatchNorm's
+    running statistics, which each rank updates from its own images. DDP's default broadcasts
+    every buffer from rank 0 before each forward; frozen BN's statistics are the same everywhere
+    (loaded once, or synchronised when DDP is built), and SyncBN updates its statistics from all
+    ranks' batches, so for the zoo's models that broadcast is a collective per step for nothing
+    (detectron2 and mmdetection turn it off too). It also writes into the frozen statistics without
+    bumping their version counters, which the folded-BN caches and the CUDA graphs key on."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+               and not isinstance(m, (SyncBatchNorm2d, torch.nn.SyncBatchNorm)) for m in model.modules())
