@@ -171,7 +171,7 @@ def test_retinanet_subnets_join_the_captured_part_and_the_eager_path_is_unchange
 
 def test_retinanet_captured_part_holds_nothing_a_capture_refuses(monkeypatch):
     """The backbone, neck and both subnets, through the stood-in capture: one capture, the
-    eager losses."""
+    eager losses and gradients."""
     from tests.helpers import REPO
 
     fake = FakeGraphs(monkeypatch)
@@ -186,6 +186,10 @@ def test_retinanet_captured_part_holds_nothing_a_capture_refuses(monkeypatch):
     expected, got = plain(images, targets), graphed(images, targets)
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
+    sum(expected.values()).backward()
+    sum(got.values()).backward()
+    assert all(a.grad is not None and torch.equal(a.grad, b.grad)
+               for a, b in zip(plain.parameters(), graphed.parameters()) if a.requires_grad)
     assert len(fake.captured) == 1
 
 
