@@ -373,10 +373,10 @@ def test_a_part_whose_capture_cuda_refuses_trains_on_eagerly(monkeypatch, caplog
 
 
 def test_the_gpu_checks_of_the_graphs_run_on_the_cpu_with_the_capture_stood_in(monkeypatch, capsys):
-    """bench/gpu_checks.py's graph checks, run here with the capture stood in by the module itself
+    """bench/gpu_checks.py's graph checks, run here with the capture stood in (tests/graph_standin.py)
     and the CPU for the device: a GPU lease is rare, and a script broken on the way there (or a
-    model bug it trips over) should show here first. On the CPU they compare a model with itself,
-    so they must pass."""
+    model bug it trips over) should show here first. On the CPU the stand-in replays compute what
+    the eager model computes, so they must pass."""
     import sys
 
     import simpledet.modeling.graphed_features as graphed_features
