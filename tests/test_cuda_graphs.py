@@ -16,7 +16,7 @@ from simpledet import build_model, load_config
 from simpledet.engine.trainer import Trainer
 from simpledet.errors import UserError
 from simpledet.modeling.graph_cache import GraphCache
-from simpledet.modeling.graphed_features import enable_cuda_graphs
+from simpledet.modeling.graphed_features import enable_cuda_graphs, rcnn_stages
 from simpledet.modeling.preprocess import ImagePreprocessor, InputConfig
 from tests.graph_standin import FakeGraphs
 from tests.helpers import QUICKSTART, small_config
@@ -169,30 +169,6 @@ def test_retinanet_subnets_join_the_captured_part_and_the_eager_path_is_unchange
         assert torch.equal(expected[key], got[key]), key
 
 
-def test_retinanet_captured_part_holds_nothing_a_capture_refuses(monkeypatch):
-    """The backbone, neck and both subnets, through the stood-in capture: one capture, the
-    eager losses and gradients."""
-    from tests.helpers import REPO
-
-    fake = FakeGraphs(monkeypatch)
-    config = load_config(REPO / "configs/torchvision/retinanet_resnet50_fpn.py",
-                         ["model.input.min_size=(96,)", "model.input.max_size=128"])
-    torch.manual_seed(0)
-    plain = build_model(config).train()
-    graphed = copy.deepcopy(plain)
-    assert enable_cuda_graphs(graphed, 2, CUDA)
-    images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
-    targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70]]), "labels": torch.tensor([1])} for _ in images]
-    expected, got = plain(images, targets), graphed(images, targets)
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
-    sum(expected.values()).backward()
-    sum(got.values()).backward()
-    assert all(a.grad is not None and torch.equal(a.grad, b.grad)
-               for a, b in zip(plain.parameters(), graphed.parameters()) if a.requires_grad)
-    assert len(fake.captured) == 1
-
-
 def test_the_rpn_head_joins_the_captured_part():
     model = quickstart_model()
     enable_cuda_graphs(model, 2, CUDA)
@@ -312,17 +288,22 @@ def test_graph_cache_drops_its_graphs_when_frozen_bn_statistics_change(monkeypat
     assert len(fake.captured) == 2 and len(cache.graphs) == 1
 
 
-@pytest.mark.parametrize("name, amp", [("faster_r18_fpn_shapes.py", False), ("mask_r18_fpn_shapes.py", False),
-                                       ("cascade_r18_fpn_shapes.py", False), ("tridentnet_r18c4_shapes.py", False),
-                                       ("faster_r18_fpn_shapes.py", True)])
-def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkeypatch, name, amp):
+SMALL_RETINANET = ("../torchvision/retinanet_resnet50_fpn.py", "model.input.min_size=(96,)", "model.input.max_size=128")
+
+
+@pytest.mark.parametrize("config, amp", [(("faster_r18_fpn_shapes.py",), False), (("mask_r18_fpn_shapes.py",), False),
+                                         (("cascade_r18_fpn_shapes.py",), False),
+                                         (("tridentnet_r18c4_shapes.py",), False), (SMALL_RETINANET, False),
+                                         (("faster_r18_fpn_shapes.py",), True)])
+def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkeypatch, config, amp):
     """With the capture stood in (tests/graph_standin.py), a training step goes through every
-    GraphCache as a CUDA step would (features with gradients, each stage's sampling without, its
-    box head with): one capture each, nothing in them that a capture refuses, and the plain
-    model's losses and gradients, bit for bit, in fp32 and under (bf16) autocast."""
+    GraphCache as a CUDA step would (features with gradients, each R-CNN stage's sampling
+    without, its box head with; RetinaNet's subnets with the features): one capture each, nothing
+    in them that a capture refuses, and the plain model's losses and gradients, bit for bit, in
+    fp32 and under (bf16) autocast."""
     fake = FakeGraphs(monkeypatch)
     torch.manual_seed(0)
-    plain = build_model(quickstart_config(name)).train()
+    plain = build_model(quickstart_config(*config)).train()
     graphed = copy.deepcopy(plain)
     assert enable_cuda_graphs(graphed, 2, CUDA)
     images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
@@ -341,7 +322,8 @@ def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkey
         for key in expected[0]:
             assert torch.equal(expected[0][key], got[0][key]), key
         assert all(a is not None and torch.equal(a, b) for a, b in zip(expected[1], got[1]))
-    stages = getattr(graphed.roi_heads, "stages", [graphed.roi_heads])
+    stages = rcnn_stages(graphed)
+    assert len(stages) == (0 if config == SMALL_RETINANET else 3 if "cascade" in config[0] else 1)
     assert len(graphed.graphed_features.graphs) == 1
     assert all(len(s.graphed_sampling.graphs) >= 1 and len(s.graphed_box_losses.graphs) >= 1 for s in stages)
     assert len(fake.captured) == 1 + sum(len(s.graphed_sampling.graphs) + len(s.graphed_box_losses.graphs)
