@@ -17,6 +17,7 @@ import json
 import platform
 import statistics
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -238,15 +239,25 @@ def main() -> None:
     scalers = {k: torch.amp.GradScaler("cuda") if fp16 else None for k in models}
 
     results = {}
+    failed = {}  # graphed variants that raised, and why
     for phase in ("train", "inference"):
         names = [k for k in models if phase == "train" or not k.startswith("ours_graphs")]  # graphs: training only
         times = {k: [] for k in names}
         for i in range(args.warmup + args.repeats):
-            for name in names:  # interleaved
+            for name in list(names):  # interleaved
                 model = models[name]
                 if phase == "train":
                     model.train()
-                    t = time_train_step(model, optimizers[name], images, targets, device, args.amp, scalers[name])
+                    try:
+                        t = time_train_step(model, optimizers[name], images, targets, device, args.amp, scalers[name])
+                    except Exception as error:  # a graphed variant that fails must not cost the other rows
+                        if not name.startswith("ours_graphs"):
+                            raise
+                        traceback.print_exc()
+                        failed[name] = f"{type(error).__name__}: {error}"
+                        names.remove(name)
+                        del times[name], models[name]
+                        continue
                 else:
                     model.eval()
                     t = time_inference(model, images[:1], device, args.amp)
@@ -270,6 +281,7 @@ def main() -> None:
     else:
         results["device_name"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     results["settings"] = vars(args) | {"torch": torch.__version__}
+    results["failed"] = failed
 
     print(f"{args.model}: device {results['device_name']}  input {args.height}x{args.width}  amp={args.amp}")
     for phase in ("train", "inference"):
@@ -287,6 +299,8 @@ def main() -> None:
                 mem = f"  peak mem {g['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in g else ""
                 print(f"{phase:9s} {label} {g['seconds']:.3f}s ({g['images_per_s']:.1f} img/s)  "
                       f"ratio {r[f'ratio_{name}_over_torchvision']:.3f}{mem}")
+    for name, why in failed.items():
+        print(f"FAILED    {name}: {why}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
