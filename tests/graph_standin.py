@@ -9,7 +9,11 @@ What the real graphs do that a test should see:
   calls reads the wrong values, as it would on a GPU);
 - gradients reach the inputs and the parameters through one autograd Function, computed from the
   static inputs: a second forward before the first one's backward gives the first one the
-  second's gradients, as a replayed backward graph would.
+  second's gradients, as a replayed backward graph would;
+- every backward writes the same static gradient buffers and hands back aliases of them, which
+  autograd may keep as a parameter's .grad (pytorch issue 181723): a .grad zeroed in place
+  instead of set to None, or a part replayed twice in one step, doubles or loses gradients here
+  as on a GPU.
 """
 
 import torch
@@ -64,6 +68,7 @@ class StaticReplay:
         outputs, self.spec = tree_flatten(forward(*sample_args))
         self.static_outputs = tuple(o.detach().clone() for o in outputs)
         self.output_requires_grad = [o.requires_grad for o in outputs]
+        self.static_grads = {}  # by position among inputs and parameters, made by the first backward
 
     def __call__(self, *inputs: torch.Tensor):
         return tree_unflatten(list(Replay.apply(self, *inputs, *self.params)), self.spec)
@@ -99,7 +104,13 @@ class Replay(torch.autograd.Function):
         with torch.no_grad():
             for buffer, value in zip(replay.bn_buffers, saved):
                 buffer.copy_(value)
-        return None, *(next(found) if x.requires_grad else None for x in (*inputs, *replay.params))
+            # as torch's: every replay writes the same static gradient buffers and hands back aliases
+            # of them, which AccumulateGrad may keep as a parameter's .grad (pytorch issue 181723)
+            grads = [next(found) if x.requires_grad else None for x in (*inputs, *replay.params)]
+            for i, g in enumerate(grads):
+                if g is not None:
+                    replay.static_grads.setdefault(i, torch.empty_like(g)).copy_(g)
+        return None, *(None if g is None else replay.static_grads[i].detach() for i, g in enumerate(grads))
 
 
 class FakeGraphs:

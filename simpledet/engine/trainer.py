@@ -264,6 +264,8 @@ class Trainer:
                 loss = loss * weight
             bad = ~torch.isfinite(loss.detach())
             first_bad = torch.where(bad & (first_bad < 0), iteration, first_bad)  # no host-to-device copy
+            # to None, not zeroed: with train.cuda_graphs a .grad may alias a graph's static gradient
+            # buffer, which the next replay overwrites and would then add to itself
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.distiller is not None:
