@@ -104,10 +104,6 @@ class RoIHeads(nn.Module):
         self.last_matched_gt = matched[image, candidate]  # the sampled rows only from here on
         return list(boxes[image, candidate].split(per_image)), classes[image, candidate], box_targets[image, candidate]
 
-    def losses(self, logits: Tensor, deltas: Tensor, classes: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
-        loss_cls, loss_box = box_losses(logits, deltas, classes, box_targets, self.box_loss_beta)
-        return {"loss_cls": loss_cls, "loss_box": loss_box}
-
     @torch.no_grad()
     def refine(self, deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> list[Tensor]:
         """Proposals moved by class-agnostic deltas and clipped: the next cascade stage's input.
