@@ -171,8 +171,8 @@ speed_compiled() {
     --json "$out/speed_amp_compile.json" | tee -a "$summary"
 }
 
-# limits: guards against a hang, well above what each section needs (the whole suite took 380 s on
-# an H200), and enough for the --small run on 2 CPU cores. The speed against torchvision comes
+# limits: guards against a hang, well above what each section needs (the whole suite took 366 s on
+# an H100, 380 s on an H200), and enough for the --small run on 2 CPU cores. The speed against torchvision comes
 # first: it is the figure a lease is for, and a lease cut short keeps it.
 run_section 200 "speed, mixed precision" speed_amp
 run_section 150 "GPU-only correctness checks" checks

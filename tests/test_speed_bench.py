@@ -11,12 +11,17 @@ from tests.graph_standin import FakeGraphs
 from tests.helpers import REPO
 
 
-def test_a_graphed_variant_that_raises_is_named_and_the_other_rows_still_reported(monkeypatch, tmp_path, capsys):
-    FakeGraphs(monkeypatch)
+@pytest.fixture
+def speed(monkeypatch):
+    """bench/speed.py, freshly imported (a test patches its globals)."""
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     sys.modules.pop("speed", None)
     import speed
+    return speed
 
+
+def test_a_graphed_variant_that_raises_is_named_and_the_other_rows_still_reported(speed, monkeypatch, tmp_path, capsys):
+    FakeGraphs(monkeypatch)
     enable = speed.enable_cuda_graphs
 
     def enable_and_break_the_full_graphs(model, max_shapes, device, heads=True):
@@ -46,11 +51,7 @@ def test_a_graphed_variant_that_raises_is_named_and_the_other_rows_still_reporte
     assert "ours with train.cuda_graphs, R-CNN stage eager" in printed
 
 
-def test_a_failure_of_our_eager_model_is_not_swallowed(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    sys.modules.pop("speed", None)
-    import speed
-
+def test_a_failure_of_our_eager_model_is_not_swallowed(speed, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("planted failure of the eager step")
 
