@@ -1,5 +1,5 @@
 # Two entry points: `make demo` (train + evaluate the quick-start detector on the CPU) and
-# `make test` (the whole test suite). Both create the virtual environment they need.
+# `make test` (ruff over the tree, then the whole test suite). Both create the virtual environment they need.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,6 +33,7 @@ demo: $(VENV)/.installed
 		print(f\"demo: box AP50 {m['AP50']:.3f} (target >= 0.8), AP {m['AP']:.3f}; pictures in runs/demo/vis\")"
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 clean:

@@ -1,14 +1,16 @@
 """What the host launches in the eager part of a training step with train.cuda_graphs, counted on
 the CPU: no GPU needed, and the counts are the same on one.
 
-On a fast GPU our step is bound by the host (docs/benchmarks.md): with the backbone, neck and dense
-head replayed as CUDA graphs, what is left is the heads' operators, each launched one by one,
-and the points where the host waits for the device. The first wait (the first NMS) comes once the
-device has run the backbone; from there to the end of the step the device mostly waits for the
-host, so the operators after it (the "serial window") set the step's time. This script runs one
-training step with the captured part computed outside the count (as the graph would) and counts,
-per part of the model: the operators dispatched, those that launch a kernel (not views), and
-the waits: nonzero, bincount (two on CUDA), item, boolean-mask indexing, Tensor.tolist, NMS.
+On a fast GPU a detector's step at 2 images is bound by the host unless its launches are few:
+with the backbone, neck and dense head replayed as CUDA graphs, what is left is the heads'
+operators, each launched one by one, and the points where the host waits for the device. The
+first wait (the first NMS) comes once the device has run the backbone; from there to the end of
+the step the device mostly waits for the host, so the operators after it (the "serial window")
+set the step's time. This script runs one training step with the captured parts replayed outside
+the count, forward and backward, as the graphs would be (their parameters' gradients are still
+accumulated, in the count), and counts, per part of the model: the operators dispatched, those
+that launch a kernel (not views), and the waits: nonzero, bincount (two on CUDA), item,
+boolean-mask indexing, Tensor.tolist, NMS.
 
     python bench/count_ops.py                         # ours_tv Faster R50-FPN
     python bench/count_ops.py --only "Mask,RetinaNet" --json runs/count_ops.json
@@ -17,19 +19,16 @@ the waits: nonzero, bincount (two on CUDA), item, boolean-mask indexing, Tensor.
 import argparse
 import collections
 import json
-import threading
 from pathlib import Path
 
 import torch
-import torchvision
 from speed import calibrate_frozen_bn, make_inputs, sgd
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_unflatten
 from train_speed import FAMILIES
 
-import simpledet.structures.nms as nms_module
-from simpledet.modeling.graphed_features import DenseHead, Features, rcnn_stages
-from simpledet.modeling.heads.roi_heads import BoxHeadLosses
+from simpledet.accel.concurrent_nms import concurrent_nms
+from simpledet.accel.cuda_graphs import replace_graphable_parts
 
 WAITING = {"aten.nonzero.default", "aten._local_scalar_dense.default", "aten.bincount.default",
            "torchvision.nms.default", "aten.masked_select.default", "aten.unique_dim.default",
@@ -74,16 +73,17 @@ class OpCounter(TorchDispatchMode):
 
 
 class Replayed(torch.autograd.Function):
-    """A graphed module's replay, uncounted: forward, and backward to its inputs and parameters,
-    as make_graphed_callables' function does with its two graphs. (Without gradients, the forward
-    alone: replayed_without_grad.)"""
+    """A graphed part's replay, uncounted: forward, and backward to its inputs and parameters,
+    as make_graphed_callables' function does with its two graphs."""
 
     @staticmethod
-    def forward(ctx, counter, module, num_inputs, *inputs_and_params):
+    def forward(ctx, counter, module, num_inputs, spec, *inputs_and_params):
+        """spec: a list that receives the structure of the outputs (the function returns them flat)."""
         counter.paused = True
         inputs = [x.detach().requires_grad_(x.requires_grad) for x in inputs_and_params[:num_inputs]]
         with torch.enable_grad():
-            outputs = module(*inputs)
+            outputs, structure = tree_flatten(module(*inputs))
+        spec.append(structure)
         counter.paused = False
         ctx.counter, ctx.outputs = counter, outputs
         ctx.wanted = [x for x in inputs if x.requires_grad] + list(inputs_and_params[num_inputs:])
@@ -93,17 +93,31 @@ class Replayed(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         ctx.counter.paused = True
-        pairs = [(o, g) for o, g in zip(ctx.outputs, grads) if o.requires_grad]  # not the deltas
+        pairs = [(o, g) for o, g in zip(ctx.outputs, grads) if o.requires_grad and g is not None]
         found = iter(torch.autograd.grad([o for o, _ in pairs], ctx.wanted, [g for _, g in pairs], allow_unused=True))
         ctx.counter.paused = False
-        return (None, None, None, *(next(found) if wanted else None for wanted in ctx.mark))
+        return (None, None, None, None, *(next(found) if wanted else None for wanted in ctx.mark))
 
 
-def replayed_without_grad(counter, module, inputs):
-    counter.paused = True
-    outputs = module(*inputs)
-    counter.paused = False
-    return outputs
+def replay_outside_the_count(counter: "OpCounter"):
+    """The runner replace_graphable_parts installs in place of each CUDA graph: the part runs, as
+    a replay would, but the counter does not see it (a graph is two launches, not its kernels)."""
+    def make_runner(make_module, mode_from, with_grad, what):
+        module = make_module()
+        params = [p for p in module.parameters() if p.requires_grad]
+
+        def run(*inputs):
+            if not with_grad:
+                counter.paused = True
+                try:
+                    return module(*inputs)
+                finally:
+                    counter.paused = False
+            spec = []
+            flat = Replayed.apply(counter, module, len(inputs), spec, *inputs, *params)
+            return tree_unflatten(list(flat), spec[0])
+        return run
+    return make_runner
 
 
 def count_row(name, build, masks, args) -> dict:
@@ -113,31 +127,15 @@ def count_row(name, build, masks, args) -> dict:
     calibrate_frozen_bn(model, images)
     optimizer = sgd(model, True, "cpu")
     counter = OpCounter()
-    features = Features(model.backbone, model.neck, DenseHead.of(model))
-
-    def graphed(batch):  # what the CUDA graph would compute, outside the count
-        counter.paused = True
-        with torch.no_grad():
-            feats, head = features(batch)
-        outputs = tree_map(lambda t: t.detach().requires_grad_(), (feats, head))
-        counter.paused = False
-        return outputs
-
-    model.graphed_features = graphed
-    for stage in rcnn_stages(model):  # train.cuda_graph_heads: replayed, outside the count
-        stage.graphed_sampling = lambda *inputs, sampling=stage.sampling: replayed_without_grad(counter, sampling, inputs)
-        if BoxHeadLosses.capturable(stage):
-            box_losses = BoxHeadLosses(stage)
-            params = [p for p in box_losses.parameters() if p.requires_grad]
-            stage.graphed_box_losses = (lambda *inputs, box_losses=box_losses, params=params:
-                                        Replayed.apply(counter, box_losses, len(inputs), *inputs, *params))
+    replace_graphable_parts(model, replay_outside_the_count(counter))
     for part_name, child in model.named_children():
         if part_name not in ("backbone", "neck"):
             child.register_forward_pre_hook(lambda module, inputs, n=part_name: setattr(counter, "part", n))
 
-    # NMS in pool threads and tolist (not dispatched on the CPU) are counted where they are called
-    main_thread = threading.get_ident()
-    tolist, nms = torch.Tensor.tolist, torchvision.ops.nms
+    # NMS in pool threads and tolist (not dispatched on the CPU) are counted where they are called:
+    # each NMS call of the RPN's nms_each (its public kernel slot) is one wait, made at once by
+    # accel.concurrent_nms
+    tolist = torch.Tensor.tolist
     active = [False]
 
     def counted_tolist(tensor):
@@ -145,13 +143,21 @@ def count_row(name, build, masks, args) -> dict:
             counter.wait("tolist")
         return tolist(tensor)
 
-    def counted_nms(*nms_args):
-        if active[0] and threading.get_ident() != main_thread:
-            counter.wait("nms (pool thread)")
-        return nms(*nms_args)
+    def counted(nms_each):
+        def run(groups, iou_thresh, offsets=None):
+            for _ in groups if active[0] else ():
+                counter.wait("nms (pool thread)" if nms_each is concurrent_nms else "nms")
+            counter.paused = True  # its operators are the NMS calls counted here
+            try:
+                return nms_each(groups, iou_thresh, offsets)
+            finally:
+                counter.paused = False
+        return run
 
+    rpn = model.dense_head if model.rcnn_stages() else None
+    if rpn is not None:
+        rpn.nms_each = counted(rpn.nms_each)
     torch.Tensor.tolist = counted_tolist
-    nms_module.nms = counted_nms
     try:
         for step in range(2):  # the second step is counted: caches (anchors, layouts) are warm
             if step:
@@ -168,7 +174,7 @@ def count_row(name, build, masks, args) -> dict:
                 counter.part = "optimizer"
                 optimizer.step()
     finally:
-        torch.Tensor.tolist, nms_module.nms = tolist, nms
+        torch.Tensor.tolist = tolist
     parts = {p: {"ops": counter.ops[p], "kernels": counter.kernels[p]} for p in counter.ops}
     waits = collections.Counter()
     for (part, what), n in counter.waits.items():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from simpledet import build_model, load_config
-from simpledet.modeling.backbones.resnet import ResNet
+from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.layers.deform_conv import DeformConv2d
 
 REPO = Path(__file__).resolve().parents[1]  # configs are found from any working directory
@@ -33,7 +33,7 @@ def main() -> int:
     failures += not ok
     print(f"dcn zero offsets == conv on CUDA: max diff {diff:.2e} {'ok' if ok else 'FAIL'}")
 
-    net = ResNet(depth=50, dcn_blocks=(0, 4, 6, 0), out_features=("c4",)).to(dev).train()
+    net = ResNetConfig(depth=50, dcn_blocks=(0, 4, 6, 0), out_features=("c4",)).build().to(dev).train()
     with torch.autocast("cuda", dtype=torch.float16):
         out = net(torch.rand(2, 3, 256, 256, device=dev))["c4"]
     out.float().square().mean().backward()
@@ -75,7 +75,7 @@ def check_concurrent_nms(dev: torch.device) -> int:
 
     from torchvision.ops import nms
 
-    from simpledet.structures.nms import concurrent_nms
+    from simpledet.accel.concurrent_nms import concurrent_nms
 
     def groups() -> list:
         out = []
@@ -113,7 +113,8 @@ def check_concurrent_nms(dev: torch.device) -> int:
 def check_cuda_graphs(dev: torch.device) -> int:
     """train.cuda_graphs: training steps through the captured backbone, neck and dense head (the
     RPN's, RetinaNet's subnets), and each R-CNN stage's sampling and 2MLP box head with its losses
-    (train.cuda_graph_heads), give the eager model's losses and gradients (fp32 and fp16 autocast), one capture per input
+    (train.cuda_graph_heads), give the eager model's losses and gradients (fp32 and fp16 autocast), one
+    capture per input
     shape, and evaluation stays eager."""
     failures = 0
     benchmark = torch.backends.cudnn.benchmark
@@ -132,17 +133,17 @@ def check_cuda_graphs(dev: torch.device) -> int:
 
 
 def check_graphed_sampling(dev: torch.device) -> int:
-    """The R-CNN sampling graph (train.cuda_graph_heads) against the same module run eagerly, on
-    twenty fresh inputs of one padded size: the same sampled candidates, counts, matches, classes
-    and targets, bit for bit. Fresh inputs every round: a replay that read stale buffers, or
-    outputs overwritten before they are read, would differ."""
-    from simpledet.modeling.graph_cache import GraphCache
-    from simpledet.modeling.heads.roi_heads import SamplingTargets
-    from simpledet.structures.targets import PaddedGroundTruth, pad_boxes
+    """The R-CNN sampling graph (train.cuda_graph_heads) against the same stage's method run
+    eagerly, on twenty fresh inputs of one padded size: the same sampled candidates, counts,
+    matches, classes and targets, bit for bit. Fresh inputs every round: a replay that read stale
+    buffers, or outputs overwritten before they are read, would differ."""
+    from simpledet.accel.cuda_graphs import enable_cuda_graphs
+    from simpledet.structures.ground_truth import PaddedGroundTruth, pad_boxes
 
-    heads = build_model(load_config(QUICKSTART)).to(dev).train().roi_heads
-    cache = GraphCache(lambda: SamplingTargets(heads.matcher, heads.sampler, heads.box_coder), heads, 1,
-                       "R-CNN sampling", with_grad=False)
+    model = build_model(load_config(QUICKSTART)).to(dev).train()
+    enable_cuda_graphs(model, 1, dev)
+    heads = model.roi_heads
+    graphed = heads.match_and_sample  # the instance's replacement: padding, then the graph
     g = torch.Generator(device=dev).manual_seed(0)
 
     def boxes(n: int) -> torch.Tensor:
@@ -155,13 +156,14 @@ def check_graphed_sampling(dev: torch.device) -> int:
             counts = [(3 + round_ % 5, 900 + 7 * round_), (8, 1000 - 5 * round_)]  # (ground truths, candidates)
             gt = PaddedGroundTruth.of([{"boxes": boxes(n), "labels": torch.randint(1, 9, (n,), device=dev,
                                                                                    generator=g)}
-                                       for n, _ in counts], dev).padded_to(8)
-            candidates, valid = pad_boxes([boxes(m) for _, m in counts], dev, 1024)
+                                       for n, _ in counts], dev)
+            candidates, valid = pad_boxes([boxes(m) for _, m in counts], dev)
             priority = torch.rand((2, *valid.shape), device=dev, generator=g)
             inputs = (gt.boxes, gt.valid, gt.labels, candidates, valid, priority)
-            graphed = [t.clone() for t in cache(*inputs)]
-            eager = cache.eager(*inputs)
-            mismatches += sum(not torch.equal(a, b) for a, b in zip(graphed, eager))
+            replayed = [t.clone() for t in graphed(*inputs)]
+            eager = type(heads).match_and_sample(heads, *inputs)
+            mismatches += sum(not torch.equal(a, b) for a, b in zip(replayed, eager))
+    cache = graphed.runner
     ok = mismatches == 0 and len(cache.graphs) == 1 and not cache.capture_failed
     print(f"R-CNN sampling graph == eager (20 fresh inputs, one capture): {mismatches} mismatched outputs, "
           f"{len(cache.graphs)} capture {'ok' if ok else 'FAIL'}")
@@ -222,7 +224,7 @@ def compare_graphed_with_eager(cfg, family: str, amp: bool, dev: torch.device) -
     """Three SGD steps of a model through train.cuda_graphs against the same model eager."""
     import copy
 
-    from simpledet.modeling.graphed_features import enable_cuda_graphs, rcnn_stages
+    from simpledet.accel.cuda_graphs import enable_cuda_graphs
 
     torch.manual_seed(0)
     eager = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
@@ -249,17 +251,18 @@ def compare_graphed_with_eager(cfg, family: str, amp: bool, dev: torch.device) -
     grad_rel = max(((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item()
                    for a, b in zip(grads["eager"], grads["graphed"]))
     tol = 2e-2 if amp else 1e-3
-    captured = len(graphed.graphed_features.graphs)
+    captured = len(graphed.dense_step.graphs)
+
     def head_captures() -> list[int]:  # per R-CNN stage: sampling, and box head with losses
-        return [len(cache.graphs) for stage in rcnn_stages(graphed)
-                for cache in (stage.graphed_sampling, stage.graphed_box_losses)]
+        return [len(cache.graphs) for stage in graphed.rcnn_stages()
+                for cache in (stage.match_and_sample.runner, stage.box_head_losses)]
 
     heads = head_captures()
     graphed.eval()
     with torch.no_grad():
         graphed([images[0]])  # eval: eager, no new capture
     # each graphed part of the heads captured at least once (more where the padded sizes varied)
-    ok = (loss_rel < tol and grad_rel < tol and captured == 1 and len(graphed.graphed_features.graphs) == 1
+    ok = (loss_rel < tol and grad_rel < tol and captured == 1 and len(graphed.dense_step.graphs) == 1
           and all(n >= 1 for n in heads) and heads == head_captures())
     print(f"cuda graphs, {family} ({'fp16' if amp else 'fp32'}) == eager over 3 SGD steps: loss rel {loss_rel:.1e}, "
           f"gradient rel {grad_rel:.1e}, {captured} capture, heads' captures {heads} {'ok' if ok else 'FAIL'}")

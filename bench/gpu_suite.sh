@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one run, made to fit a short GPU lease:
+# Every GPU measurement in one run, made to fit a short slot of GPU time:
 # training speed of our Faster R-CNN R50-FPN against torchvision's (mixed precision; ours also
 # with train.cuda_graphs), GPU-only checks, every family's training img/s and memory (fp32 and
 # mixed), inference latency and throughput, the loader against the model, the quick-start detector
@@ -9,7 +9,7 @@
 #   bench/gpu_suite.sh [--small] [--diagnose] [--section-timeout S] [OUT_DIR]   (default OUT_DIR: runs/gpu_suite)
 #
 # A section that fails or runs past its time limit is named in summary.txt and the suite goes on
-# to the next: one broken benchmark must not cost the rest of a rare lease. The suite then exits 1.
+# to the next: one broken benchmark must not cost the rest of scarce GPU time. The suite then exits 1.
 # --section-timeout S caps every section at S seconds (default: each section's own limit).
 #
 # --small shrinks every size so the whole suite runs end to end on a CPU (the tests do this).
@@ -171,9 +171,9 @@ speed_compiled() {
     --json "$out/speed_amp_compile.json" | tee -a "$summary"
 }
 
-# limits: guards against a hang, well above what each section needs (the whole suite took 366 s on
-# an H100, 380 s on an H200), and enough for the --small run on 2 CPU cores. The speed against torchvision comes
-# first: it is the figure a lease is for, and a lease cut short keeps it.
+# limits: guards against a hang, well above what each section needs (docs/benchmarks.md gives the
+# suite's running time), and enough for the --small run on 2 CPU cores. The speed against torchvision comes
+# first: it is the figure the GPU time is for, and a run cut short keeps it.
 run_section 200 "speed, mixed precision" speed_amp
 run_section 150 "GPU-only correctness checks" checks
 # where the graphed step's time still goes: what to change next if the speed falls short

@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 import torch
+import train_speed
 from speed import calibrate_frozen_bn, make_inputs, sgd
 from torch.profiler import ProfilerActivity, profile, record_function
-import train_speed
-from simpledet.modeling.graphed_features import enable_cuda_graphs
 from train_speed import FAMILIES
+
+from simpledet.accel.cuda_graphs import enable_cuda_graphs
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::item")  # ops that wait for the device
 
@@ -166,7 +167,8 @@ def main():
     for r in rows:
         item_nonzero = sum(r["sync_ops"].values())
         print(f"| {r['row']} | {r['wall_ms']:.1f} | {r['host_ms']:.1f} | {r['device_busy_ms']:.1f} / "
-              f"{r['device_union_ms']:.1f} / {r['profiled_span_ms']:.1f} | {r['kernels']:.0f} ({r['short_kernels']:.0f}) | "
+              f"{r['device_union_ms']:.1f} / {r['profiled_span_ms']:.1f} | "
+              f"{r['kernels']:.0f} ({r['short_kernels']:.0f}) | "
               f"{r['aten_ops']:.0f} | {r['runtime_syncs']:.0f} / {item_nonzero:.0f} |")
     for r in rows:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in r["host_ms_by_part"].items())

@@ -28,9 +28,9 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from simpledet import build_model, load_config
-from simpledet.config import Config
-from simpledet.engine.trainer import make_optimizer
-from simpledet.modeling.graphed_features import enable_cuda_graphs
+from simpledet.accel.cuda_graphs import enable_cuda_graphs
+from simpledet.config import TrainConfig
+from simpledet.engine.optimizer import build_optimizer
 from simpledet.weights.torchvision import convert_torchvision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,8 +101,10 @@ def calibrate_frozen_bn(model: torch.nn.Module, images: list[torch.Tensor]) -> N
     zoo's v1 backbones), past fp16's range: mixed-precision steps would then time inf and NaN
     arithmetic. Calibrated, activations have the size a pretrained network's have. Applied to
     both sides of every comparison; it changes values, not the work done."""
+    # our blocks fold frozen BN into their convolutions (their fuse_frozen_bn setting): unfolded
+    # while calibrating, so that the BN modules run and see their inputs
     folded = [m for m in model.modules() if getattr(m, "fuse_frozen_bn", False)]
-    for m in folded:  # the BN modules must run to see their inputs
+    for m in folded:
         m.fuse_frozen_bn = False
 
     def take_statistics(module, args):
@@ -179,9 +181,9 @@ NON_FINITE: list[torch.nn.Module] = []
 
 def sgd(model: torch.nn.Module, ours: bool, device) -> torch.optim.Optimizer:
     """Each side's default SGD: torch's (foreach on GPU) for torchvision, our trainer's (fused,
-    momentum buffers zeroed up front: engine/trainer.py make_optimizer) for ours."""
+    momentum buffers zeroed up front: engine/optimizer.py) for ours."""
     if ours:
-        return make_optimizer([model], Config(), 1e-4, torch.device(device))
+        return build_optimizer([model], TrainConfig(), 1e-4, torch.device(device))
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
                            weight_decay=1e-4)
 
@@ -275,7 +277,8 @@ def main() -> None:
         for name, model in models.items():
             model.train()
             results["train"][name]["peak_memory_gib"] = peak_memory(
-                lambda: time_train_step(model, optimizers[name], images, targets, device, args.amp, scalers[name]),
+                lambda model=model, name=name: time_train_step(model, optimizers[name], images, targets, device,
+                                                               args.amp, scalers[name]),
                 device)
         results["device_name"] = torch.cuda.get_device_name(device)
     else:
@@ -288,7 +291,8 @@ def main() -> None:
         r = results[phase]
         extra = ""
         if "peak_memory_gib" in r["ours"]:
-            extra = f"  peak mem ours {r['ours']['peak_memory_gib']:.2f} GiB, torchvision {r['torchvision']['peak_memory_gib']:.2f} GiB"
+            extra = (f"  peak mem ours {r['ours']['peak_memory_gib']:.2f} GiB, "
+                     f"torchvision {r['torchvision']['peak_memory_gib']:.2f} GiB")
         print(f"{phase:9s} ours {r['ours']['seconds']:.3f}s ({r['ours']['images_per_s']:.1f} img/s)  "
               f"torchvision {r['torchvision']['seconds']:.3f}s ({r['torchvision']['images_per_s']:.1f} img/s)  "
               f"ratio {r['ratio_ours_over_torchvision']:.3f}{extra}")

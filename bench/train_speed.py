@@ -21,8 +21,8 @@ import torch
 from speed import calibrate_frozen_bn, make_inputs, sgd, size_overrides, torchvision_model  # as bench/speed.py
 
 from simpledet import build_model, load_config
-from simpledet.modeling.graphed_features import enable_cuda_graphs
-from simpledet.zoo_reference import ZOO
+from simpledet.accel.cuda_graphs import enable_cuda_graphs
+from simpledet.published_results import ZOO
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", action="store_true", help="also measure mixed precision")
-    ap.add_argument("--amp-only", action="store_true", help="mixed precision alone (a short GPU lease)")
+    ap.add_argument("--amp-only", action="store_true", help="mixed precision alone (when GPU time is short)")
     ap.add_argument("--amp-dtype", choices=("float16", "bfloat16"), default=None,
                     help="default: float16 on GPU, bfloat16 on the CPU")
     ap.add_argument("--batch", type=int, default=2)

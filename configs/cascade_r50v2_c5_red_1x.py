@@ -12,6 +12,7 @@ from simpledet.config import load_config
 from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.modeling.heads.box_head import MLPHeadConfig
 from simpledet.modeling.heads.cascade_roi_heads import CascadeRoIHeadsConfig
+from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.necks.reduce import ReduceNeckConfig
 
 config = load_config(Path(__file__).parent / "faster_r50v2c4_c5_256roi_1x.py")
@@ -19,9 +20,11 @@ config.model.backbone = ResNetV2Config(depth=50, norm="frozen_bn", freeze_at=2, 
                                        data_bn=True, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2))
 config.model.neck = ReduceNeckConfig(feature="c5", out_channels=1024)
 config.model.roi_heads = CascadeRoIHeadsConfig(
-    in_features=("c5_reduced",), pooler_resolution=7,
-    box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=True),  # SimpleDet's cascade fcs have biases
+    stage=RoIHeadsConfig(in_features=("c5_reduced",), pooler_resolution=7,
+                         # SimpleDet's cascade fcs have biases (its plain 2MLP head has none)
+                         box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=True),
+                         class_agnostic=True, batch_size_per_image=256, positive_fraction=0.25),
     fg_ious=(0.5, 0.6, 0.7),
-    box_stds=((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067)),
-    loss_weights=(1.0, 0.5, 0.25), batch_size_per_image=256, positive_fraction=0.25)
+    box_weights=((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (1 / 0.033, 1 / 0.033, 1 / 0.067, 1 / 0.067)),
+    loss_weights=(1.0, 0.5, 0.25))
 config.train.clip_grad_norm = None

@@ -7,9 +7,10 @@ and std 1, and the warmup is 500 iterations (SimpleDet's config/retina_r50v1_fpn
 from pathlib import Path
 
 from simpledet.config import load_config
+from simpledet.modeling.preprocess import MSRA_MEAN_255, UNIT_STD
 
 config = load_config(Path(__file__).parent / "resnet_v1b/retina_r50v1b_fpn_1x.py")
 config.model.backbone.variant = "v1"
-config.model.input.mean = (122.7717, 115.9465, 102.9801)
-config.model.input.std = (1.0, 1.0, 1.0)
+config.model.input.mean = MSRA_MEAN_255
+config.model.input.std = UNIT_STD
 config.train.warmup_iters = 500

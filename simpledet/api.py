@@ -9,23 +9,21 @@ from torch import nn
 from simpledet.config import Config
 from simpledet.engine.checkpoint import load_weights
 
+log = logging.getLogger(__name__)
+
 
 def build_model(cfg: Config, load_pretrained: bool = True) -> nn.Module:
     """The detector described by `cfg.model`: random weights, and the backbone's ImageNet weights
     when `model.backbone.pretrained` names a file (SimpleDet's MXNet .params, a torchvision ResNet,
-    or one of ours); C4 detectors also take stage 5, which lives in their RoI head, from it."""
+    or one of ours) in every module the detector says such a file initialises (a C4 detector's
+    stage 5, which lives in its RoI head, too)."""
     model = cfg.model.build()
-    path = getattr(cfg.model.backbone, "pretrained", None)
+    path = cfg.model.backbone.pretrained
     if load_pretrained and path:
-        from simpledet.weights.mxnet_backbone import load_pretrained_backbone
+        from simpledet.weights.pretrained import load_pretrained_weights
 
-        backbone = getattr(model.backbone, "body", model.backbone)  # TridentNet wraps its ResNet
-        reports = [load_pretrained_backbone(backbone, path)]
-        box_head = getattr(getattr(model, "roi_heads", None), "box_head", None)
-        if hasattr(box_head, "layer4"):
-            reports.append(load_pretrained_backbone(box_head, path))
-        for report in reports:
-            logging.getLogger(__name__).info("%s: %s", path, report.summary())
+        for report in load_pretrained_weights(model.pretrained_modules(), path):
+            log.info("%s: %s", path, report.summary())
     return model
 
 
@@ -45,6 +43,8 @@ class Predictor:
 
     def __init__(self, cfg: Config, weights: str | Path | None = None, device: str = "auto",
                  category_names: list[str] | None = None, label_to_category_id: dict[int, int] | None = None) -> None:
+        from simpledet.engine.tta import inference_fn
+
         self.cfg = cfg
         self.device = resolve_device(device)
         self.model = build_model(cfg, load_pretrained=weights is None)
@@ -53,8 +53,6 @@ class Predictor:
         self.model.eval().to(self.device)
         if cfg.test.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        from simpledet.engine.tta import inference_fn
-
         self.detect = inference_fn(self.model, cfg)
         self.category_names = category_names
         self.label_to_category_id = label_to_category_id

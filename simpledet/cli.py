@@ -49,12 +49,13 @@ def _eval(args) -> None:
     from simpledet.config import load_config
     from simpledet.data.coco import CocoDetection
     from simpledet.engine import distributed
-    from simpledet.engine.checkpoint import atomic_write_text, load_weights
+    from simpledet.engine.checkpoint import load_weights
     from simpledet.engine.evaluator import evaluate_detections, format_results, write_metrics
     from simpledet.engine.inference import run_on_dataset
     from simpledet.engine.labels import check_num_classes, model_label_to_category_id
-    from simpledet.engine.mask_outputs import evaluate_masks, has_masks
+    from simpledet.engine.mask_outputs import evaluate_masks
     from simpledet.engine.tta import inference_fn
+    from simpledet.files import atomic_write_text
 
     cfg = load_config(args.config, args.overrides)
     weights = Path(args.weights)
@@ -80,7 +81,7 @@ def _eval(args) -> None:
     print(format_results(result))
     write_metrics(out / "metrics.json", result)
     print(f"wrote {out / 'metrics.json'} and {out / 'detections.json'}")
-    if has_masks(cfg.model):  # mask AP beside box AP
+    if cfg.model.predicts_masks:  # mask AP beside box AP
         segm = evaluate_masks(cfg.data.val.ann_file, records)
         print("\nMask AP (segm):\n" + format_results(segm))
         write_metrics(out / "metrics_segm.json", segm)
@@ -109,8 +110,9 @@ def _predict(args) -> None:
     from simpledet.api import Predictor
     from simpledet.config import load_config
     from simpledet.data.image_io import read_image
-    from simpledet.engine.checkpoint import atomic_write_text
-    from simpledet.engine.mask_outputs import add_segmentations, masks_for_drawing
+    from simpledet.engine.evaluator import detections_to_coco
+    from simpledet.engine.mask_outputs import masks_for_drawing
+    from simpledet.files import atomic_write_text
     from simpledet.visualize import draw_detections, save_image
 
     weights = Path(args.weights)
@@ -121,9 +123,8 @@ def _predict(args) -> None:
         cfg = _config_of_checkpoint(weights, args.overrides)
     if not args.images:
         raise UserError("predict needs at least one image")
-    if args.score_thresh is not None:  # the final head: R-CNN heads or a one-stage head
-        final_head = getattr(cfg.model, "roi_heads", None) or cfg.model.head
-        final_head.score_thresh = args.score_thresh
+    if args.score_thresh is not None:
+        cfg.model.final_head.score_thresh = args.score_thresh
     categories = _checkpoint_categories(weights)
     names, label_to_cat = None, None
     if categories is not None and cfg.data.contiguous_labels:
@@ -131,6 +132,8 @@ def _predict(args) -> None:
         label_to_cat = {i + 1: cat for i, cat in enumerate(categories[1])}
     predictor = Predictor(cfg, weights, device=cfg.train.device, category_names=names,
                           label_to_category_id=label_to_cat)
+    # without the checkpoint's categories, labels are written as they are
+    written_ids = label_to_cat or {label: label for label in range(cfg.model.num_classes + 1)}
     records = []
     for path in args.images:
         try:
@@ -139,22 +142,15 @@ def _predict(args) -> None:
             print(f"warning: {e}", file=sys.stderr)
             continue
         det = predictor(image)
-        boxes = det["boxes"]
-        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
-        cats = det.get("category_ids", det["labels"].tolist())
-        image_records = [{"file_name": str(path), "category_id": int(cat),
-                          "bbox": [round(v, 3) for v in box], "score": round(score, 5)}
-                         for box, cat, score in zip(xywh.tolist(), cats, det["scores"].tolist())]
-        if "masks" in det:  # RLE `segmentation`, COCO's results format
-            add_segmentations(image_records, det["masks"])
-        records.extend(image_records)
+        records += detections_to_coco([det], [{"file_name": str(path)}], written_ids, box_decimals=3, score_decimals=5)
         if args.vis:
             labels = det.get("names", [str(lab) for lab in det["labels"].tolist()])
             # small images are enlarged so that the labels stay readable
             zoom = max(1, 512 // max(image.shape[-2:]))
             if zoom > 1:
                 image = torch.nn.functional.interpolate(image[None], scale_factor=zoom, mode="nearest")[0]
-            drawn = draw_detections(image, boxes * zoom, labels, det["scores"], masks=masks_for_drawing(det, zoom))
+            drawn = draw_detections(image, det["boxes"] * zoom, labels, det["scores"],
+                                    masks=masks_for_drawing(det, zoom))
             save_image(Path(args.vis) / (Path(path).stem + ".png"), drawn)
     atomic_write_text(args.out, json.dumps(records, indent=1))
     print(f"{len(records)} detections on {len(args.images)} image(s) -> {args.out}"
@@ -164,7 +160,8 @@ def _predict(args) -> None:
 def _convert(args) -> None:
     from safetensors.torch import save_file
 
-    from simpledet.engine.checkpoint import atomic_write_text, read_state_dict
+    from simpledet.engine.checkpoint import read_state_dict
+    from simpledet.files import atomic_write, atomic_write_text
     from simpledet.weights.torchvision import convert_torchvision, is_torchvision_detection
 
     state = read_state_dict(args.src)
@@ -172,9 +169,9 @@ def _convert(args) -> None:
         raise UserError(f"{args.src}: not a torchvision detection checkpoint (no backbone.body.* parameters)")
     converted, skipped = convert_torchvision(state)
     dst = Path(args.dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in converted.items()}, str(dst))
-    atomic_write_text(dst.with_suffix(".json"), json.dumps({"source": str(args.src), "converted_from": "torchvision"}) + "\n")
+    atomic_write(dst, lambda tmp: save_file({k: v.contiguous() for k, v in converted.items()}, tmp))
+    meta = {"source": str(args.src), "converted_from": "torchvision"}
+    atomic_write_text(dst.with_suffix(".json"), json.dumps(meta) + "\n")
     print(f"converted {len(converted)} arrays ({len(skipped)} skipped: BatchNorm counters) -> {dst}")
 
 
@@ -203,7 +200,7 @@ def _score(args) -> None:
 
 
 def _convert_simpledet(args) -> None:
-    from simpledet.weights.simpledet_zoo import convert_simpledet_checkpoint
+    from simpledet.weights.simpledet_checkpoint import convert_simpledet_checkpoint
 
     print(convert_simpledet_checkpoint(args.src, args.config, args.dst, args.overrides))
 
@@ -229,7 +226,7 @@ def _data_shapes(args) -> None:
 
 
 def _zoo(args) -> None:
-    from simpledet.engine.checkpoint import atomic_write_text
+    from simpledet.files import atomic_write_text
     from simpledet.zoo import collect, format_table, missing_configs
 
     entries = collect()
@@ -287,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("src")
     cm.add_argument("dst")
     cm.set_defaults(func=_convert_mxnet)
-    cs = csub.add_parser("simpledet", help="a SimpleDet zoo detector checkpoint (.params) into our config of the same name")
+    cs = csub.add_parser("simpledet",
+                         help="a SimpleDet zoo detector checkpoint (.params) into our config of the same name")
     cs.add_argument("src")
     cs.add_argument("dst")
     cs.add_argument("--config", required=True)

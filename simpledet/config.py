@@ -20,7 +20,14 @@ from typing import Any
 
 from simpledet.engine.distill import DistillConfig
 from simpledet.errors import UserError
+from simpledet.files import atomic_write_text
+from simpledet.modeling.detectors.detector import DetectorConfig
 from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
+
+# Config classes renamed since configs were first saved with checkpoints: saved name -> current name
+RENAMED_CLASSES = {
+    "simpledet.modeling.detectors.tridentnet:TridentSettings": "simpledet.modeling.detectors.tridentnet:TridentConfig",
+}
 
 
 @dataclass
@@ -29,6 +36,11 @@ class DatasetConfig:
 
     ann_file: str = ""
     image_dir: str = ""
+
+
+# COCO 2017 where the zoo's configs expect it: an annotation file and its image folder
+COCO_TRAIN2017 = ("data/coco/annotations/instances_train2017.json", "data/coco/train2017")
+COCO_VAL2017 = ("data/coco/annotations/instances_val2017.json", "data/coco/val2017")
 
 
 @dataclass
@@ -43,17 +55,26 @@ class DataConfig:
     contiguous_labels: bool = True
 
 
+def coco2017(**options: Any) -> "DataConfig":
+    """DataConfig for COCO train2017 / val2017 (COCO_TRAIN2017, COCO_VAL2017), with `options`."""
+    return DataConfig(train=DatasetConfig(*COCO_TRAIN2017), val=DatasetConfig(*COCO_VAL2017), **options)
+
+
 @dataclass
 class TrainConfig:
-    """SGD schedule. `lr` is the learning rate for `lr_reference_batch` images per step; the
-    actual rate is scaled linearly with the real total batch (Goyal et al.'s linear scaling rule):
-    SimpleDet's 0.02 for 16 images becomes 0.0025 on one GPU with 2 images."""
+    """Optimizer and schedule. `lr` is the learning rate for `lr_reference_batch` images per step;
+    the actual rate is scaled linearly with the real total batch (Goyal et al.'s linear scaling
+    rule): SimpleDet's 0.02 for 16 images becomes 0.0025 on one GPU with 2 images."""
 
     max_iter: int = 90000
     batch_size: int = 2  # images per process (per GPU)
+    # "sgd" (SimpleDet's: momentum, weight decay) or "adamw" (decoupled weight decay, `betas`;
+    # for backbones trained that way, such as ConvNeXt or Swin)
+    optimizer: str = "sgd"
     lr: float = 0.02
     lr_reference_batch: int = 16
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
     weight_decay: float = 1e-4
     warmup_iters: int = 500
     warmup_factor: float = 1.0 / 3
@@ -65,15 +86,14 @@ class TrainConfig:
     # "bfloat16" (GPU or CPU) needs none.
     amp: bool = False
     amp_dtype: str = "float16"
-    # NHWC weights and activations: faster convolutions (measured: 0.75x the time of NCHW for a
-    # Faster R50-FPN training step on a 2-thread CPU; on an H100 less device time, see
-    # docs/benchmarks.md). False gives torchvision's NCHW kernels, bit for bit (configs/torchvision/)
+    # NHWC weights and activations: faster convolutions on the CPU's oneDNN and on GPUs' tensor
+    # cores (docs/benchmarks.md). False gives torchvision's NCHW kernels, bit for bit (configs/torchvision/)
     channels_last: bool = True
     # let cuDNN time its convolution algorithms for each new input shape (GPU; MXNet's
     # autotune, on by default in SimpleDet): the first step at each padded size is slower
     cudnn_benchmark: bool = True
-    # SGD implementation: "fused" (one kernel for all parameters, on devices that have it, else
-    # foreach), "foreach" (a few batched kernels) or "for-loop" (one update per parameter)
+    # the optimizer's kernels: "fused" (one kernel for all parameters, on devices that have it,
+    # else foreach), "foreach" (a few batched kernels) or "for-loop" (one update per parameter)
     optimizer_impl: str = "fused"
     compile_backbone: bool = False  # torch.compile the backbone (GPU; the first steps compile)
     # capture the backbone, neck and dense head's forward and backward as CUDA graphs, one per
@@ -112,8 +132,7 @@ class TestConfig:
 
 @dataclass
 class Config:
-    # any detector config: a dataclass with `num_classes`, `input` and a `build()` method
-    model: Any = field(default_factory=FasterRCNNConfig)
+    model: DetectorConfig = field(default_factory=FasterRCNNConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
@@ -262,21 +281,26 @@ def to_dict(obj: Any) -> Any:
 
 
 def from_dict(data: dict) -> Any:
-    module_name, _, qualname = data["_type"].partition(":")
+    """The config to_dict saved. Classes renamed since are found by their new name, and a class
+    whose layout changed upgrades the saved fields (its `upgrade_saved` classmethod)."""
+    name = RENAMED_CLASSES.get(data["_type"], data["_type"])
+    module_name, _, qualname = name.partition(":")
     if not module_name.startswith("simpledet."):
         raise ValueError(f"refusing to build {data['_type']}: not a simpledet config class")
     cls = getattr(importlib.import_module(module_name), qualname)
+    upgrade = getattr(cls, "upgrade_saved", None)
+    if upgrade is not None:
+        data = upgrade(data)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
-        kwargs[f.name] = from_dict(value) if isinstance(value, dict) and "_type" in value else coerce(value, hints[f.name])
+        nested = isinstance(value, dict) and "_type" in value
+        kwargs[f.name] = from_dict(value) if nested else coerce(value, hints[f.name])
     return cls(**kwargs)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from simpledet.engine.checkpoint import atomic_write_text
-
     atomic_write_text(path, json.dumps(to_dict(cfg), indent=2) + "\n")

@@ -13,7 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from simpledet.config import load_config
-from simpledet.zoo_reference import ZOO, ZooRow
+from simpledet.published_results import ZOO, ZooRow
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 
@@ -26,26 +26,24 @@ class ZooEntry:
     gflops: float | None
 
 
-def _roi_flops(heads, num_rois: int, channels: int) -> float:
-    """FLOPs of the per-RoI part of an R-CNN head (box head + predictor, every cascade stage)."""
-    stages = getattr(heads, "stages", [heads])
+def _roi_flops(stages: list, num_rois: int, channels: int) -> float:
+    """FLOPs of the per-RoI part of the R-CNN stages (box head + predictor of each; a cascade's
+    earlier classifiers run again on the last stage's RoIs) and of a mask branch, on the number of
+    RoIs the model keeps at test time."""
     total = 0.0
     for stage in stages:
-        resolution = stage.pooler.output_size[0]
-        pooled = torch.empty(num_rois, channels, resolution, resolution, device="meta")
+        pooled = torch.empty(num_rois, channels, *stage.pooler.output_size, device="meta")
         with FlopCounterMode(display=False) as counter:
-            stage.box_predictor(stage.box_head(pooled))
+            stage.predict_pooled(pooled)
         total += counter.get_total_flops()
-    if len(stages) > 1:  # the earlier stages' classifiers run again on the last stage's RoIs
+    if len(stages) > 1:
         total += sum(total / len(stages) for _ in stages[:-1])
-    mask_head = getattr(heads, "mask_head", None)
-    if mask_head is not None:
-        resolution = heads.mask_pooler.output_size[0]
-        pooled = torch.empty(getattr(heads, "detections_per_img", 100), channels, resolution, resolution,
-                             device="meta")
-        with FlopCounterMode(display=False) as counter:
-            mask_head(pooled)
-        total += counter.get_total_flops()
+    for stage in stages:
+        if stage.mask_head is not None:  # on the detections
+            pooled = torch.empty(stage.detections_per_img, channels, *stage.mask_pooler.output_size, device="meta")
+            with FlopCounterMode(display=False) as counter:
+                stage.mask_head(pooled)
+            total += counter.get_total_flops()
     return total
 
 
@@ -53,25 +51,16 @@ def count_params_and_flops(cfg, height: int = 800, width: int = 1333) -> tuple[f
     with torch.device("meta"):
         model = cfg.model.build()
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    try:
-        pad = 32
-        image = torch.empty(1, 3, -(-height // pad) * pad, -(-width // pad) * pad, device="meta")
-        with FlopCounterMode(display=False) as counter:
-            features = model.backbone(image)
-            if getattr(model, "neck", None) is not None:
-                features = model.neck(features)
-            if hasattr(model, "rpn"):
-                model.rpn.head([features[f] for f in model.rpn.in_features])
-            else:
-                model.head.predict([features[f] for f in model.head.in_features])
-        flops = counter.get_total_flops()
-        if hasattr(model, "roi_heads"):
-            first = model.roi_heads.stages[0] if hasattr(model.roi_heads, "stages") else model.roi_heads
-            feature = first.pooler.featmap_names[0]
-            flops += _roi_flops(model.roi_heads, model.rpn.post_nms_top_n[False], features[feature].shape[1])
-        return params, flops / 1e9
-    except (AttributeError, NotImplementedError, RuntimeError, TypeError):
-        return params, None  # a family this counter does not know yet
+    pad = 32
+    image = torch.empty(1, 3, -(-height // pad) * pad, -(-width // pad) * pad, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        features, _ = model.dense_step(image)  # backbone, neck and the dense head's convolutions
+    flops = counter.get_total_flops()
+    stages = model.rcnn_stages()
+    if stages:  # a two-stage detector: its dense head is an RPN
+        feature = stages[0].pooler.featmap_names[0]
+        flops += _roi_flops(stages, model.dense_head.post_nms_top_n[False], features[feature].shape[1])
+    return params, flops / 1e9
 
 
 def config_names(root: Path = CONFIG_ROOT) -> list[str]:

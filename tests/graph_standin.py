@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from simpledet.modeling.graph_cache import GraphCache
+from simpledet.accel.graph_cache import GraphCache
 
 
 class CaptureRules(TorchDispatchMode):
@@ -74,7 +74,8 @@ class StaticReplay:
         return tree_unflatten(list(Replay.apply(self, *inputs, *self.params)), self.spec)
 
     def recompute(self, with_grad: bool):
-        inputs = [s.detach().requires_grad_(with_grad and r) for s, r in zip(self.static_inputs, self.input_requires_grad)]
+        inputs = [s.detach().requires_grad_(with_grad and r)
+                  for s, r in zip(self.static_inputs, self.input_requires_grad)]
         enabled, dtype = self.autocast
         with torch.set_grad_enabled(with_grad), torch.autocast("cpu", dtype=dtype, enabled=enabled):
             return inputs, tree_flatten(self.forward(*inputs))[0]

@@ -67,3 +67,10 @@ def assert_same_detections(got: dict, expected: dict, count: int) -> None:
     assert torch.equal(got["labels"], expected["labels"])
     assert (got["boxes"] - expected["boxes"]).abs().max() <= 0.01
     assert (got["scores"] - expected["scores"]).abs().max() <= 1e-4
+
+
+def load_into(module, path):
+    """A pretrained backbone file into one module, through the loader build_model uses."""
+    from simpledet.weights.pretrained import load_pretrained_weights
+
+    return load_pretrained_weights([module], path)[0]

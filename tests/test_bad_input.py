@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 
-
 from simpledet import build_model
 from simpledet.cli import main
 from simpledet.engine.checkpoint import save_weights

@@ -3,7 +3,7 @@ import math
 import torch
 from torchvision.models.detection._utils import BoxCoder as TorchvisionBoxCoder
 
-from simpledet.structures.box_coder import BoxCoder
+from simpledet.modeling.box_coder import BoxCoder
 
 
 def random_boxes(n: int, generator: torch.Generator, corner: float = 500, size: float = 200) -> torch.Tensor:

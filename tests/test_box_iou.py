@@ -1,7 +1,7 @@
 import torch
 from torchvision.ops import box_iou
 
-from simpledet.structures.box_iou import batched_box_iou
+from simpledet.modeling.box_iou import batched_box_iou
 
 
 def random_boxes(*shape: int) -> torch.Tensor:

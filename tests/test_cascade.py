@@ -7,7 +7,8 @@ import torch
 from simpledet import build_model
 from simpledet.cli import main
 from simpledet.data.shapes import generate_shapes
-from simpledet.modeling.heads.cascade_roi_heads import CascadeRoIHeads
+from simpledet.modeling.heads.cascade_roi_heads import CascadeRoIHeads, CascadeRoIHeadsConfig
+from simpledet.structures.image_sizes import ImageSizes
 
 from .conftest import REPO
 from .helpers import shapes_overrides, small_config
@@ -27,8 +28,8 @@ def test_stages_sample_at_their_own_iou(shapes_dir):
     targets = [{"boxes": gt, "labels": torch.tensor([2])}]
     expected = {0: [2, 2, 2], 1: [0, 2, 2], 2: [0, 0, 2]}  # class 2 = foreground, 0 = background
     for i, stage in enumerate(heads.stages):
-        sampled, classes, _ = stage.sample_proposals([proposals], targets)
-        by_box = {tuple(b.tolist()): int(c) for b, c in zip(sampled[0], classes)}
+        sampled = stage.sample_proposals([proposals], targets)
+        by_box = {tuple(b.tolist()): int(c) for b, c in zip(sampled.boxes[0], sampled.classes)}
         got = [by_box[tuple(p.tolist())] for p in proposals]
         assert got == expected[i], f"stage {i + 1}"
         assert by_box[tuple(gt[0].tolist())] == 2  # the ground truth joins as a proposal
@@ -40,6 +41,21 @@ def test_cascade_box_std_and_loss_weights():
     torch.testing.assert_close(torch.tensor(weights[2]), torch.tensor([1 / 0.033, 1 / 0.033, 1 / 0.067, 1 / 0.067]))
     assert heads.loss_weights == (1.0, 0.5, 0.25)
     assert [s.matcher.fg_iou for s in heads.stages] == [0.5, 0.6, 0.7]
+    assert [s.matcher.bg_iou for s in heads.stages] == [0.5, 0.6, 0.7]
+
+
+def test_a_cascade_config_saved_in_the_flat_layout_loads_as_the_stage_layout():
+    """Configs saved with checkpoints before the cascade config held one stage config: every
+    stage setting at the top and SimpleDet's box stds instead of box weights."""
+    from simpledet.config import from_dict, to_dict
+
+    current = CascadeRoIHeadsConfig()
+    current.stage.batch_size_per_image = 64
+    flat = {k: v for k, v in to_dict(current.stage).items() if k not in ("fg_iou", "bg_iou", "box_weights")}
+    flat.update(_type=to_dict(current)["_type"], fg_ious=[0.5, 0.6, 0.7], loss_weights=[1.0, 0.5, 0.25],
+                box_stds=[[0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067]])
+    del flat["class_agnostic"]
+    assert from_dict(flat) == current
 
 
 def test_cascade_overfits_shapes(tmp_path):
@@ -72,7 +88,7 @@ def test_refine_clips_as_torchvision_does(shapes_dir):
     deltas = 3 * torch.randn(65, 8, generator=g)
     deltas[3, 0] = float("nan")
     sizes = [(120, 100), (90, 90), (140, 160)]
-    ours = stage.refine(deltas, proposals, sizes)
+    ours = stage.refine(deltas, proposals, ImageSizes.of((160, 160), sizes))
     boxes = stage.box_coder.decode(deltas[:, :4], torch.cat(proposals))[:, 0]
     expected = [clip_boxes_to_image(b, s) for b, s in zip(boxes.split([40, 0, 25]), sizes)]
     assert [len(b) for b in ours] == [40, 0, 25]

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from simpledet.structures import nms as nms_module
-from simpledet.structures.nms import concurrent_nms
+import simpledet.accel.concurrent_nms as nms_module
+from simpledet.accel.concurrent_nms import concurrent_nms
 
 
 def random_group(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""SimpleDet zoo checkpoints -> our detectors (simpledet.weights.simpledet_zoo).
+"""SimpleDet zoo checkpoints -> our detectors (simpledet.weights.simpledet_checkpoint).
 
 For every config of ours that SimpleDet has, tests/fixtures/simpledet_manifests/<config>.json holds the
 `arg` / `aux` names and shapes of SimpleDet's own test symbol (tools/simpledet_manifests.py, run with
@@ -19,9 +19,16 @@ import torch
 
 from simpledet.config import load_config
 from simpledet.errors import UserError
-from simpledet.weights.simpledet_zoo import (
-    Rule, _bbox_delta, _fc, _rpn_cls, convert_arrays, convert_simpledet_checkpoint, resolve_name,
-    simpledet_shape)
+from simpledet.weights.simpledet_checkpoint import (
+    Target,
+    bbox_delta_layout,
+    convert_arrays,
+    convert_simpledet_checkpoint,
+    fc_layout,
+    resolve_name,
+    rpn_cls_layout,
+    simpledet_shape,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "tests" / "fixtures" / "simpledet_manifests"
@@ -73,7 +80,7 @@ def synthetic(names: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str,
     out = {}
     for name in names:
         rule = resolve_name(name, shapes)
-        if isinstance(rule, Rule):
+        if isinstance(rule, Target):
             shape = simpledet_shape(name, rule, shapes[rule.key])
         elif isinstance(rule, str):
             shape = (1, 4)
@@ -115,7 +122,7 @@ def test_simpledet_network_converts_every_parameter(config):
         rule = resolve_name(name, shapes)
         if isinstance(rule, str):
             continue
-        assert isinstance(rule, Rule), f"SimpleDet's {name} {shape} maps to nothing in our {config}"
+        assert isinstance(rule, Target), f"SimpleDet's {name} {shape} maps to nothing in our {config}"
         assert simpledet_shape(name, rule, shapes[rule.key]) == shape, \
             (name, shape, rule, shapes[rule.key])
     arrays = {name: np.broadcast_to(np.float32(0), shape) for name, shape in theirs.items()}
@@ -133,13 +140,13 @@ def test_simpledet_head_layouts(config):
     seen = set()
     for name, shape in theirs.items():
         rule = resolve_name(name, shapes)
-        if not isinstance(rule, Rule):
+        if not isinstance(rule, Target):
             continue
         ours = shapes[rule.key]
-        if rule.kind == "rpn_cls":
+        if rule.layout is rpn_cls_layout:
             assert shape[0] == 2 * ours[0] and shape[1:] == ours[1:], (name, shape, ours)
             seen.add("rpn_cls")
-        elif rule.kind == "bbox_delta" and name.endswith("_weight"):
+        elif rule.layout is bbox_delta_layout and name.endswith("_weight"):
             assert (shape[0], ours[0]) in ((8, 4), (324, 324)), (name, shape, ours)
             seen.add("bbox_delta")
         elif re.match(r"^bbox_cls_logit(_\w+)?_weight$", name):
@@ -185,7 +192,8 @@ def test_manifest_differences_described():
     ours = [f"stage3_unit{i}_conv1_weight" for i in range(1, 7)] + \
         ["stage1_unit1_conv1_weight", "rpn_conv_3x3_weight", "rpn_cls_logit_weight"]
     theirs = [f"stage3_unit{i}_conv1_weight" for i in range(1, 24)] + \
-        ["stage1_unit1_conv1_weight", "P2_lateral_weight", "rpn_conv_cls_weight", "stage1_unit1_sc_bn_gamma", "anchor_stride4"]
+        ["stage1_unit1_conv1_weight", "P2_lateral_weight", "rpn_conv_cls_weight", "stage1_unit1_sc_bn_gamma",
+         "anchor_stride4"]
     text = "; ".join(tool.differences(theirs, ours))
     assert "shared lists 23 stage3 units, SimpleDet's config builds 6" in text
     assert "FPN" in text and "rpn_cls_logit, rpn_conv_3x3" in text
@@ -203,8 +211,8 @@ def test_rpn_softmax_to_sigmoid():
     # SimpleDet: conv -> reshape (N, 2, A*H, W) -> softmax(axis=1) -> Proposal reads [:, A:] as fg
     logits = torch.nn.functional.conv2d(x, torch.from_numpy(weight), torch.from_numpy(bias))
     prob = torch.softmax(logits.reshape(1, 2, a * h, w), dim=1).reshape(1, 2 * a, h, w)[:, a:]
-    ours_w = _rpn_cls(weight, (a, c, 1, 1))
-    ours_b = _rpn_cls(bias, (a,))
+    ours_w = rpn_cls_layout(weight, (a, c, 1, 1))
+    ours_b = rpn_cls_layout(bias, (a,))
     assert ours_w.shape == (a, c, 1, 1) and ours_b.shape == (a,)
     ours = torch.sigmoid(torch.nn.functional.conv2d(x, torch.from_numpy(ours_w), torch.from_numpy(ours_b)))
     torch.testing.assert_close(ours, prob, rtol=1e-5, atol=1e-6)
@@ -214,10 +222,10 @@ def test_class_agnostic_takes_foreground_half():
     rng = np.random.default_rng(1)
     weight = rng.normal(size=(8, 16)).astype(np.float32)
     bias = rng.normal(size=(8,)).astype(np.float32)
-    np.testing.assert_array_equal(_bbox_delta(weight, (4, 16)), weight[4:8])
-    np.testing.assert_array_equal(_bbox_delta(bias, (4,)), bias[4:8])
+    np.testing.assert_array_equal(bbox_delta_layout(weight, (4, 16)), weight[4:8])
+    np.testing.assert_array_equal(bbox_delta_layout(bias, (4,)), bias[4:8])
     per_class = rng.normal(size=(324, 16)).astype(np.float32)
-    np.testing.assert_array_equal(_bbox_delta(per_class, (324, 16)), per_class)
+    np.testing.assert_array_equal(bbox_delta_layout(per_class, (324, 16)), per_class)
 
 
 def test_fc1_conv_to_linear_same_output():
@@ -228,7 +236,7 @@ def test_fc1_conv_to_linear_same_output():
     feat = torch.from_numpy(rng.normal(size=(2, c, 7, 7)).astype(np.float32))
     weight = rng.normal(size=(10, c * 49, 1, 1)).astype(np.float32)
     mx = torch.nn.functional.conv2d(feat.reshape(2, c * 49, 1, 1), torch.from_numpy(weight)).flatten(1)
-    ours = torch.nn.functional.linear(torch.flatten(feat, 1), torch.from_numpy(_fc(weight, (10, c * 49))))
+    ours = torch.nn.functional.linear(torch.flatten(feat, 1), torch.from_numpy(fc_layout(weight, (10, c * 49))))
     torch.testing.assert_close(ours, mx)
 
 

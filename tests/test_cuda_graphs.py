@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from simpledet import build_model, load_config
+from simpledet.accel.cuda_graphs import PaddedForCapture, enable_cuda_graphs
+from simpledet.accel.graph_cache import GraphCache
 from simpledet.engine.trainer import Trainer
 from simpledet.errors import UserError
-from simpledet.modeling.graph_cache import GraphCache
-from simpledet.modeling.graphed_features import enable_cuda_graphs, rcnn_stages
 from simpledet.modeling.preprocess import ImagePreprocessor, InputConfig
 from tests.graph_standin import FakeGraphs
 from tests.helpers import QUICKSTART, small_config
@@ -30,8 +30,8 @@ def quickstart_model(*overrides: str):
 
 
 def test_graphed_model_runs_eagerly_on_cpu_tensors_with_identical_losses():
-    """enable_cuda_graphs only swaps in GraphedFeatures; CPU tensors (and evaluation) take the
-    eager path through the very same modules, so the losses are bit-identical."""
+    """enable_cuda_graphs only replaces the detector's dense_step on the instance; CPU tensors (and
+    evaluation) take the eager path through the very same modules, so the losses are bit-identical."""
     plain = quickstart_model()
     graphed = quickstart_model()
     assert enable_cuda_graphs(graphed, 2, CUDA) is True
@@ -44,7 +44,7 @@ def test_graphed_model_runs_eagerly_on_cpu_tensors_with_identical_losses():
     assert expected.keys() == got.keys()
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
-    assert graphed.graphed_features.graphs == {}  # nothing captured from CPU tensors
+    assert graphed.dense_step.graphs == {}  # nothing captured from CPU tensors
     assert sum(p.numel() for p in graphed.parameters()) == sum(p.numel() for p in plain.parameters())
     assert graphed.state_dict().keys() == plain.state_dict().keys()  # checkpoints unchanged
 
@@ -53,7 +53,7 @@ def test_cuda_graphs_on_a_cpu_device_warns_and_leaves_the_model_alone(caplog):
     model = quickstart_model()
     with caplog.at_level(logging.WARNING):
         assert enable_cuda_graphs(model, 4, torch.device("cpu")) is False
-    assert model.graphed_features is None
+    assert "dense_step" not in vars(model) and not model.roi_heads.__dict__.keys() & {"match_and_sample"}
     assert "needs a GPU" in caplog.text
 
 
@@ -73,7 +73,7 @@ def test_a_change_to_frozen_bn_statistics_is_seen_and_moving_the_model_too():
 
     model = build_model(load_config(REPO / "configs/torchvision/fasterrcnn_resnet50_fpn.py")).train()
     enable_cuda_graphs(model, 2, CUDA)
-    graphed = model.graphed_features
+    graphed = model.dense_step
     assert len(graphed.frozen_bns) > 50
     before = graphed._frozen_bn_state()
     assert graphed._frozen_bn_state() == before  # nothing changed: the graphs stay
@@ -93,7 +93,7 @@ def test_trainer_refuses_cuda_graphs_with_a_compiled_backbone(tmp_path, shapes_d
 
 def test_trainer_with_cuda_graphs_trains_on_cpu_eagerly(tmp_path, shapes_dir):
     trainer = Trainer(small_config(shapes_dir, "train.max_iter=1", "train.cuda_graphs=true"), tmp_path / "run")
-    assert trainer.model.graphed_features is None
+    assert "dense_step" not in vars(trainer.model)
     trainer.train()
     assert (tmp_path / "run" / "model_final.safetensors").is_file()
 
@@ -102,8 +102,9 @@ def test_a_training_run_with_every_part_graphed_ends_with_the_eager_run_weights(
     """The trainer with train.cuda_graphs and a fixed canvas, the capture stood in: the captures
     happen inside the training loop (features once, the sampling once per padded size), and the
     run ends with the weights of the same run without graphs, bit for bit."""
-    import simpledet.engine.trainer as trainer_module
     from safetensors.torch import load_file
+
+    import simpledet.engine.trainer as trainer_module
 
     fake = FakeGraphs(monkeypatch)
     monkeypatch.setattr(trainer_module, "enable_cuda_graphs",
@@ -131,8 +132,9 @@ def preprocessor(fixed_canvas: bool) -> ImagePreprocessor:
 ])
 def test_fixed_canvas_pads_every_training_batch_to_the_largest_resize(sizes, canvas):
     pre = preprocessor(True).train()
-    batch, resized, _ = pre([torch.rand(3, h, w) for h, w in sizes])
-    assert tuple(batch.shape[-2:]) == canvas
+    batch, image_sizes, _ = pre([torch.rand(3, h, w) for h, w in sizes])
+    resized = image_sizes.resized
+    assert tuple(batch.shape[-2:]) == canvas == image_sizes.padded
     assert all(h <= canvas[0] and w <= canvas[1] for h, w in resized)
     assert (batch[0, :, resized[0][0]:, :] == 0).all()  # the canvas beyond the image is padding
 
@@ -159,7 +161,7 @@ def test_retinanet_subnets_join_the_captured_part_and_the_eager_path_is_unchange
     torch.manual_seed(0)
     graphed = build_model(load_config(config, overrides)).train()
     assert enable_cuda_graphs(graphed, 2, CUDA)
-    captured = {id(p) for p in graphed.graphed_features.eager.parameters()}
+    captured = {id(p) for p in graphed.dense_step.eager.parameters()}
     assert all(id(p) in captured for p in graphed.head.cls_subnet.parameters())
     assert all(id(p) in captured for p in graphed.head.box_subnet.parameters())
     images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
@@ -172,18 +174,18 @@ def test_retinanet_subnets_join_the_captured_part_and_the_eager_path_is_unchange
 def test_the_rpn_head_joins_the_captured_part():
     model = quickstart_model()
     enable_cuda_graphs(model, 2, CUDA)
-    captured = {id(p) for p in model.graphed_features.eager.parameters()}
+    captured = {id(p) for p in model.dense_step.eager.parameters()}
     assert all(id(p) in captured for p in model.rpn.head.parameters())
     assert all(id(p) in captured for p in model.backbone.parameters())
     assert not any(id(p) in captured for p in model.roi_heads.parameters())  # data-dependent shapes: eager
     # the captured part hands the RPN its levels already concatenated, anchor order kept
     batch = torch.rand(2, 3, 64, 96)
     with torch.no_grad():
-        features, (logits, deltas) = model.graphed_features.eager(batch)
+        features, (logits, deltas) = model.dense_step.eager(batch)
         level_logits, level_deltas = model.rpn.head([features[name] for name in model.rpn.in_features])
     assert torch.equal(logits, torch.cat(level_logits, 1)) and torch.equal(deltas, torch.cat(level_deltas, 1))
-    assert logits.shape[1] == sum(len(a) for a in model.rpn.anchor_generator(
-        (64, 96), [features[name].shape[-2:] for name in model.rpn.in_features], torch.device("cpu")))
+    assert logits.shape[1] == len(model.rpn.anchor_generator(
+        (64, 96), [features[name].shape[-2:] for name in model.rpn.in_features], torch.device("cpu")).all)
 
 
 def quickstart_config(name: str, *overrides: str):
@@ -194,7 +196,7 @@ def quickstart_config(name: str, *overrides: str):
 
 @pytest.mark.parametrize("name, beta", [("faster_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5"),
                                         ("mask_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5"),
-                                        ("cascade_r18_fpn_shapes.py", "model.roi_heads.box_loss_beta=0.5")])
+                                        ("cascade_r18_fpn_shapes.py", "model.roi_heads.stage.box_loss_beta=0.5")])
 def test_the_box_head_and_its_losses_are_graphed_apart_and_the_eager_path_is_unchanged(name, beta):
     """train.cuda_graph_heads: each R-CNN stage's sampling, and its 2MLP head with predictor and
     losses, form graphed parts of their own (Faster, Mask and each stage of Cascade R-CNN); on
@@ -204,12 +206,13 @@ def test_the_box_head_and_its_losses_are_graphed_apart_and_the_eager_path_is_unc
     plain = build_model(quickstart_config(name, beta)).train()
     graphed = copy.deepcopy(plain)
     assert enable_cuda_graphs(graphed, 2, CUDA)
-    stages = getattr(graphed.roi_heads, "stages", [graphed.roi_heads])
+    stages = graphed.rcnn_stages()
     for heads in stages:
-        sampling = heads.graphed_sampling
+        assert isinstance(heads.match_and_sample, PaddedForCapture)
+        sampling = heads.match_and_sample.runner
         assert isinstance(sampling, GraphCache) and sampling.mode_from is heads and not sampling.with_grad
         assert not list(sampling.eager.parameters())
-        part = heads.graphed_box_losses
+        part = heads.box_head_losses
         assert isinstance(part, GraphCache) and part.mode_from is heads.box_head and part.with_grad
         assert ({id(p) for p in part.eager.parameters()}
                 == {id(p) for p in [*heads.box_head.parameters(), *heads.box_predictor.parameters()]})
@@ -231,7 +234,7 @@ def test_the_box_head_and_its_losses_are_graphed_apart_and_the_eager_path_is_unc
         assert torch.equal(expected[key], got[key]), key
     assert all(torch.equal(a, b) for a, b in zip(expected_grads, got_grads))
     for heads in stages:  # nothing captured from CPU tensors
-        assert heads.graphed_box_losses.graphs == {} and heads.graphed_sampling.graphs == {}
+        assert heads.box_head_losses.graphs == {} and heads.match_and_sample.runner.graphs == {}
 
 
 @pytest.mark.parametrize("name, overrides, sampling, box_head", [
@@ -243,8 +246,8 @@ def test_which_parts_of_the_heads_are_graphed(name, overrides, sampling, box_hea
     cfg = quickstart_config(name, *overrides)
     model = build_model(cfg).train()
     assert enable_cuda_graphs(model, 2, CUDA, heads=cfg.train.cuda_graph_heads)
-    assert (model.roi_heads.graphed_sampling is not None) == sampling
-    assert (model.roi_heads.graphed_box_losses is not None) == box_head
+    assert ("match_and_sample" in vars(model.roi_heads)) == sampling
+    assert ("box_head_losses" in vars(model.roi_heads)) == box_head
 
 
 def test_graph_cache_captures_once_per_input_signature_up_to_its_limit(monkeypatch):
@@ -322,11 +325,11 @@ def test_a_training_step_through_every_graphed_part_equals_the_eager_step(monkey
         for key in expected[0]:
             assert torch.equal(expected[0][key], got[0][key]), key
         assert all(a is not None and torch.equal(a, b) for a, b in zip(expected[1], got[1]))
-    stages = rcnn_stages(graphed)
+    stages = graphed.rcnn_stages()
     assert len(stages) == (0 if config == SMALL_RETINANET else 3 if "cascade" in config[0] else 1)
-    assert len(graphed.graphed_features.graphs) == 1
-    assert all(len(s.graphed_sampling.graphs) >= 1 and len(s.graphed_box_losses.graphs) >= 1 for s in stages)
-    assert len(fake.captured) == 1 + sum(len(s.graphed_sampling.graphs) + len(s.graphed_box_losses.graphs)
+    assert len(graphed.dense_step.graphs) == 1
+    assert all(len(s.match_and_sample.runner.graphs) >= 1 and len(s.box_head_losses.graphs) >= 1 for s in stages)
+    assert len(fake.captured) == 1 + sum(len(s.match_and_sample.runner.graphs) + len(s.box_head_losses.graphs)
                                          for s in stages)
 
 
@@ -356,17 +359,17 @@ def test_a_part_whose_capture_cuda_refuses_trains_on_eagerly(monkeypatch, caplog
 
 def test_the_gpu_checks_of_the_graphs_run_on_the_cpu_with_the_capture_stood_in(monkeypatch, capsys):
     """bench/gpu_checks.py's graph checks, run here with the capture stood in (tests/graph_standin.py)
-    and the CPU for the device: a GPU lease is rare, and a script broken on the way there (or a
+    and the CPU for the device: GPU time is scarce, and a script broken on the way there (or a
     model bug it trips over) should show here first. On the CPU the stand-in replays compute what
     the eager model computes, so they must pass."""
     import sys
 
-    import simpledet.modeling.graphed_features as graphed_features
+    import simpledet.accel.cuda_graphs as cuda_graphs
     from tests.helpers import REPO
 
     FakeGraphs(monkeypatch)
-    enable = graphed_features.enable_cuda_graphs
-    monkeypatch.setattr(graphed_features, "enable_cuda_graphs",
+    enable = cuda_graphs.enable_cuda_graphs
+    monkeypatch.setattr(cuda_graphs, "enable_cuda_graphs",
                         lambda model, n, device, **kw: enable(model, n, CUDA, **kw))
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     sys.modules.pop("gpu_checks", None)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simpledet.modeling.backbones.resnet import ResNet
+from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.layers import DeformConv2d
 from simpledet.modeling.norm import FrozenBatchNorm2d
 
@@ -71,10 +71,10 @@ def test_folded_frozen_bn_equals_conv_then_bn():
     torch.testing.assert_close(layer(x, *bn.scale_and_shift()), bn(layer(x)), rtol=1e-5, atol=1e-5)
 
 
-def small_dcn_resnet(fuse: bool, modulated: bool = False) -> ResNet:
+def small_dcn_resnet(fuse: bool, modulated: bool = False) -> torch.nn.Module:
     # SimpleDet's DCNv2 placement at a small scale: every block of stages 3 and 4 (layer2, layer3)
-    return ResNet(depth=50, base_width=16, out_features=("c4",), dcn_blocks=(0, 4, 6, 0), dcn_modulated=modulated,
-                  fuse_frozen_bn=fuse)
+    return ResNetConfig(depth=50, base_width=16, out_features=("c4",), dcn_blocks=(0, 4, 6, 0), dcn_modulated=modulated,
+                  fuse_frozen_bn=fuse).build()
 
 
 def test_resnet_with_dcn_builds_runs_and_trains():
@@ -91,7 +91,8 @@ def test_resnet_with_dcn_builds_runs_and_trains():
 
 
 def test_dcn_placement_last_blocks_only():
-    model = ResNet(depth=50, base_width=16, out_features=("c4",), dcn_blocks=(0, 0, 3, 0))  # SimpleDet "DCN" rows
+    # SimpleDet's "DCN" rows
+    model = ResNetConfig(depth=50, base_width=16, out_features=("c4",), dcn_blocks=(0, 0, 3, 0)).build()
     deform = [name for name, m in model.named_modules() if isinstance(m, DeformConv2d)]
     assert deform == ["layer3.3.conv2", "layer3.4.conv2", "layer3.5.conv2"]
 

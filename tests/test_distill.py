@@ -25,7 +25,7 @@ def test_loss_is_zero_when_features_are_equal(shapes_dir):
     student.eval()  # same BN statistics in both; the hooks still capture
     distiller = FitNetDistiller(student, teacher, ("c4", "c5"), weight=5.0)
     distiller.train()
-    for name, conv in distiller.adapters.items():  # identity hint conv
+    for conv in distiller.adapters.values():  # identity hint conv
         channels = conv.weight.shape[0]
         conv.weight.data = torch.eye(channels)[:, :, None, None]
         conv.bias.data.zero_()

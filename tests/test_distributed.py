@@ -64,14 +64,14 @@ def _ddp_grad_worker(rank: int, data_dir, out_dir, graphs: bool) -> None:
 
     if graphs:  # train.cuda_graphs with the capture stood in: gradients come out of graph replays
         import simpledet.engine.trainer as trainer_module
-        from simpledet.modeling.graphed_features import enable_cuda_graphs
+        from simpledet.accel.cuda_graphs import enable_cuda_graphs
         from tests.graph_standin import FakeGraphs
 
         FakeGraphs(pytest.MonkeyPatch())
         trainer_module.enable_cuda_graphs = lambda model, n, device, **kw: enable_cuda_graphs(
             model, n, torch.device("cuda"), **kw)
     trainer = Trainer(small_config(data_dir, *FROZEN, f"train.cuda_graphs={graphs}"), out_dir)
-    assert (trainer.model.graphed_features is not None) == graphs
+    assert ("dense_step" in vars(trainer.model)) == graphs  # replaced on the instance by a graph
     assert trainer.ddp_model.broadcast_buffers is False  # frozen BN: the same statistics on every rank
     assert trainer.world_size == WORLD and trainer.total_batch == WORLD  # 1 image per process
     assert isinstance(trainer.ddp_model, nn.parallel.DistributedDataParallel)
@@ -171,7 +171,7 @@ def test_syncbn_matches_whole_batch_statistics(tmp_path):
             torch.testing.assert_close(got_out, out.detach()[2 * r:2 * r + 2], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(got_grad, xs.grad[2 * r:2 * r + 2], rtol=1e-4, atol=1e-5)
     # the same parameter and buffer names, and the statistics of the whole batch
-    for r, part in enumerate(parts):
+    for part in parts:
         assert part["state"].keys() == bn.state_dict().keys()
         for k, v in bn.state_dict().items():
             torch.testing.assert_close(part["state"][k], v, rtol=1e-5, atol=1e-6, msg=k)

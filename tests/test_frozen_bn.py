@@ -5,7 +5,7 @@ import copy
 
 import torch
 
-from simpledet.modeling.backbones.resnet import ResNet
+from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.norm import FrozenBatchNorm2d
 
 
@@ -46,9 +46,9 @@ def test_fold_first_made_in_inference_mode_serves_training():
 
 def test_folded_resnet_matches_unfolded_after_loading_weights():
     torch.manual_seed(0)
-    folded = ResNet(depth=18, out_features=("c3",), fuse_frozen_bn=True)
+    folded = ResNetConfig(depth=18, out_features=("c3",), fuse_frozen_bn=True).build()
     folded(torch.rand(1, 3, 64, 64))  # the folds are made (and cached) with the initial buffers
-    plain = ResNet(depth=18, out_features=("c3",), fuse_frozen_bn=False)
+    plain = ResNetConfig(depth=18, out_features=("c3",), fuse_frozen_bn=False).build()
     g = torch.Generator().manual_seed(1)
     state = {k: (torch.rand(v.shape, generator=g) + 0.5 if k.endswith(("weight", "running_var", "running_mean", "bias"))
                  and v.dim() == 1 else v) for k, v in plain.state_dict().items()}

@@ -1,5 +1,5 @@
-"""bench/gpu_suite.sh --small runs every benchmark of the GPU suite end to end on the CPU, so that a
-rare GPU lease is not spent finding a broken script."""
+"""bench/gpu_suite.sh --small runs every benchmark of the GPU suite end to end on the CPU, so that scarce
+GPU time is not spent finding a broken script."""
 
 import os
 import re
@@ -32,8 +32,8 @@ def test_gpu_suite_small_runs_end_to_end(tmp_path):
 
 
 def test_gpu_suite_goes_on_past_a_failing_or_hung_section(tmp_path):
-    """A section that fails or hangs is named in the summary and the next one runs: a lease is not
-    lost to one broken script. Here every benchmark fails at once, and the checks hang."""
+    """A section that fails or hangs is named in the summary and the next one runs: the GPU time is
+    not lost to one broken script. Here every benchmark fails at once, and the checks hang."""
     python = tmp_path / "python"
     python.write_text(f"""#!/usr/bin/env bash
 case "$1" in

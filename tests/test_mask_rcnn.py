@@ -15,13 +15,12 @@ from simpledet.data.coco import CocoDetection
 from simpledet.data.loader import build_test_loader, build_train_loader
 from simpledet.data.shapes import generate_shapes
 from simpledet.engine.evaluator import detections_to_coco, evaluate_detections
-from simpledet.engine.mask_outputs import add_segmentations, evaluate_masks, has_masks, masks_for_drawing
+from simpledet.engine.mask_outputs import evaluate_masks, masks_for_drawing
 from simpledet.modeling.detectors.mask_rcnn import MaskRCNN, MaskRCNNConfig
 from simpledet.modeling.heads.mask_head import MaskHeadConfig, mask_loss, mask_targets
 
 from .conftest import REPO
 from .helpers import small_config
-
 
 # ---------------------------------------------------------------- targets and loss, by hand
 
@@ -34,7 +33,7 @@ def test_mask_targets_by_hand():
     rois = torch.tensor([[0.0, 0.0, 28.0, 28.0],  # whole image, gt 0
                          [0.0, 7.0, 14.0, 21.0],  # exactly gt 0's rectangle
                          [0.0, 0.0, 28.0, 28.0]])  # whole image, gt 1
-    targets = mask_targets([gt], [rois], [torch.tensor([0, 0, 1])], [(28, 28)], resolution=28)
+    targets = mask_targets([gt], [rois], [torch.tensor([0, 0, 1])], torch.full((1, 4), 2.0), resolution=28)
     assert targets.shape == (3, 28, 28) and targets.dtype == torch.float32
     expected = torch.zeros(28, 28)
     expected[7:21, 0:14] = 1
@@ -51,7 +50,7 @@ def test_mask_targets_per_image_and_empty_images():
     gt_b[2, :8, :8] = 1
     rois = [torch.zeros(0, 4), torch.tensor([[0.0, 0.0, 4.0, 4.0], [4.0, 4.0, 8.0, 8.0]])]
     targets = mask_targets([gt_a, gt_b], rois, [torch.zeros(0, dtype=torch.int64), torch.tensor([2, 2])],
-                           [(8, 8), (8, 8)], resolution=4)
+                           torch.tensor([[1.0] * 4, [2.0] * 4]), resolution=4)
     assert torch.equal(targets, torch.stack([torch.ones(4, 4), torch.zeros(4, 4)]))
 
 
@@ -83,7 +82,7 @@ def test_interface_losses_and_outputs(tmp_path):
     cfg = tiny_mask_rcnn(tmp_path)
     torch.manual_seed(0)
     model = cfg.model.build()
-    assert isinstance(model, MaskRCNN) and has_masks(cfg.model) and not has_masks(small_config(tmp_path).model)
+    assert isinstance(model, MaskRCNN) and cfg.model.predicts_masks and not small_config(tmp_path).model.predicts_masks
     # the box branch keeps Faster R-CNN's parameter names: checkpoints and converters carry over
     faster = small_config(tmp_path).model.build()
     assert set(faster.state_dict()) < set(model.state_dict())
@@ -119,9 +118,9 @@ def test_interface_losses_and_outputs(tmp_path):
 def test_configs_follow_simpledet_and_round_trip(tmp_path):
     base = load_config(REPO / "configs/resnet_v1b/mask_r50v1b_fpn_1x.py")
     faster = load_config(REPO / "configs/resnet_v1b/faster_r50v1b_fpn_1x.py")
-    assert isinstance(base.model, MaskRCNNConfig) and base.model.needs_masks
+    assert isinstance(base.model, MaskRCNNConfig) and base.model.predicts_masks
     m = base.model.mask_head
-    assert (m.pooler_resolution, m.resolution, m.num_convs, m.conv_dim) == (14, 28, 4, 256)
+    assert (m.pooler_resolution, m.num_convs, m.conv_dim) == (14, 4, 256)
     assert m.in_features == ("p2", "p3", "p4", "p5")
     # SimpleDet's mask configs are its faster configs plus the mask branch
     assert base.model.roi_heads == faster.model.roi_heads and base.model.rpn == faster.model.rpn
@@ -140,7 +139,7 @@ def test_configs_follow_simpledet_and_round_trip(tmp_path):
     save_config(base, tmp_path / "config.json")
     again = load_config(tmp_path / "config.json", ["model.mask_head.conv_dim=128"])
     assert isinstance(again.model, MaskRCNNConfig) and again.model.mask_head.conv_dim == 128
-    assert "needs_masks" not in json.loads((tmp_path / "config.json").read_text())["model"]
+    assert "predicts_masks" not in json.loads((tmp_path / "config.json").read_text())["model"]
 
 
 # ---------------------------------------------------------------- outputs for eval / predict
@@ -162,8 +161,8 @@ def test_mask_outputs_for_the_commands(tmp_path):
     assert evaluate_masks(ann_file, records).stats["AP"] == pytest.approx(1.0)
     assert evaluate_detections(ann_file, records).stats["AP"] == 0.0  # the box misses
 
-    predictions = [{"file_name": "a.png", "category_id": 3, "bbox": [0, 0, 10, 10], "score": 0.8}]
-    add_segmentations(predictions, ours)
+    predictions = detections_to_coco([det], [{"file_name": "a.png"}], {1: 3}, box_decimals=3, score_decimals=5)
+    assert predictions[0]["file_name"] == "a.png" and "image_id" not in predictions[0]
     assert predictions[0]["segmentation"] == records[0]["segmentation"]
     assert isinstance(predictions[0]["segmentation"]["counts"], str)
     drawn = masks_for_drawing(det, zoom=3)

@@ -1,7 +1,7 @@
 import torch
 
-from simpledet.structures.matcher import BACKGROUND, FOREGROUND, IGNORE, Matcher
-from simpledet.structures.sampler import BalancedSampler
+from simpledet.modeling.matcher import BACKGROUND, FOREGROUND, IGNORE, Matcher
+from simpledet.modeling.sampler import BalancedSampler
 
 IOU = torch.tensor([[[0.8, 0.4, 0.1, 0.0],
                      [0.2, 0.5, 0.25, 0.0],
@@ -38,7 +38,7 @@ def test_sampler_respects_fraction_and_sets():
     labels[0, 10:110] = BACKGROUND
     labels[1, :2] = FOREGROUND
     labels[1, 2:12] = BACKGROUND
-    fg, bg = BalancedSampler(20, 0.25)(labels)
+    fg, bg = BalancedSampler(20, 0.25).sample(labels)
     assert fg[0].sum() == 5 and bg[0].sum() == 15
     assert fg[1].sum() == 2 and bg[1].sum() == 10  # not enough background to fill 18
     assert (labels[fg] == FOREGROUND).all() and (labels[bg] == BACKGROUND).all()
@@ -49,17 +49,17 @@ def test_sampler_is_random_but_seeded():
     labels = torch.full((1, 1000), BACKGROUND)
     labels[0, :500] = FOREGROUND
     torch.manual_seed(3)
-    a = BalancedSampler(64, 0.5)(labels)[0]
+    a = BalancedSampler(64, 0.5).sample(labels)[0]
     torch.manual_seed(3)
-    b = BalancedSampler(64, 0.5)(labels)[0]
+    b = BalancedSampler(64, 0.5).sample(labels)[0]
     torch.manual_seed(4)
-    c = BalancedSampler(64, 0.5)(labels)[0]
+    c = BalancedSampler(64, 0.5).sample(labels)[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_pad_boxes_and_labels_by_hand():
     """Per-image boxes padded into one (B, G, 4) tensor with a validity mask; labels alike."""
-    from simpledet.structures.targets import pad_boxes, pad_labels
+    from simpledet.structures.ground_truth import pad_boxes, pad_labels
 
     boxes = [torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.zeros(0, 4),
              torch.tensor([[5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]])]
@@ -99,7 +99,7 @@ def test_sampler_draws_both_kinds_at_once_as_in_turn():
     labels[2][labels[2] == FOREGROUND] = BACKGROUND  # no foreground
     for batch, fraction in ((512, 0.25), (256, 0.5), (2000, 0.25)):
         torch.manual_seed(7)
-        fg, bg = BalancedSampler(batch, fraction)(labels)
+        fg, bg = BalancedSampler(batch, fraction).sample(labels)
         torch.manual_seed(7)
         expected_fg, expected_bg = pick_in_turn(labels, batch, fraction)
         assert torch.equal(fg, expected_fg) and torch.equal(bg, expected_bg), (batch, fraction)
@@ -109,5 +109,15 @@ def test_sampler_draws_both_kinds_at_once_as_in_turn():
 
 
 def test_sampler_without_candidates():
-    fg, bg = BalancedSampler(16, 0.5)(torch.zeros(2, 0, dtype=torch.int64))
+    fg, bg = BalancedSampler(16, 0.5).sample(torch.zeros(2, 0, dtype=torch.int64))
     assert fg.shape == bg.shape == (2, 0) and fg.dtype == torch.bool
+
+
+def test_select_keeps_the_highest_priorities_of_each_kind_by_hand():
+    """The selection given the draws: each kind's highest priorities, as many as the kind gets."""
+    labels = torch.tensor([[FOREGROUND, FOREGROUND, FOREGROUND, BACKGROUND, BACKGROUND, BACKGROUND, IGNORE]])
+    priority = torch.tensor([[[0.1, 0.9, 0.5, 0.2, 0.3, 0.8, 0.99]],    # kind 0: foreground
+                             [[0.4, 0.2, 0.6, 0.7, 0.1, 0.9, 0.95]]])   # kind 1: background
+    fg, bg = BalancedSampler(4, 0.5).select(labels, priority)  # 2 foreground, then 2 background
+    assert fg.tolist() == [[False, True, True, False, False, False, False]]
+    assert bg.tolist() == [[False, False, False, True, False, True, False]]

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from simpledet.errors import UserError
-from simpledet.modeling.backbones.resnet import ResNet
-from simpledet.modeling.backbones.resnet_v2 import ResNetV2
+from simpledet.modeling.backbones.resnet import ResNetConfig
+from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.weights.inspect import describe_weights
-from simpledet.weights.mxnet_backbone import (convert_mxnet_backbone, detect_mxnet_family, load_pretrained_backbone,
-                                              read_mxnet_backbone)
+from simpledet.weights.mxnet_backbone import convert_mxnet_backbone, detect_mxnet_family, read_mxnet_backbone
 from simpledet.weights.mxnet_format import write_ndarray_file
+
+from .helpers import load_into
 
 BACKBONES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "simpledet" / "backbones"
 pytestmark = pytest.mark.skipif(not BACKBONES.is_dir(), reason="../shared/fixtures is not beside the checkout")
@@ -64,7 +65,7 @@ def _write(tmp_path: Path, name: str, arrays: dict[str, np.ndarray], file_name: 
     return path
 
 
-def _by_hand(model: ResNet, arrays: dict[str, np.ndarray]) -> None:
+def _by_hand(model: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
     """SimpleDet's layout written out loop by loop, independently of the loader's name map."""
     a = {k.split(":", 1)[1]: torch.from_numpy(v) for k, v in arrays.items()}
 
@@ -92,8 +93,8 @@ def _by_hand(model: ResNet, arrays: dict[str, np.ndarray]) -> None:
 def test_simpledet_backbone_loads_completely(name, variant, tmp_path):
     arrays = _synthetic(name)
     path = _write(tmp_path, name, arrays)
-    model = ResNet(50, variant)
-    report = load_pretrained_backbone(model, path)
+    model = ResNetConfig(depth=50, variant=variant).build()
+    report = load_into(model, path)
     assert sorted(report.loaded) == sorted(model.state_dict())  # every parameter and statistic placed
     assert report.skipped == {n: "ImageNet classifier" for n in CLASSIFIER}
     assert "ResNet v1/v1b-50" in report.family and not report.notes and not report.initialised
@@ -104,7 +105,7 @@ def test_simpledet_backbone_loads_completely(name, variant, tmp_path):
     torch.testing.assert_close(model.layer2[0].downsample[1].running_var,
                                torch.from_numpy(arrays["aux:stage2_unit1_sc_bn_moving_var"]), rtol=0, atol=0)
     # and the whole computation: the same feature maps as the values set by hand
-    reference = ResNet(50, variant)
+    reference = ResNetConfig(depth=50, variant=variant).build()
     _by_hand(reference, arrays)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -117,8 +118,8 @@ def test_simpledet_backbone_loads_completely(name, variant, tmp_path):
 def test_mxnet_frozen_bn_is_ours(tmp_path):
     """MXNet BatchNorm(use_global_stats, fix_gamma=False, eps=1e-5+1e-10) computed in float64."""
     arrays = _synthetic("resnet50_v1b")
-    model = ResNet(50, "v1b", fuse_frozen_bn=False)
-    load_pretrained_backbone(model, _write(tmp_path, "resnet50_v1b", arrays))
+    model = ResNetConfig(depth=50, variant="v1b", fuse_frozen_bn=False).build()
+    load_into(model, _write(tmp_path, "resnet50_v1b", arrays))
     g, b, mean, var = (arrays[k].astype(np.float64) for k in ("arg:bn0_gamma", "arg:bn0_beta",
                                                             "aux:bn0_moving_mean", "aux:bn0_moving_var"))
     x = np.random.default_rng(1).standard_normal((2, 64, 5, 5))
@@ -146,8 +147,8 @@ def test_family_detected_by_content(name, kind, depth, groups, wpg, data_bn):
 def test_resnet_v2_loads_with_final_bn(tmp_path):
     arrays = _synthetic("resnet-50")
     arrays["arg:bn_data_gamma"] = np.full(3, 7.0, np.float32)  # MXNet ignores it (fix_gamma)
-    model = ResNetV2(50)
-    report = load_pretrained_backbone(model, _write(tmp_path, "resnet-50", arrays))
+    model = ResNetV2Config(depth=50).build()
+    report = load_into(model, _write(tmp_path, "resnet-50", arrays))
     assert sorted(report.loaded) == sorted(model.state_dict())
     assert set(report.skipped) == set(CLASSIFIER)
     assert torch.equal(model.data_bn.weight, torch.ones(3))  # fix_gamma: ones, not the stored 7s
@@ -162,8 +163,9 @@ def test_resnext_grouped_conv_and_unbuilt_stages(tmp_path):
     units = ("stage1_", "stage2_unit4_", "stage3_unit23_", "stage4_unit3_")
     arrays = _synthetic("resnext-101-64x4d", keep=lambda k: not k.startswith("stage") or k.startswith(units))
     path = _write(tmp_path, "resnext-101-64x4d", arrays)
-    model = ResNet(101, "v1b", groups=64, width_per_group=4, data_bn=True, out_features=("c2",))
-    report = load_pretrained_backbone(model, path)
+    model = ResNetConfig(depth=101, variant="v1b", groups=64, width_per_group=4, data_bn=True,
+                         out_features=("c2",)).build()
+    report = load_into(model, path)
     assert sorted(report.loaded) == sorted(model.state_dict())
     assert torch.equal(model.layer1[1].conv2.weight, torch.from_numpy(arrays["arg:stage1_unit2_conv2_weight"]))
     assert model.layer1[0].conv2.groups == 64
@@ -171,9 +173,10 @@ def test_resnext_grouped_conv_and_unbuilt_stages(tmp_path):
     assert report.skipped["fc1_weight"] == "ImageNet classifier"
 
     with pytest.raises(UserError, match="stage1_unit1_conv1_weight has shape .256, 64, 1, 1.*groups=64"):
-        load_pretrained_backbone(ResNet(101, groups=32, width_per_group=4, data_bn=True, out_features=("c2",)), path)
+        load_into(ResNetConfig(depth=101, groups=32, width_per_group=4, data_bn=True,
+                               out_features=("c2",)).build(), path)
     with pytest.raises(UserError, match="bn_data.*set model.backbone.data_bn=True"):
-        load_pretrained_backbone(ResNet(101, groups=64, width_per_group=4, out_features=("c2",)), path)
+        load_into(ResNetConfig(depth=101, groups=64, width_per_group=4, out_features=("c2",)).build(), path)
 
 
 def test_missing_array_is_named(tmp_path):
@@ -181,28 +184,28 @@ def test_missing_array_is_named(tmp_path):
     del arrays["aux:stage3_unit2_bn2_moving_var"]
     path = _write(tmp_path, "resnet50_v1b", arrays)
     with pytest.raises(UserError, match=r"layer3\.1\.bn2\.running_var \(stage3_unit2_bn2_moving_var\) is not in"):
-        load_pretrained_backbone(ResNet(50, out_features=("c2", "c3", "c4")), path)
+        load_into(ResNetConfig(depth=50, out_features=("c2", "c3", "c4")).build(), path)
 
 
 def test_wrong_family_and_wrong_files(tmp_path):
     v1 = _write(tmp_path, "resnet50_v1b", _synthetic("resnet50_v1b"))
     with pytest.raises(UserError, match="data_bn.weight .bn_data_gamma. is not in the file.*ResNetConfig"):
-        load_pretrained_backbone(ResNetV2(50, out_features=("c2",)), v1)
+        load_into(ResNetV2Config(depth=50, out_features=("c2",)).build(), v1)
     fixtures = BACKBONES.parents[1] / "mxnet"
     with pytest.raises(UserError, match="not a SimpleDet ResNet backbone"):
-        load_pretrained_backbone(ResNet(18), fixtures / "tiny-0000.params")
+        load_into(ResNetConfig(depth=18).build(), fixtures / "tiny-0000.params")
     with pytest.raises(UserError, match="unnamed list"):
-        load_pretrained_backbone(ResNet(18), fixtures / "unnamed.params")
+        load_into(ResNetConfig(depth=18).build(), fixtures / "unnamed.params")
     with pytest.raises(UserError, match="not found"):
-        load_pretrained_backbone(ResNet(18), tmp_path / "nothing.params")
+        load_into(ResNetConfig(depth=18).build(), tmp_path / "nothing.params")
 
 
 def test_file_name_variant_disagreeing_with_config_is_noted(tmp_path):
     arrays = _synthetic("resnet-v1-50")
     path = _write(tmp_path, "resnet-v1-50", arrays)
-    report = load_pretrained_backbone(ResNet(50, "v1b", out_features=("c2", "c3")), path)
+    report = load_into(ResNetConfig(depth=50, variant="v1b", out_features=("c2", "c3")).build(), path)
     assert any("says ResNet v1 but the backbone is v1b" in n for n in report.notes)
-    assert not load_pretrained_backbone(ResNet(50, "v1", out_features=("c2", "c3")), path).notes
+    assert not load_into(ResNetConfig(depth=50, variant="v1", out_features=("c2", "c3")).build(), path).notes
 
 
 def test_torchvision_classification_state_dict(tmp_path):
@@ -214,8 +217,8 @@ def test_torchvision_classification_state_dict(tmp_path):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     torch.save(tv.state_dict(), tmp_path / "resnet18.pth")
-    model = ResNet(18, "v1b", fuse_frozen_bn=False)
-    report = load_pretrained_backbone(model, tmp_path / "resnet18.pth")
+    model = ResNetConfig(depth=18, variant="v1b", fuse_frozen_bn=False).build()
+    report = load_into(model, tmp_path / "resnet18.pth")
     assert sorted(report.loaded) == sorted(model.state_dict())
     assert set(report.skipped) == {"fc.weight", "fc.bias"}
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -228,7 +231,7 @@ def test_torchvision_classification_state_dict(tmp_path):
     detection = {f"backbone.body.{k}": v for k, v in tv.state_dict().items() if not k.startswith("fc.")}
     detection["rpn.head.conv.0.0.weight"] = torch.zeros(1)
     torch.save(detection, tmp_path / "detector.pth")
-    report = load_pretrained_backbone(ResNet(18), tmp_path / "detector.pth")
+    report = load_into(ResNetConfig(depth=18).build(), tmp_path / "detector.pth")
     assert report.skipped == {"rpn.head.conv.0.0.weight": "outside the backbone"}
 
 
@@ -243,8 +246,8 @@ def test_convert_mxnet_then_load(tmp_path):
     rows = dict((n, s) for n, _, s in describe_weights(dst))
     assert rows["layer4.2.conv3.weight"] == (2048, 512, 1, 1) and "fc1_weight" not in rows
 
-    converted = ResNet(50)
-    report = load_pretrained_backbone(converted, dst)
+    converted = ResNetConfig(depth=50).build()
+    report = load_into(converted, dst)
     assert sorted(report.loaded) == sorted(converted.state_dict()) and not report.skipped
     direct, _ = read_mxnet_backbone(src)
     for key, value in converted.state_dict().items():
@@ -266,8 +269,9 @@ def test_c4_head_stage5_loads_from_the_same_file(tmp_path):
     units = ("stage1_unit3_", "stage2_unit4_", "stage3_unit23_", "stage4_")
     arrays = _synthetic("resnext-101-64x4d", keep=lambda k: not k.startswith("stage") or k.startswith(units))
     head = torch.nn.Module()
-    head.layer4 = make_stage("bottleneck", 1024, 512, 3, 2, "frozen_bn", groups=64, width_per_group=4)
-    report = load_pretrained_backbone(head, _write(tmp_path, "resnext-101-64x4d", arrays))
+    head.layer4 = make_stage(block="bottleneck", in_channels=1024, width=512, num_blocks=3, stride=2, norm="frozen_bn",
+                             variant="v1b", groups=64, width_per_group=4, dilation=1, fuse_frozen_bn=True)
+    report = load_into(head, _write(tmp_path, "resnext-101-64x4d", arrays))
     assert sorted(report.loaded) == sorted(head.state_dict())
     assert torch.equal(head.layer4[2].bn3.running_mean, torch.from_numpy(arrays["aux:stage4_unit3_bn3_moving_mean"]))
     assert "bn_data_gamma" in report.skipped and "conv0_weight" in report.skipped  # the backbone's part

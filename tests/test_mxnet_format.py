@@ -11,8 +11,13 @@ from torch import nn
 
 from simpledet.errors import UserError
 from simpledet.modeling.norm import FrozenBatchNorm2d
-from simpledet.weights.mxnet_format import (decode_ndarray_file, encode_ndarray_file, read_ndarray_file,
-                                            split_prefixes, write_ndarray_file)
+from simpledet.weights.mxnet_format import (
+    decode_ndarray_file,
+    encode_ndarray_file,
+    read_ndarray_file,
+    split_prefixes,
+    write_ndarray_file,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "mxnet"
 FILES = ["dtypes.params", "unnamed.params", "gluon.params", "tiny-0000.params"]

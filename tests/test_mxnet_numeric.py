@@ -4,7 +4,7 @@ tests/fixtures/mxnet_made holds, per family, a Module checkpoint (NAME-0000.para
 wrote for SimpleDet's own backbone graph (mxnext's builders, SimpleDet's DCN builder) at reduced
 width (channels / 16, ResNeXt and DCN / 32; depth 50), with random weights and non-trivial frozen-BN
 statistics, and MXNet's c2..c5 on one image (NAME.npz). tools/make_mxnet_fixtures.py remakes them.
-Each file goes through the real loading path (load_pretrained_backbone) into our backbone, built
+Each file goes through the real loading path (weights.pretrained.load_pretrained_weights) into our backbone, built
 with the matching reduced config, and the outputs must agree to float32 rounding.
 
 The second half checks that the comparison has teeth: a wrong stride placement, BN eps, bn_data
@@ -23,7 +23,8 @@ from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.modeling.layers.deform_conv import DeformConv2d
 from simpledet.modeling.norm import FrozenBatchNorm2d
-from simpledet.weights.mxnet_backbone import load_pretrained_backbone
+
+from .helpers import load_into
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mxnet_made"
 STAGES = ("c2", "c3", "c4", "c5")
@@ -73,7 +74,7 @@ def _reference(family: str) -> dict:
 
 def _load(family: str, fuse: bool = True, **changes):
     model = replace(FAMILIES[family], fuse_frozen_bn=fuse, **changes).build().eval()
-    report = load_pretrained_backbone(model, FIXTURES / f"{family}-0000.params")
+    report = load_into(model, FIXTURES / f"{family}-0000.params")
     return model, report
 
 

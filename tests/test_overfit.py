@@ -22,7 +22,8 @@ def trained(tmp_path_factory):
     data = root / "shapes"
     generate_shapes(data, num_train=8, num_val=4, seed=1)
     overrides = shapes_overrides(data, val_split="train") + [
-        f"train.max_iter={ITERS}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4", "train.clip_grad_norm=10",
+        f"train.max_iter={ITERS}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
+        "train.clip_grad_norm=10",
         "train.warmup_iters=20", f"train.steps=({ITERS * 3 // 4},)", f"train.checkpoint_every={ITERS}"]
     out = root / "run"
     assert main(["train", str(QUICKSTART), "--out", str(out), *overrides]) == 0

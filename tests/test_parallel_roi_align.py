@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align as torchvision_roi_align
 
-from simpledet.modeling.layers.parallel_roi_align import _as_nchw, roi_align
+from simpledet.accel.roi_align import as_nchw, roi_align
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_no_rois(threads):
 
 def test_nhwc_features_copied_to_nchw_keep_their_values():
     x = torch.randn(2, 5, 7, 9)
-    out = _as_nchw(x.contiguous(memory_format=torch.channels_last))
+    out = as_nchw(x.contiguous(memory_format=torch.channels_last))
     assert torch.equal(out, x) and out.is_contiguous()
 
 
@@ -80,11 +80,11 @@ def test_pool_threads_run_single_threaded_and_leave_the_callers_count(threads, m
     take, are what they were."""
     import threading
 
-    from simpledet import parallel
+    from simpledet.accel import thread_pool
 
     threads(2)
-    monkeypatch.setattr(parallel, "_pools", {})  # a pool made here, not reused
-    pool = parallel.thread_pool(3)
+    monkeypatch.setattr(thread_pool, "_pools", {})  # a pool made here, not reused
+    pool = thread_pool.thread_pool(3)
     assert set(pool.map(lambda _: torch.get_num_threads(), range(6))) == {1}
     assert torch.get_num_threads() == 2
     later = []
@@ -97,12 +97,12 @@ def test_pool_threads_run_single_threaded_and_leave_the_callers_count(threads, m
 def test_one_pool_for_forward_and_backward_of_any_batch(threads, monkeypatch):
     """The pool has as many threads as torch, whatever the number of tasks (a batch of 8 images
     is 8 backward tasks): it is made once, not again at every change of task count."""
-    from simpledet import parallel
+    from simpledet.accel import thread_pool
 
     made = []
-    make = parallel._single_threaded_pool
-    monkeypatch.setattr(parallel, "_single_threaded_pool", lambda n: made.append(n) or make(n))
-    monkeypatch.setattr(parallel, "_pools", {})
+    make = thread_pool._single_threaded_pool
+    monkeypatch.setattr(thread_pool, "_single_threaded_pool", lambda n: made.append(n) or make(n))
+    monkeypatch.setattr(thread_pool, "_pools", {})
     threads(2)
     features, rois, upstream = make_case(5, channels_last=True)
     for _ in range(2):

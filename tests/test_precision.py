@@ -9,8 +9,9 @@ import torch
 
 from simpledet.api import Predictor
 from simpledet.config import TrainConfig
+from simpledet.engine.optimizer import build_optimizer
 from simpledet.engine.precision import autocast_dtype
-from simpledet.engine.trainer import Trainer, make_optimizer
+from simpledet.engine.trainer import Trainer
 from simpledet.errors import UserError
 
 from .helpers import small_config
@@ -36,7 +37,7 @@ def test_optimizer_impls_make_the_same_update(impl):
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
         cfg = small_config_stub(name)
-        opt = make_optimizer([model], cfg, 0.1, CPU)
+        opt = build_optimizer([model], cfg.train, 0.1, CPU)
         for step in range(3):
             loss = model(torch.randn(4, 5, generator=torch.Generator().manual_seed(step))).square().sum()
             opt.zero_grad()
@@ -63,7 +64,7 @@ def test_a_first_step_skipped_by_the_loss_scaler_leaves_no_trace(impl):
     b = torch.nn.Parameter(torch.zeros(64))
     module = torch.nn.Module()
     module.a, module.b = a, b
-    opt = make_optimizer([module], small_config_stub(impl), 0.1, CPU)
+    opt = build_optimizer([module], small_config_stub(impl).train, 0.1, CPU)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     for b_grad in (float("inf"), 1.0):  # an overflow in b: the whole first step is skipped
         opt.zero_grad()
@@ -87,9 +88,52 @@ def small_config_stub(impl: str):
     return cfg
 
 
-def test_unknown_optimizer_impl_is_named():
+def test_unknown_optimizer_and_impl_are_named():
     with pytest.raises(UserError, match="train.optimizer_impl: 'adam'"):
-        make_optimizer([torch.nn.Linear(2, 2)], small_config_stub("adam"), 0.1, CPU)
+        build_optimizer([torch.nn.Linear(2, 2)], small_config_stub("adam").train, 0.1, CPU)
+    cfg = small_config_stub("fused")
+    cfg.train.optimizer = "lamb"
+    with pytest.raises(UserError, match="train.optimizer: 'lamb' is not one of \\['sgd', 'adamw'\\]"):
+        build_optimizer([torch.nn.Linear(2, 2)], cfg.train, 0.1, CPU)
+
+
+@pytest.mark.parametrize("impl", ["fused", "foreach", "for-loop"])
+def test_adamw_is_a_config_choice_with_torchs_update(impl):
+    """train.optimizer=adamw: torch's AdamW over the trainable parameters, with train.lr (as
+    scaled), train.betas and train.weight_decay; every kernel choice gives the plain update."""
+    cfg = small_config_stub(impl)
+    cfg.train.optimizer, cfg.train.betas, cfg.train.weight_decay = "adamw", (0.8, 0.99), 0.05
+    runs = []
+    for build in (lambda model: build_optimizer([model], cfg.train, 0.01, CPU),
+                  lambda model: torch.optim.AdamW(model.parameters(), lr=0.01, betas=(0.8, 0.99), weight_decay=0.05,
+                                                  foreach=False)):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+        model[0].bias.requires_grad_(False)  # frozen: left out
+        opt = build(model)
+        for step in range(3):
+            loss = model(torch.randn(4, 5, generator=torch.Generator().manual_seed(step))).square().sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        runs.append((opt, [p.detach().clone() for p in model.parameters()]))
+    (ours, got), (_, expected) = runs
+    assert isinstance(ours, torch.optim.AdamW) and len(ours.param_groups[0]["params"]) == 3
+    assert ours.defaults["betas"] == (0.8, 0.99) and ours.defaults["weight_decay"] == 0.05
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_trains_with_adamw(tmp_path, shapes_dir):
+    trainer = Trainer(small_config(shapes_dir, "train.max_iter=2", "train.optimizer=adamw", "train.lr=0.0002"),
+                      tmp_path / "run")
+    before = [p.detach().clone() for p in trainer.model.parameters() if p.requires_grad]
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    trainer.train()
+    after = [p.detach() for p in trainer.model.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    state = torch.load(tmp_path / "run" / "train_state.pth", weights_only=True)
+    assert "exp_avg" in next(iter(state["optimizer"]["state"].values()))  # AdamW's state, saved for resuming
 
 
 def test_bf16_channels_last_training_on_cpu(tmp_path, shapes_dir):

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torchvision.models import resnext50_32x4d, resnext101_32x8d, resnext101_64x4d
 
-from simpledet.modeling.backbones.resnet import ResNet, ResNetConfig, mxnet_name_map
+from simpledet.modeling.backbones.resnet import ResNetConfig
+from simpledet.weights.mxnet_names import mxnet_resnet_key
 
 from .test_backbone import check_mxnet_names, needs_json
 
@@ -15,7 +16,7 @@ def without_fc(state: dict) -> dict:
 def test_resnext101_has_torchvisions_parameters_and_names(tv_model, groups, width_per_group):
     with torch.device("meta"):  # shapes only
         tv = tv_model()
-        ours = ResNet(depth=101, norm="bn", groups=groups, width_per_group=width_per_group)
+        ours = ResNetConfig(depth=101, norm="bn", groups=groups, width_per_group=width_per_group).build()
     tv_count = sum(p.numel() for n, p in tv.named_parameters() if not n.startswith("fc."))
     assert sum(p.numel() for p in ours.parameters()) == tv_count
     tv_state, our_state = without_fc(tv.state_dict()), ours.state_dict()
@@ -30,7 +31,7 @@ def test_torchvision_resnext_weights_load_and_give_the_same_features():
         for m in tv.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5), m.weight.uniform_(0.5, 1.0)
-    ours = ResNet(depth=50, groups=32, width_per_group=4)  # frozen BN, folded into the convs
+    ours = ResNetConfig(depth=50, groups=32, width_per_group=4).build()  # frozen BN, folded into the convs
     state = {k: v for k, v in without_fc(tv.state_dict()).items() if not k.endswith("num_batches_tracked")}
     ours.load_state_dict(state, strict=True)
     x = torch.rand(1, 3, 64, 64)
@@ -50,4 +51,4 @@ def test_torchvision_resnext_weights_load_and_give_the_same_features():
     ("resnext-152-32x8d-IN5k.json", 152, 32, 4)])
 def test_mxnet_names_map_onto_resnext(json_name, depth, groups, width_per_group):
     config = ResNetConfig(depth=depth, groups=groups, width_per_group=width_per_group, data_bn=True)
-    check_mxnet_names(json_name, config.build, mxnet_name_map)
+    check_mxnet_names(json_name, config.build, mxnet_resnet_key)

@@ -14,12 +14,16 @@ from torchvision.ops import box_iou, sigmoid_focal_loss
 from simpledet.cli import main
 from simpledet.config import Config, DataConfig, DatasetConfig, TrainConfig, save_config
 from simpledet.data.shapes import generate_shapes
+from simpledet.modeling.anchors import Anchors
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.retinanet import RetinaNetConfig
 from simpledet.modeling.heads.retina_head import RetinaHeadConfig, retina_anchor_sizes
 from simpledet.modeling.necks.fpn import FPN, FPNConfig
 from simpledet.modeling.preprocess import InputConfig
+from simpledet.structures.ground_truth import PaddedGroundTruth
+from simpledet.structures.image_sizes import ImageSizes
 
+CPU = torch.device("cpu")
 ITERS = 120
 
 
@@ -30,7 +34,7 @@ def test_nine_anchors_per_location_at_simpledet_scales():
     assert [round(s, 2) for s in sizes[0]] == [32.0, 40.32, 50.8]  # 4 x 8 x 2^(0, 1/3, 2/3)
     assert [round(s[0]) for s in sizes] == [32, 64, 128, 256, 512]
     # ratio 1, scale 1 on P3: a 32 x 32 box centred on the first grid point
-    anchors = head.anchor_generator((64, 64), [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)], torch.device("cpu"))
+    anchors = head.anchor_generator((64, 64), [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)], torch.device("cpu")).levels
     assert anchors[0].shape == (8 * 8 * 9, 4)
     assert anchors[0][3].tolist() == [-16.0, -16.0, 16.0, 16.0]
     assert retina_anchor_sizes((8,), octave_base=2.0, scales_per_octave=2) == ((16.0, 16 * 2 ** 0.5),)
@@ -55,7 +59,7 @@ def test_fpn_without_p6_p7_is_unchanged():
     assert fpn.out_features == ["p2", "p3", "p4", "p5", "p6"]
     assert not any(k.startswith(("p6_conv", "p7_conv")) for k in fpn.state_dict())
     with pytest.raises(ValueError):
-        FPN({"c5": 8}, extra_p6=True, p6p7_from="c5")
+        FPN({"c5": 8}, out_channels=8, extra_p6=True, p6p7_from="c5")
 
 
 def test_focal_and_box_loss_by_hand():
@@ -68,7 +72,8 @@ def test_focal_and_box_loss_by_hand():
     logits = torch.zeros(1, 3, 2)
     deltas = torch.zeros(1, 3, 4)
     deltas[0, 0] = torch.tensor([0.05, 0.0, 0.2, 0.0])  # the foreground anchor's target is 0
-    losses = head.losses(anchors, logits, deltas, [{"boxes": gt, "labels": torch.tensor([2])}])
+    targets = [{"boxes": gt, "labels": torch.tensor([2])}]
+    losses = head.losses(([logits], [deltas]), Anchors.of([anchors]), PaddedGroundTruth.of(targets, CPU))
 
     log2 = math.log(2.0)
     positive = 0.25 * 0.5**2 * log2  # alpha * (1 - p)^gamma * -log(p)
@@ -81,8 +86,8 @@ def test_focal_and_box_loss_by_hand():
     assert abs(losses["loss_box"].item() - expected_box) < 1e-6
 
     head.box_loss = "l1"
-    assert abs(head.losses(anchors, logits, deltas, [{"boxes": gt, "labels": torch.tensor([2])}])["loss_box"].item()
-               - 0.25) < 1e-6
+    l1 = head.losses(([logits], [deltas]), Anchors.of([anchors]), PaddedGroundTruth.of(targets, CPU))["loss_box"]
+    assert abs(l1.item() - 0.25) < 1e-6
 
 
 def test_losses_equal_torchvisions():
@@ -98,7 +103,8 @@ def test_losses_equal_torchvisions():
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 50.0, 60.0], [60.0, 60.0, 120.0, 100.0], [3.0, 4.0, 9.0, 30.0]]),
                 "labels": torch.tensor([1, 3, 4])}]
     ours.train()
-    _, losses = ours(feats, (256, 256), [(256, 256)], targets)
+    anchors = ours.anchors(feats, ImageSizes.of((256, 256), [(256, 256)]))
+    losses = ours.losses(ours(feats), anchors, PaddedGroundTruth.of(targets, CPU))
 
     tv = RetinaNetHead(16, 9, 5)
     relu = torch.nn.ReLU
@@ -107,9 +113,8 @@ def test_losses_equal_torchvisions():
     tv.regression_head.conv = torch.nn.Sequential(*[torch.nn.Sequential(c, relu()) for c in ours.box_subnet.convs])
     tv.regression_head.bbox_reg = ours.box_subnet.pred
     levels = list(feats.values())
-    anchors = torch.cat(ours.anchor_generator((256, 256), [f.shape[-2:] for f in levels], torch.device("cpu")))
-    matched = tv_utils.Matcher(0.5, 0.4, allow_low_quality_matches=True)(box_iou(targets[0]["boxes"], anchors))
-    expected = tv.compute_loss(targets, tv(levels), [anchors], [matched])
+    matched = tv_utils.Matcher(0.5, 0.4, allow_low_quality_matches=True)(box_iou(targets[0]["boxes"], anchors.all))
+    expected = tv.compute_loss(targets, tv(levels), [anchors.all], [matched])
     torch.testing.assert_close(losses["loss_cls"], expected["classification"])
     torch.testing.assert_close(losses["loss_box"], expected["bbox_regression"])
 
@@ -172,7 +177,7 @@ def test_masked_losses_equal_indexed_ones_over_a_batch():
                {"boxes": torch.tensor([[5.0, 70.0, 40.0, 110.0], [60.0, 20.0, 100.0, 50.0],
                                        [100.0, 100.0, 160.0, 170.0]]),
                 "labels": torch.tensor([2, 2, 1])}]
-    losses = head.losses(anchors, logits, deltas, targets)
+    losses = head.losses(([logits], [deltas]), Anchors.of([anchors]), PaddedGroundTruth.of(targets, CPU))
 
     cls_sum, box_sum, num_fg = 0.0, 0.0, 0
     for image, target in enumerate(targets):

@@ -14,8 +14,8 @@ from simpledet import build_model, load_config
 from simpledet.data.image_io import read_image
 from simpledet.weights.torchvision import convert_torchvision, is_torchvision_detection
 
-from .helpers import assert_same_detections, converted_from_torchvision, randomise_frozen_bn
 from .conftest import REPO
+from .helpers import assert_same_detections, converted_from_torchvision, randomise_frozen_bn
 
 CONFIG = REPO / "configs/torchvision/retinanet_resnet50_fpn.py"
 

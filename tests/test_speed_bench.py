@@ -1,4 +1,4 @@
-"""bench/speed.py, the interleaved comparison with torchvision that a GPU lease is spent on first:
+"""bench/speed.py, the interleaved comparison with torchvision that GPU time is spent on first:
 a graphed variant that breaks must cost its own row only."""
 
 import json
@@ -56,6 +56,7 @@ def test_a_failure_of_our_eager_model_is_not_swallowed(speed, monkeypatch):
         raise RuntimeError("planted failure of the eager step")
 
     monkeypatch.setattr(speed, "time_train_step", fail)
-    monkeypatch.setattr(sys, "argv", ["speed.py", "--height", "128", "--width", "160", "--repeats", "1", "--warmup", "0"])
+    monkeypatch.setattr(sys, "argv",
+                        ["speed.py", "--height", "128", "--width", "160", "--repeats", "1", "--warmup", "0"])
     with pytest.raises(RuntimeError, match="planted failure of the eager step"):
         speed.main()

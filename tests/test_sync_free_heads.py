@@ -15,11 +15,14 @@ import torchvision
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.ops import MultiScaleRoIAlign, batched_nms, clip_boxes_to_image, remove_small_boxes
 
+import simpledet.accel.concurrent_nms as nms_module
 from simpledet import build_model
+from simpledet.accel.concurrent_nms import concurrent_nms
+from simpledet.modeling.anchors import Anchors
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
-from simpledet.structures import nms as nms_module
-from simpledet.structures.targets import PaddedGroundTruth, pad_boxes
+from simpledet.structures.ground_truth import PaddedGroundTruth, pad_boxes
+from simpledet.structures.image_sizes import ImageSizes
 
 from .helpers import small_config
 
@@ -72,16 +75,18 @@ def reference_proposals(rpn, boxes, logits, per_level, image_sizes):
     return out
 
 
-def test_proposals_equal_filtering_and_per_image_batched_nms():
+@pytest.mark.parametrize("nms_each", ["in turn", "at once"])
+def test_proposals_equal_filtering_and_per_image_batched_nms(nms_each):
     g = torch.Generator().manual_seed(1)
-    rpn = RPNConfig(pre_nms_top_n_train=300, post_nms_top_n_train=150, min_size=3.0).build(8)
-    rpn.score_thresh = 0.2
+    kernels = {"nms_each": concurrent_nms} if nms_each == "at once" else {}
+    rpn = RPNConfig(pre_nms_top_n_train=300, post_nms_top_n_train=150, min_size=3.0,
+                    score_thresh=0.2).build(8, **kernels)
     per_level = [900, 400, 120]
     boxes = torch.stack([random_boxes(sum(per_level), 300, g, min_side=1.0) for _ in range(2)])
     boxes[0, :50] -= 40.0  # some boxes leave the image: clipped
     logits = torch.randn(2, sum(per_level), generator=g)
     sizes = [(280, 300), (300, 260)]
-    ours = rpn.select_proposals(boxes.clone(), logits, per_level, sizes)
+    ours = rpn.select_proposals(boxes.clone(), logits, per_level, ImageSizes.of((320, 320), sizes))
     expected = reference_proposals(rpn, boxes, logits, per_level, sizes)
     assert [len(p) for p in ours] == [len(p) for p in expected] and all(len(p) > 20 for p in ours)
     for a, b in zip(ours, expected):
@@ -104,7 +109,7 @@ def test_proposals_with_nan_and_infinite_boxes_equal_per_image_nms():
     boxes[1, :30, 2:] = boxes[1, :30, :2]  # zero width and height: valid at min_size 0
     logits[2, :25] = float("nan")
     sizes = [(190, 200), (200, 180), (170, 170)]
-    ours = rpn.select_proposals(boxes.clone(), logits, per_level, sizes)
+    ours = rpn.select_proposals(boxes.clone(), logits, per_level, ImageSizes.of((224, 224), sizes))
     expected = reference_proposals(rpn, boxes, logits, per_level, sizes)
     assert all(torch.isfinite(p).all() for p in ours) and all(len(p) > 50 for p in ours)
     assert [len(p) for p in ours] == [len(p) for p in expected]
@@ -122,14 +127,15 @@ def test_masked_rpn_losses_equal_the_indexed_ones():
                for n in (3, 5)]
     sizes = [(200, 200), (190, 210)]
     torch.manual_seed(0)
-    losses = rpn.losses(anchors, logits, deltas, PaddedGroundTruth.of(targets, anchors.device), sizes)
+    losses = rpn.losses((logits, deltas), Anchors.of([anchors]), PaddedGroundTruth.of(targets, anchors.device),
+                        ImageSizes.of((224, 224), sizes))
 
     torch.manual_seed(0)  # the same sampling draws
     gt, gt_valid = pad_boxes([t["boxes"] for t in targets], anchors.device)
     from torchvision.ops import box_iou
     matched, labels = rpn.matcher(torch.stack([box_iou(b, anchors) for b in gt]), gt_valid)
     labels[~rpn.inside_image(anchors, sizes)] = -1
-    fg, bg = rpn.sampler(labels)
+    fg, bg = rpn.sampler.sample(labels)
     sampled = fg | bg
     n = sampled.sum()
     cls = F.binary_cross_entropy_with_logits(logits[sampled], fg[sampled].float(), reduction="sum") / n
@@ -213,7 +219,7 @@ def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, 
     """The forward and backward of a training step wait for the device at the NMS calls (one per
     image and RPN level, run at once in pool threads) and three times more: the proposals
     per image, the sampled RoIs per image and the RoIs per FPN level. Boolean indexing in the
-    heads used to make over forty waits, and bincount and nonzero eight more."""
+    heads would make over forty waits, and bincount and nonzero eight more."""
     torch.manual_seed(0)
     model = build_model(small_config(shapes_dir)).train()
     images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
@@ -251,7 +257,7 @@ def test_retinanet_losses_never_wait(monkeypatch):
     targets = [{"boxes": random_boxes(3, 150, g, min_side=20.0), "labels": torch.tensor([1, 2, 3])},
                {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
     with SyncCounter(monkeypatch) as counter:
-        losses = head.losses(anchors, logits, deltas, targets)
+        losses = head.losses(([logits], [deltas]), Anchors.of([anchors]), PaddedGroundTruth.of(targets, anchors.device))
         sum(losses.values()).backward()
     assert counter.counts == {} and losses["loss_box"] > 0, counter.counts
 
@@ -275,14 +281,16 @@ def test_ground_truth_is_padded_once_per_training_step(shapes_dir, monkeypatch, 
     torch.manual_seed(0)
     losses = model(images, targets)
     assert len(made) == 1
-    if hasattr(model, "_branch_targets"):
+    if hasattr(model, "branch_targets"):
         return  # TridentNet's per-branch targets are the detector's own: the count is what this pins
 
-    # the same step with the heads padding for themselves: the same random draws, the same losses
+    # the same step with the R-CNN heads padding for themselves: the same random draws, the same losses
     batch, sizes, resized_targets = model.preprocess(images, targets)
     torch.manual_seed(0)
-    features = model.neck(model.backbone(batch)) if model.neck is not None else model.backbone(batch)
-    proposals, expected = model.rpn(features, tuple(batch.shape[-2:]), sizes, resized_targets)
+    features, outputs = model.dense_step(batch)
+    anchors = model.rpn.anchors(features, sizes)
+    expected = model.rpn.losses(outputs, anchors, PaddedGroundTruth.of(resized_targets, batch.device), sizes)
+    proposals = model.rpn.postprocess(outputs, anchors, sizes)
     expected.update(model.roi_heads(features, proposals, sizes, resized_targets)[1])
     assert losses.keys() == expected.keys()
     for key in losses:
@@ -313,7 +321,7 @@ def test_a_batch_without_any_box_trains_on_background(shapes_dir, config):
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     if hasattr(model, "roi_heads") and hasattr(model.roi_heads, "sample_proposals"):
         proposals = [torch.tensor([[0.0, 0, 50, 50], [10, 10, 90, 60]])] * 2
-        _, classes, _ = model.roi_heads.sample_proposals(proposals, targets)
+        classes = model.roi_heads.sample_proposals(proposals, targets).classes
         assert len(classes) == 4 and (classes == 0).all()
 
 
@@ -346,7 +354,8 @@ def test_sampled_proposals_targets_by_hand(shapes_dir):
                {"boxes": torch.tensor([[50.0, 50, 150, 120]]), "labels": torch.tensor([3])}]
     proposals = [torch.tensor([[205.0, 195, 262, 298], [400, 400, 450, 450], [5, 0, 100, 104]]),
                  torch.tensor([[52.0, 48, 150, 125], [0, 0, 20, 20]])]
-    sampled, classes, box_targets = heads.sample_proposals(proposals, targets)
+    rois = heads.sample_proposals(proposals, targets)
+    sampled, classes, box_targets = rois.boxes, rois.classes, rois.box_targets
     # every candidate sampled (proposals and the ground truth added to them), so pair them by box
     expected = {(0, 0): 2, (0, 1): 0, (0, 2): 1, (1, 0): 3, (1, 1): 0}
     gt_of = {(0, 0): 1, (0, 2): 0, (1, 0): 0}
@@ -357,53 +366,46 @@ def test_sampled_proposals_targets_by_hand(shapes_dir):
         if cls:
             goal = heads.box_coder.encode(proposals[image][i:i + 1], targets[image]["boxes"][gt_of[(image, i)]][None])
             torch.testing.assert_close(box_targets[row], goal[0])
-            assert heads.last_matched_gt[row] == gt_of[(image, i)]
+            assert rois.matched_gt[row] == gt_of[(image, i)]
         else:
             assert not box_targets[row].any()
     assert [len(s) for s in sampled] == [5, 3]  # the ground truth joins as proposals
 
 
-def test_padding_rows_are_never_sampled_and_change_no_real_row():
-    """SamplingTargets on the same ground truth and candidates, padded further (as the R-CNN stage
-    pads them to a few sizes for CUDA graphs), with the same random priorities on the real rows:
-    the same rows are sampled with the same targets, and no padding row is."""
-    from simpledet.modeling.heads.roi_heads import SamplingTargets
-    from simpledet.structures.box_coder import BoxCoder
-    from simpledet.structures.matcher import Matcher
-    from simpledet.structures.sampler import BalancedSampler
+def test_padding_for_capture_samples_what_the_stage_samples():
+    """An R-CNN stage's match_and_sample on ground truth and candidates padded further (as
+    train.cuda_graphs pads them to a few sizes, accel.cuda_graphs.PaddedForCapture), with the
+    same random priorities on the real rows: the same rows sampled with the same targets, no
+    padding row sampled, and the outputs cut back to the candidates given."""
+    from simpledet.accel.cuda_graphs import PaddedForCapture
+    from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 
     g = torch.Generator().manual_seed(0)
+    stage = RoIHeadsConfig(batch_size_per_image=32).build(8, 9)
     gt = PaddedGroundTruth.of([{"boxes": random_boxes(n, 300, g), "labels": torch.randint(1, 9, (n,), generator=g)}
                                for n in (3, 5)], torch.device("cpu"))
     boxes, valid = pad_boxes([random_boxes(n, 300, g) for n in (90, 70)], torch.device("cpu"))
     priority = torch.rand((2, *valid.shape), generator=g)
-    sampling = SamplingTargets(Matcher(0.5, 0.5), BalancedSampler(32, 0.25), BoxCoder((10.0, 10.0, 5.0, 5.0)))
-    small = sampling(gt.boxes, gt.valid, gt.labels, boxes, valid, priority)
+    inputs = (gt.boxes, gt.valid, gt.labels, boxes, valid, priority)
+    expected = stage.match_and_sample(*inputs)
 
-    wide_gt = gt.padded_to(16)
-    real = gt.boxes.shape[1]
-    assert wide_gt.boxes.shape == (2, 16, 4) and torch.equal(wide_gt.boxes[:, :real], gt.boxes)
-    assert torch.equal(wide_gt.valid[:, :real], gt.valid) and not wide_gt.valid[:, real:].any()
-    assert torch.equal(wide_gt.labels[:, :real], gt.labels) and not wide_gt.labels[:, real:].any()
-    assert gt.padded_to(2) is gt  # never fewer rows
-    wide_boxes, wide_valid = pad_boxes(list(boxes), torch.device("cpu"), size=128)
-    wide_valid[:, :valid.shape[1]] = valid  # the per-image counts, as the first padding had them
-    wide_priority = torch.rand((2, *wide_valid.shape), generator=g)
-    wide_priority[..., :valid.shape[1]] = priority
-    wide = sampling(wide_gt.boxes, wide_gt.valid, wide_gt.labels, wide_boxes, wide_valid, wide_priority)
+    seen = []
 
-    sampled, per_image, matched, classes, box_targets = wide
-    assert not sampled[:, valid.shape[1]:].any() and not (sampled & ~wide_valid).any()
-    assert torch.equal(per_image, small[1]) and (per_image == 32).all()
-    assert torch.equal(sampled[:, :valid.shape[1]], small[0])
-    for a, b in zip(wide[2:], small[2:]):
-        picked = small[0]
-        assert torch.equal(a[:, :valid.shape[1]][picked], b[picked])
-    assert (classes[sampled] > 0).sum() > 0 and ((classes > 0) <= sampled).all()
+    def eager_on_padded(*padded):
+        seen.append([tuple(t.shape) for t in padded])
+        return stage.match_and_sample(*padded)
+
+    got = PaddedForCapture(eager_on_padded)(*inputs)
+    assert seen == [[(2, 8, 4), (2, 8), (2, 8), (2, 256, 4), (2, 256), (2, 2, 256)]]
+    assert [t.shape for t in got] == [t.shape for t in expected]
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    sampled, per_image, _, classes, _ = got
+    assert (per_image == 32).all() and (classes[sampled] > 0).sum() > 0 and ((classes > 0) <= sampled).all()
 
 
 def test_true_indices_equal_boolean_indexing():
-    from simpledet.structures.no_sync import true_indices
+    from simpledet.accel.sync_free import true_indices
 
     g = torch.Generator().manual_seed(0)
     masks = [torch.rand(n, generator=g) > 0.5 for n in (0, 1, 7, 40)] + [torch.zeros(5, dtype=torch.bool)]
@@ -418,8 +420,9 @@ def test_a_tridentnet_training_step_waits_once_per_filter_not_once_per_tensor(sh
     the NMS) in its range: one wait for all the branches and images at each of the two, where
     boolean indexing waited once per branch, image and tensor. The targets kept are those of
     boolean indexing."""
-    from .conftest import REPO
     from simpledet.modeling.detectors.tridentnet import in_range
+
+    from .conftest import REPO
 
     torch.manual_seed(0)
     model = build_model(small_config(shapes_dir, config=REPO / "configs/quickstart/tridentnet_r18c4_shapes.py"))
@@ -429,7 +432,7 @@ def test_a_tridentnet_training_step_waits_once_per_filter_not_once_per_tensor(sh
                {"boxes": torch.tensor([[5.0, 5.0, 20.0, 15.0], [30.0, 30.0, 80.0, 110.0]]),
                 "labels": torch.tensor([2, 1])}]
     branches = model.backbone.active_branches
-    got = model._branch_targets(targets, [1.0, 1.5], branches)
+    got = model.branch_targets(targets, [1.0, 1.5], branches)
     expected = [(t["boxes"][m], t["labels"][m]) for b in branches for t, scale in zip(targets, [1.0, 1.5])
                 for m in [in_range(t["boxes"], scale, *model.valid_ranges[b])]]
     assert len(got) == len(expected) == 3 * len(targets)

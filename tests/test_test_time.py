@@ -7,8 +7,8 @@ from torch import nn
 
 from simpledet import build_model
 from simpledet.engine.tta import augmented_inference
+from simpledet.modeling.nms import class_nms
 from simpledet.modeling.preprocess import ImagePreprocessor
-from simpledet.structures.nms import class_nms
 
 from .helpers import small_config
 

@@ -1,6 +1,7 @@
 """TridentNet: three branches with one set of weights, scale-aware ranges, TridentFast's single
 branch, and training end to end."""
 
+import copy
 import json
 
 import torch
@@ -8,7 +9,7 @@ import torch
 from simpledet import build_model
 from simpledet.cli import main
 from simpledet.data.shapes import generate_shapes
-from simpledet.modeling.backbones.resnet import ResNet
+from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.backbones.trident import TridentBackbone
 from simpledet.modeling.detectors.tridentnet import in_range
 
@@ -20,9 +21,9 @@ TRIDENT = REPO / "configs/quickstart/tridentnet_r18c4_shapes.py"
 
 def test_branches_share_one_set_of_weights():
     torch.manual_seed(0)
-    resnet = ResNet(depth=50, out_features=("c4",))
+    resnet = ResNetConfig(depth=50, out_features=("c4",)).build()
     plain_params = sum(p.numel() for p in resnet.parameters())
-    trident = TridentBackbone(resnet, dilations=(1, 2, 3)).eval()
+    trident = TridentBackbone(resnet, dilations=(1, 2, 3), num_trident_blocks=None, test_branches=(0, 1, 2)).eval()
     assert sum(p.numel() for p in trident.parameters()) == plain_params
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -31,11 +32,17 @@ def test_branches_share_one_set_of_weights():
     assert c4.shape[0] == 6  # 3 branches x 2 images, branch-major
     torch.testing.assert_close(c4[:2], plain)  # dilation 1 is the plain network
     assert not torch.allclose(c4[2:4], c4[:2])  # other dilations see differently
-    assert resnet.layer3[-1].conv2.dilation == (1, 1)  # restored after the dilated runs
+    assert resnet.layer3[-1].conv2.dilation == (1, 1)  # the dilation is passed per call, never set
+    # branch 3 is the network whose trident blocks' 3x3 convs have dilation (and padding) 3
+    dilated = copy.deepcopy(resnet)
+    for block in dilated.layer3[1:]:
+        block.conv2.dilation = block.conv2.padding = (3, 3)
+    with torch.no_grad():
+        assert torch.equal(c4[4:], dilated(x)["c4"])
 
 
 def test_trident_fast_runs_the_middle_branch_only():
-    resnet = ResNet(depth=18, out_features=("c4",), base_width=16)
+    resnet = ResNetConfig(depth=18, out_features=("c4",), base_width=16).build()
     trident = TridentBackbone(resnet, dilations=(1, 2, 3), num_trident_blocks=1, test_branches=(1,))
     x = torch.rand(1, 3, 64, 64)
     assert trident.train()(x)["c4"].shape[0] == 3

@@ -22,7 +22,8 @@ def shrink_proposals(model_cfg) -> None:
         rpn.pre_nms_top_n_train = rpn.pre_nms_top_n_test = 200
         rpn.post_nms_top_n_train = rpn.post_nms_top_n_test = 32
     roi = getattr(model_cfg, "roi_heads", None)
-    if roi is not None and hasattr(roi, "batch_size_per_image"):
+    roi = getattr(roi, "stage", roi)  # a cascade: the stage config every stage is built from
+    if roi is not None:
         roi.batch_size_per_image = 16
 
 
@@ -40,7 +41,7 @@ def test_config_builds_trains_and_predicts(name):
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 80.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 30.0, 80.0, 110.0]]),
                 "labels": torch.tensor([2, 1])}]
-    if getattr(cfg.model, "needs_masks", False):  # instance masks: the boxes, filled
+    if cfg.model.predicts_masks:  # instance masks: the boxes, filled
         for t, img in zip(targets, images):
             t["masks"] = torch.zeros(len(t["boxes"]), *img.shape[-2:], dtype=torch.uint8)
             for m, (x1, y1, x2, y2) in zip(t["masks"], t["boxes"].int().tolist()):

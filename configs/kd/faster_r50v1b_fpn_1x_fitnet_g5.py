@@ -10,8 +10,7 @@ from pathlib import Path
 from simpledet.config import load_config
 from simpledet.engine.distill import DistillConfig
 
-configs = Path(__file__).resolve().parents[1]
-config = load_config(configs / "resnet_v1b" / "faster_r50v1b_fpn_1x.py")
-config.distill = DistillConfig(teacher_config=str(configs / "resnet_v1b" / "faster_r152v1b_fpn_2x.py"),
+config = load_config(Path(__file__).parent / "../resnet_v1b/faster_r50v1b_fpn_1x.py")
+config.distill = DistillConfig(teacher_config=str(Path(__file__).parent / "../resnet_v1b/faster_r152v1b_fpn_2x.py"),
                                teacher_weights="teacher_model/faster_r152v1b_fpn_2x.safetensors",
                                features=("c5",), weight=5.0)

@@ -8,18 +8,18 @@ lr 0.01 for 16 images with a 1000-iteration warmup from lr/3; test: top 1000 per
 (`model.backbone.pretrained=PATH`), which expects ImageNet mean/std on 0-255 RGB.
 """
 
-from simpledet.config import Config, DataConfig, DatasetConfig, TrainConfig
+from simpledet.config import Config, TrainConfig, coco2017
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.retinanet import RetinaNetConfig
 from simpledet.modeling.heads.retina_head import RetinaHeadConfig, retina_anchor_sizes
 from simpledet.modeling.necks.fpn import FPNConfig
-from simpledet.modeling.preprocess import InputConfig
+from simpledet.modeling.preprocess import IMAGENET_MEAN_255, IMAGENET_STD_255, InputConfig
 
 config = Config(
     model=RetinaNetConfig(
         num_classes=80,
-        input=InputConfig(min_size=(800,), max_size=1333, pixel_scale=255.0,
-                          mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
+        input=InputConfig(min_size=(800,), max_size=1333, pixel_scale=255.0, mean=IMAGENET_MEAN_255,
+                          std=IMAGENET_STD_255),
         backbone=ResNetConfig(depth=50, variant="v1b", norm="frozen_bn", freeze_at=2,
                               out_features=("c3", "c4", "c5")),
         neck=FPNConfig(out_channels=256, extra_p6=False, p6p7_from="c5"),
@@ -30,9 +30,7 @@ config = Config(
                               box_loss="smooth_l1", box_loss_beta=0.11, box_weights=(1.0, 1.0, 1.0, 1.0),
                               pre_nms_top_n=1000, score_thresh=0.05, nms_thresh=0.5, detections_per_img=100),
     ),
-    data=DataConfig(train=DatasetConfig("data/coco/annotations/instances_train2017.json", "data/coco/train2017"),
-                    val=DatasetConfig("data/coco/annotations/instances_val2017.json", "data/coco/val2017"),
-                    num_workers=4, flip=True),
+    data=coco2017(num_workers=4, flip=True),
     # 1x: 90k iterations of 16 images; lr 0.01 for 16 images (SimpleDet: 0.005 / 8 per image)
     train=TrainConfig(max_iter=90000, batch_size=2, lr=0.01, lr_reference_batch=16, momentum=0.9,
                       weight_decay=1e-4, warmup_iters=1000, warmup_factor=1.0 / 3, steps=(60000, 80000),

@@ -8,21 +8,21 @@ branch; 128 RoIs per branch and image, half foreground; class-agnostic boxes; gr
 at 5; warmup from 0 over 3000 iterations.
 """
 
-from simpledet.config import Config, DataConfig, DatasetConfig, TrainConfig
+from simpledet.config import Config, TrainConfig, coco2017
 from simpledet.modeling.backbones.resnet import ResNetConfig
-from simpledet.modeling.detectors.tridentnet import TridentNetConfig, TridentSettings
+from simpledet.modeling.detectors.tridentnet import TridentConfig, TridentNetConfig
 from simpledet.modeling.heads.res5_head import Res5HeadConfig
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
-from simpledet.modeling.preprocess import InputConfig
+from simpledet.modeling.preprocess import IMAGENET_MEAN_255, IMAGENET_STD_255, InputConfig
 
 config = Config(
     model=TridentNetConfig(
         num_classes=80,
         input=InputConfig(min_size=(800,), max_size=1200, test_max_size=2000, pixel_scale=255.0,
-                          mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
+                          mean=IMAGENET_MEAN_255, std=IMAGENET_STD_255),
         backbone=ResNetConfig(depth=50, variant="v1b", norm="frozen_bn", freeze_at=2, out_features=("c4",)),
-        trident=TridentSettings(dilations=(1, 2, 3), num_trident_blocks=None,
+        trident=TridentConfig(dilations=(1, 2, 3), num_trident_blocks=None,
                                 valid_ranges=((0.0, 90.0), (30.0, 160.0), (90.0, -1.0)),
                                 train_scale_aware=True, test_scale_aware=True, test_branches=(0, 1, 2)),
         rpn=RPNConfig(in_features=("c4",), anchor_sizes=((32, 64, 128, 256, 512),), aspect_ratios=(0.5, 1.0, 2.0),
@@ -33,9 +33,7 @@ config = Config(
                                  batch_size_per_image=128, positive_fraction=0.5, fg_iou=0.5, bg_iou=0.5,
                                  score_thresh=0.05, nms_thresh=0.5, detections_per_img=100),
     ),
-    data=DataConfig(train=DatasetConfig("data/coco/annotations/instances_train2017.json", "data/coco/train2017"),
-                    val=DatasetConfig("data/coco/annotations/instances_val2017.json", "data/coco/val2017"),
-                    num_workers=4, flip=True),
+    data=coco2017(num_workers=4, flip=True),
     train=TrainConfig(max_iter=90000, batch_size=2, lr=0.02, lr_reference_batch=16, warmup_iters=3000,
                       warmup_factor=0.0, steps=(60000, 80000), clip_grad_norm=5.0, checkpoint_every=5000),
 )

@@ -5,21 +5,21 @@ torchvision`). torchvision's layout has 91 classes (COCO category ids, backgroun
 labels are COCO category ids directly: data.contiguous_labels is False.
 """
 
-from simpledet.config import Config, DataConfig, DatasetConfig, TestConfig, TrainConfig
+from simpledet.config import Config, TestConfig, TrainConfig, coco2017
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
 from simpledet.modeling.heads.box_head import MLPHeadConfig
 from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 from simpledet.modeling.heads.rpn import RPNConfig
 from simpledet.modeling.necks.fpn import FPNConfig
-from simpledet.modeling.preprocess import InputConfig
+from simpledet.modeling.preprocess import IMAGENET_MEAN_01, IMAGENET_STD_01, InputConfig
 
 config = Config(
     model=FasterRCNNConfig(
         num_classes=90,
         # ImageNet mean / std on [0, 1] RGB input, short side 800, long side <= 1333
-        input=InputConfig(min_size=(800,), max_size=1333, mean=(0.485, 0.456, 0.406),
-                          std=(0.229, 0.224, 0.225), pixel_scale=1.0),
+        input=InputConfig(min_size=(800,), max_size=1333, mean=IMAGENET_MEAN_01, std=IMAGENET_STD_01,
+                          pixel_scale=1.0),
         # torchvision's ResNet-50 is the v1b layout (stride in the 3x3 conv); 3 trainable stages
         # fuse_frozen_bn=False: torchvision's arithmetic exactly, for bit-level parity
         backbone=ResNetConfig(depth=50, variant="v1b", norm="frozen_bn", freeze_at=2, fuse_frozen_bn=False),
@@ -32,9 +32,7 @@ config = Config(
                                  positive_fraction=0.25, score_thresh=0.05, nms_thresh=0.5,
                                  detections_per_img=100, box_loss_beta=1.0 / 9),
     ),
-    data=DataConfig(train=DatasetConfig("data/coco/annotations/instances_train2017.json", "data/coco/train2017"),
-                    val=DatasetConfig("data/coco/annotations/instances_val2017.json", "data/coco/val2017"),
-                    contiguous_labels=False),
+    data=coco2017(contiguous_labels=False),
     train=TrainConfig(max_iter=90000, steps=(60000, 80000), lr=0.02, lr_reference_batch=16,
                       warmup_iters=1000, warmup_factor=0.001, channels_last=False),
     # NCHW and unfolded frozen BN: torchvision's own arithmetic, bit for bit

@@ -7,19 +7,19 @@ and up to 300 detections are kept. Labels are COCO category ids (data.contiguous
 torchvision's COCO checkpoint: 36.4 box AP.
 """
 
-from simpledet.config import Config, DataConfig, DatasetConfig, TestConfig, TrainConfig
+from simpledet.config import Config, TestConfig, TrainConfig, coco2017
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.detectors.retinanet import RetinaNetConfig
 from simpledet.modeling.heads.retina_head import RetinaHeadConfig
 from simpledet.modeling.necks.fpn import FPNConfig
-from simpledet.modeling.preprocess import InputConfig
+from simpledet.modeling.preprocess import IMAGENET_MEAN_01, IMAGENET_STD_01, InputConfig
 
 config = Config(
     model=RetinaNetConfig(
         num_classes=90,
         # ImageNet mean / std on [0, 1] RGB input, short side 800, long side <= 1333
-        input=InputConfig(min_size=(800,), max_size=1333, mean=(0.485, 0.456, 0.406),
-                          std=(0.229, 0.224, 0.225), pixel_scale=1.0),
+        input=InputConfig(min_size=(800,), max_size=1333, mean=IMAGENET_MEAN_01, std=IMAGENET_STD_01,
+                          pixel_scale=1.0),
         # fuse_frozen_bn=False: torchvision's arithmetic exactly, for bit-level parity
         backbone=ResNetConfig(depth=50, variant="v1b", norm="frozen_bn", freeze_at=2,
                               out_features=("c3", "c4", "c5"), fuse_frozen_bn=False),
@@ -30,9 +30,7 @@ config = Config(
             aspect_ratios=(0.5, 1.0, 2.0), background_column=True, fg_iou=0.5, bg_iou=0.4,
             box_loss="l1", pre_nms_top_n=1000, score_thresh=0.05, nms_thresh=0.5, detections_per_img=300),
     ),
-    data=DataConfig(train=DatasetConfig("data/coco/annotations/instances_train2017.json", "data/coco/train2017"),
-                    val=DatasetConfig("data/coco/annotations/instances_val2017.json", "data/coco/val2017"),
-                    contiguous_labels=False),
+    data=coco2017(contiguous_labels=False),
     # torchvision's reference recipe trains RetinaNet at lr 0.01 for 16 images
     train=TrainConfig(max_iter=90000, steps=(60000, 80000), lr=0.01, lr_reference_batch=16,
                       warmup_iters=1000, warmup_factor=0.001, channels_last=False),

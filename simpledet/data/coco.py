@@ -98,8 +98,10 @@ def _where(section: str, i: int, rec: Any) -> str:
     return f"{section}[{i}]" + (f" (id {_short(rid)})" if rid is not None else "")
 
 
-def load_coco_json(path: Path) -> dict[str, list[dict]]:
-    """Parse and check a COCO annotation file; every problem is a UserError naming the record."""
+def load_coco_json(path: Path, image_files: bool = True) -> dict[str, list[dict]]:
+    """Parse and check a COCO annotation file; every problem is a UserError naming the record.
+    image_files: the images' records must say where and how large each image is (file_name,
+    width, height), as training and inference read them; scoring detections needs only their ids."""
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -121,6 +123,8 @@ def load_coco_json(path: Path) -> dict[str, list[dict]]:
         records = data[section]
         if not isinstance(records, list):
             raise UserError(f"{path}: '{section}' must be a list, got {type(records).__name__}")
+        if section == "images" and not image_files:
+            schema = schema[:1]  # the id alone
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 raise UserError(f"{path}: {section}[{i}] must be an object, "

@@ -1,11 +1,8 @@
-"""Checkpoints: weights as safetensors plus a small JSON (config, iteration, metrics), a separate
-training-state file for exact resumption, all written atomically (temp file, fsync, rename)."""
+"""Checkpoints: weights as safetensors plus a small JSON (config, iteration, categories), and the
+weights files a model loads, read without executing code."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -13,40 +10,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from simpledet.errors import UserError
+from simpledet.files import atomic_write, atomic_write_text
 
 
-def _atomic(path: str | Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    _atomic(path, write)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+def atomic_torch_save(obj, path: str | Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_weights(model: nn.Module, path: str | Path, meta: dict | None = None) -> None:
     """`path` (.safetensors) holds the weights; `path` with .json beside it the metadata."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "producer": "simpledet"}))
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "producer": "simpledet"}))
     if meta is not None:
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
@@ -61,7 +36,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except (SafetensorError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise UserError(f"{path}: cannot read weights ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path}: cannot read weights ({reason})") from None
     except Exception as e:  # torch.load's unpickler refuses anything but tensors and containers
         raise UserError(f"{path}: not a plain weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     for key in ("model", "state_dict"):  # common wrappers

@@ -47,7 +47,7 @@ class FitNetDistiller(nn.Module):
             nn.init.zeros_(conv.bias)
         self._captured: dict[str, Tensor] = {}
         student.backbone.register_forward_hook(self._capture_backbone)
-        if getattr(student, "neck", None) is not None:
+        if student.neck is not None:
             student.neck.register_forward_hook(self._capture_neck)
 
     def _capture_backbone(self, module, inputs, outputs) -> None:
@@ -64,7 +64,7 @@ class FitNetDistiller(nn.Module):
         teacher = self.teacher[0]
         with torch.no_grad():
             target = teacher.backbone(batch)
-            if getattr(teacher, "neck", None) is not None and any(f.startswith("p") for f in self.features):
+            if teacher.neck is not None and any(f.startswith("p") for f in self.features):
                 target = {**target, **teacher.neck(target)}
         total = batch.new_zeros(())
         for name in self.features:
@@ -80,10 +80,9 @@ class FitNetDistiller(nn.Module):
 
 
 def _channels(model: nn.Module, features: tuple[str, ...]) -> dict[str, int]:
-    channels = dict(model.backbone.out_channels)
-    neck = getattr(model, "neck", None)
-    if neck is not None:
-        channels.update({name: neck.out_channels for name in neck.out_features})
+    channels = model.backbone.output_shape()
+    if model.neck is not None:
+        channels.update(model.neck.output_shape())
     missing = [f for f in features if f not in channels]
     if missing:
         raise UserError(f"distill.features: {missing[0]!r} is not a feature of the model (has {sorted(channels)})")

@@ -13,8 +13,6 @@ import copy
 import gc
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +21,9 @@ import torch
 from faster_coco_eval import COCO, COCOeval_faster
 from faster_coco_eval.core import mask as mask_utils
 
+from simpledet.data.coco import load_coco_json
 from simpledet.errors import UserError
+from simpledet.files import atomic_write_text
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -57,8 +57,9 @@ def _quiet(*args: object, **kwargs: object) -> None:
     """Swallows faster_coco_eval's progress messages; we print our own table."""
 
 
-def _encode_masks(masks: torch.Tensor) -> list[dict]:
-    """Bool/prob masks (N,H,W) or (N,1,H,W) -> COCO RLEs with str counts (JSON-safe)."""
+def encode_masks(masks: torch.Tensor) -> list[dict]:
+    """Bool/prob masks (N,H,W) or (N,1,H,W) -> COCO RLEs with str counts (JSON-safe), thresholded
+    at 0.5."""
     if masks.dim() == 4:
         masks = masks[:, 0]
     binary = masks > 0.5 if masks.is_floating_point() else masks.bool()
@@ -71,12 +72,16 @@ def _encode_masks(masks: torch.Tensor) -> list[dict]:
     return rles
 
 
-def detections_to_coco(
-    outputs: list[dict], image_ids: list[int], label_to_category_id: dict[int, int]
-) -> list[dict]:
-    """Model outputs (boxes x1y1x2y2, labels, scores[, masks]) -> COCO result records."""
-    if len(outputs) != len(image_ids):
-        raise ValueError(f"{len(outputs)} outputs but {len(image_ids)} image ids")
+def detections_to_coco(outputs: list[dict], images: list, label_to_category_id: dict[int, int],
+                       box_decimals: int = 4, score_decimals: int = 6) -> list[dict]:
+    """Model outputs (boxes x1y1x2y2, labels, scores[, masks]) -> COCO result records, for `eval`'s
+    detections.json and `predict`'s output alike.
+
+    images: one per output, each an image id (int) or a dict of the fields that name the image in
+    every record ({"file_name": ...}). Boxes become [x, y, w, h], computed in float64 and rounded
+    to box_decimals, so that rounding adds no float32 noise; masks become RLE `segmentation`."""
+    if len(outputs) != len(images):
+        raise ValueError(f"{len(outputs)} outputs but {len(images)} image ids")
     # A lookup table turns label -> category id into one indexing op per image.
     size = max(label_to_category_id, default=-1) + 1
     lut = torch.full((size,), -1, dtype=torch.int64)
@@ -84,7 +89,7 @@ def detections_to_coco(
         lut[label] = cat_id
 
     records: list[dict] = []
-    for output, image_id in zip(outputs, image_ids):
+    for output, image in zip(outputs, images):
         labels = output["labels"].detach().cpu().long()
         if labels.numel() == 0:
             continue
@@ -97,13 +102,13 @@ def detections_to_coco(
                 f"model predicted labels {bad} that have no category id in the dataset's "
                 f"label map {label_to_category_id}: does the config's num_classes match the dataset?"
             )
-        # float64 so that rounding to 4 decimals does not reintroduce float32 noise.
         boxes = output["boxes"].detach().cpu().double()
-        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).round(decimals=4)
-        scores = output["scores"].detach().cpu().double().round(decimals=6)
-        segms = _encode_masks(output["masks"]) if "masks" in output else None
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).round(decimals=box_decimals)
+        scores = output["scores"].detach().cpu().double().round(decimals=score_decimals)
+        segms = encode_masks(output["masks"]) if "masks" in output else None
+        where = image if isinstance(image, dict) else {"image_id": int(image)}
         for i, (cat_id, bbox, score) in enumerate(zip(cat_ids.tolist(), xywh.tolist(), scores.tolist())):
-            record = {"image_id": int(image_id), "category_id": cat_id, "bbox": bbox, "score": score}
+            record = {**where, "category_id": cat_id, "bbox": bbox, "score": score}
             if segms is not None:
                 record["segmentation"] = segms[i]
             records.append(record)
@@ -111,23 +116,14 @@ def detections_to_coco(
 
 
 def _load_gt(ann_file: Path) -> dict:
-    """Reads and sanity-checks a COCO GT file, reporting problems as UserError."""
-    if not ann_file.is_file():
-        raise UserError(f"{ann_file}: annotation file not found")
-    try:
-        data = json.loads(ann_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{ann_file}: not valid JSON ({err})") from err
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise UserError(f"{ann_file}: expected a COCO object with an 'images' list")
-    for i, ann in enumerate(data.get("annotations", [])):
+    """A COCO ground-truth file, checked as the datasets check theirs (image records need only
+    their ids here), with what COCOeval takes for granted filled in."""
+    data = load_coco_json(ann_file, image_files=False)
+    for i, ann in enumerate(data["annotations"]):
         # COCOeval uses annotation id 0 as "unmatched"; renumbering 1..N avoids that trap.
         ann["id"] = i + 1
         ann.setdefault("iscrowd", 0)
-        if "area" not in ann:
-            if "bbox" not in ann:
-                raise UserError(f"{ann_file}: annotation #{i} has neither 'area' nor 'bbox'")
-            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
     return data
 
 
@@ -243,19 +239,6 @@ def write_metrics(path: str | Path, result: EvalResult) -> None:
 
     NaN (category without GT) becomes null, since NaN is not valid JSON.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, object] = {name: float(result.stats[name]) for name in STAT_NAMES}
     payload["per_category"] = {name: (None if math.isnan(ap) else ap) for name, ap in result.per_category}
-    # Temp file in the same directory so os.replace is an atomic rename, never a copy.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -2,7 +2,6 @@
 
 import torch
 
-
 from simpledet.config import Config
 from simpledet.errors import UserError
 
@@ -11,8 +10,9 @@ def check_num_classes(cfg: Config, dataset) -> None:
     num = cfg.model.num_classes
     if cfg.data.contiguous_labels:
         if num != len(dataset.category_ids):
+            found = len(dataset.category_ids)
             raise UserError(f"model.num_classes is {num} but {cfg.data.train.ann_file or 'the data'} has "
-                            f"{len(dataset.category_ids)} categories; set model.num_classes={len(dataset.category_ids)}")
+                            f"{found} categories; set model.num_classes={found}")
     elif max(dataset.category_ids) > num:
         raise UserError(f"model.num_classes is {num} but category ids go up to {max(dataset.category_ids)} "
                         "(data.contiguous_labels=False uses category ids as labels)")
@@ -32,10 +32,3 @@ def model_label_to_category_id(cfg: Config, dataset) -> dict[int, int]:
     if cfg.data.contiguous_labels:
         return dict(dataset.label_to_category_id)
     return {cat: cat for cat in dataset.category_ids}
-
-
-def category_names_by_label(cfg: Config, dataset) -> dict[int, str]:
-    names = dict(zip(dataset.category_ids, dataset.category_names))
-    return {label: names[cat] for label, cat in model_label_to_category_id(cfg, dataset).items()}
-
-

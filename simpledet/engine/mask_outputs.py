@@ -1,19 +1,13 @@
-"""What the eval and predict commands do with instance masks: mask AP beside box AP, RLE
-`segmentation` in the predictions file, masks in the pictures."""
+"""What the eval and predict commands do with instance masks beside boxes: mask AP, and masks in
+the pictures. (RLE `segmentation` records come from evaluator.detections_to_coco.)"""
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simpledet.engine.evaluator import EvalResult, _encode_masks, evaluate_detections
-
-
-def has_masks(model_cfg: Any) -> bool:
-    """Whether a model config predicts (and trains on) instance masks."""
-    return bool(getattr(model_cfg, "needs_masks", False))
+from simpledet.engine.evaluator import EvalResult, evaluate_detections
 
 
 def evaluate_masks(ann_file: str | Path, records: list[dict]) -> EvalResult:
@@ -23,16 +17,6 @@ def evaluate_masks(ann_file: str | Path, records: list[dict]) -> EvalResult:
     which files masks under the wrong small / medium / large range (detectron2 does the same)."""
     return evaluate_detections(ann_file, [{k: v for k, v in r.items() if k != "bbox"} for r in records],
                                iou_type="segm")
-
-
-def add_segmentations(records: list[dict], masks: Tensor) -> None:
-    """Adds to each record of one image's detections (in detection order) its mask as a COCO RLE
-    with string counts, thresholded at 0.5 exactly as in detections.json (same encoder)."""
-    if len(records) != len(masks):
-        raise ValueError(f"{len(records)} records but {len(masks)} masks")
-    if len(records):
-        for record, rle in zip(records, _encode_masks(masks)):
-            record["segmentation"] = rle
 
 
 def masks_for_drawing(det: dict, zoom: int = 1) -> Tensor | None:

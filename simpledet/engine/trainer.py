@@ -1,5 +1,5 @@
-"""The training loop: SGD with warmup and step decay, mixed precision on GPU, atomic checkpoints,
-exact resumption, JSON-lines metrics and a progress bar; DistributedDataParallel under torchrun.
+"""The training loop: warmup and step decay, mixed precision on GPU, atomic checkpoints, exact
+resumption, JSON-lines metrics and a progress bar; DistributedDataParallel under torchrun.
 
 Distributed (a process group initialised, see engine/distributed.py): every rank builds the model
 from the same seed, trains on its shard of each global batch (train.batch_size images per process,
@@ -13,84 +13,33 @@ drawn with the new sharding, so the run is no longer bit-identical to an uninter
 import json
 import logging
 import os
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
+from simpledet.accel.cuda_graphs import enable_cuda_graphs
 from simpledet.api import build_model, resolve_device
 from simpledet.config import Config, save_config, to_dict
 from simpledet.data.coco import CocoDetection
 from simpledet.data.loader import build_train_loader
 from simpledet.engine import distributed as dist_utils
+from simpledet.engine.checkpoint import atomic_torch_save, load_weights, save_weights
 from simpledet.engine.distill import build_distiller
-from simpledet.engine.checkpoint import atomic_torch_save, atomic_write_text, load_weights, save_weights
 from simpledet.engine.labels import check_num_classes, label_lookup
+from simpledet.engine.optimizer import build_optimizer
 from simpledet.engine.precision import autocast, autocast_dtype
+from simpledet.engine.rng import rng_state, seed_everything, set_rng_state
 from simpledet.engine.schedule import lr_factor, scaled_lr
 from simpledet.errors import UserError
-from simpledet.modeling.graphed_features import enable_cuda_graphs
+from simpledet.files import atomic_write_text
 from simpledet.modeling.norm import SyncBatchNorm2d
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.pth"
 LAST_FILE = "last_checkpoint"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    """All RNG states, as tensors and plain values so the file loads with weights_only=True."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-OPTIMIZER_IMPLS = ("fused", "foreach", "for-loop")
-
-
-def make_optimizer(modules: list[torch.nn.Module], cfg: Config, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """SGD with momentum over the trainable parameters; train.optimizer_impl picks the kernels
-    (the update is the same: fused and foreach batch the per-parameter loop of "for-loop")."""
-    impl = cfg.train.optimizer_impl
-    if impl not in OPTIMIZER_IMPLS:
-        raise UserError(f"train.optimizer_impl: {impl!r} is not one of {list(OPTIMIZER_IMPLS)}")
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    kernels = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
-    if impl == "fused" and device.type not in ("cuda", "cpu"):  # torch's fused SGD kernels
-        kernels = {"foreach": True}
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
-                                **kernels)
-    if kernels.get("fused") and cfg.train.momentum:
-        # torch's fused SGD (2.11 to 2.14 at least) makes its momentum buffers with empty_like on
-        # its first step and leaves them uninitialised when the fp16 loss scaler skips that step
-        # (dynamic scaling's first steps nearly always overflow): the next step would add garbage.
-        # Zero buffers from the start give the first step's update exactly (0.9 * 0 + g = g).
-        for p in params:
-            optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-    return optimizer
 
 
 class Trainer:
@@ -108,7 +57,7 @@ class Trainer:
 
         data = cfg.data
         self.dataset = CocoDetection(data.train.ann_file, data.train.image_dir, train=True, flip_copies=data.flip,
-                                     with_masks=getattr(cfg.model, "needs_masks", False))
+                                     with_masks=cfg.model.predicts_masks)
         check_num_classes(cfg, self.dataset)
         self.labels = label_lookup(cfg, self.dataset)
 
@@ -122,7 +71,7 @@ class Trainer:
         self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
         trainable = [self.model] + ([self.distiller] if self.distiller is not None else [])
         self.amp_dtype = autocast_dtype(cfg.train.amp, cfg.train.amp_dtype, self.device)
-        self.optimizer = make_optimizer(trainable, cfg, self.base_lr, self.device)
+        self.optimizer = build_optimizer(trainable, cfg.train, self.base_lr, self.device)
         # dynamic loss scaling for fp16 (SimpleDet used a fixed 128): grows while gradients stay
         # finite, halves and skips the step when they overflow; its state is in the checkpoints
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -133,17 +82,8 @@ class Trainer:
         if resume:
             self._resume()
         self.ddp_model = self._wrap(self.model)
-        if cfg.train.compile_backbone:
-            # the backbone alone: its shapes vary only with the padded batch size, while the
-            # heads' data-dependent shapes (proposals, sampled RoIs) would recompile
-            self.model.backbone.compile(dynamic=True)
-        if cfg.train.cuda_graphs:
-            if cfg.train.compile_backbone or self.distiller is not None:
-                raise UserError("train.cuda_graphs does not combine with "
-                                + ("train.compile_backbone" if cfg.train.compile_backbone else
-                                   "distillation (it reads the student's features through hooks a graph skips)"))
-            enable_cuda_graphs(self.model, cfg.train.cuda_graph_shapes, self.device,
-                               heads=cfg.train.cuda_graph_heads)
+        self._speed_up()
+        self.first_bad = torch.tensor(-1, device=self.device)  # see step()
         if self.is_main:
             save_config(cfg, self.out / "config.json")
 
@@ -155,11 +95,24 @@ class Trainer:
 
         # Frozen parameters are fine for DDP; find_unused_parameters (slower) only on request,
         # for models whose graph skips trainable parameters at some iterations.
-        find_unused = bool(getattr(self.cfg.train, "find_unused_parameters", False)) or \
-            os.environ.get("SIMPLEDET_FIND_UNUSED_PARAMETERS", "") == "1"
+        find_unused = os.environ.get("SIMPLEDET_FIND_UNUSED_PARAMETERS", "") == "1"
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused,
                                        broadcast_buffers=has_per_rank_statistics(model))
+
+    def _speed_up(self) -> None:
+        """train.compile_backbone and train.cuda_graphs."""
+        train = self.cfg.train
+        if train.compile_backbone:
+            # the backbone alone: its shapes vary only with the padded batch size, while the
+            # heads' data-dependent shapes (proposals, sampled RoIs) would recompile
+            self.model.backbone.compile(dynamic=True)
+        if train.cuda_graphs:
+            if train.compile_backbone or self.distiller is not None:
+                raise UserError("train.cuda_graphs does not combine with "
+                                + ("train.compile_backbone" if train.compile_backbone else
+                                   "distillation (it reads the student's features through hooks a graph skips)"))
+            enable_cuda_graphs(self.model, train.cuda_graph_shapes, self.device, heads=train.cuda_graph_heads)
 
     # ------------------------------------------------------------ checkpoints
     def _resume(self) -> None:
@@ -216,13 +169,57 @@ class Trainer:
                 path.unlink(missing_ok=True)
                 path.with_suffix(".json").unlink(missing_ok=True)
 
+    # ------------------------------------------------------------ one step
     def _to_device(self, target: dict) -> dict:
         """The tensors of a target (boxes, labels, masks, ...), labels mapped to the model's."""
         out = {k: v.to(self.device, non_blocking=True) for k, v in target.items() if isinstance(v, torch.Tensor)}
         out["labels"] = self.labels(target["labels"]).to(self.device)
         return out
 
-    # ------------------------------------------------------------ loop
+    def step(self, iteration: int, images: list[torch.Tensor], targets: list[dict], weight: float = 1.0
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimizer step on a batch: forward under autocast, the loss scaled by `weight` (0: a
+        step that must take part in DDP's collectives without learning), backward, clipping, the
+        update. Returns the loss and its parts, without waiting for the device."""
+        cfg = self.cfg.train
+        lr = self.base_lr * lr_factor(iteration, cfg.warmup_iters, cfg.warmup_factor, cfg.steps, cfg.gamma)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = [img.to(self.device, non_blocking=True) for img in images]
+        targets = [self._to_device(t) for t in targets]
+        with autocast(self.device, self.amp_dtype):
+            losses = self.ddp_model(images, targets)
+            if self.distiller is not None:
+                losses["loss_distill"] = self.distiller.loss()
+        loss = sum(losses.values())
+        if weight != 1.0:
+            loss = loss * weight
+        # the first iteration whose loss was not finite (-1: none), kept on the device and read at
+        # log and checkpoint steps only, so that no step waits for the device to check it
+        bad = ~torch.isfinite(loss.detach())
+        self.first_bad = torch.where(bad & (self.first_bad < 0), iteration, self.first_bad)  # no host-to-device copy
+        # to None, not zeroed: with train.cuda_graphs a .grad may alias a graph's static gradient
+        # buffer, which the next replay overwrites and would then add to itself
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.distiller is not None:
+            dist_utils.average_gradients(self.distiller)  # DDP averages the model's only
+        if cfg.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss, losses
+
+    def _stop_if_not_finite(self) -> None:
+        """Reads the non-finite check (a wait for the device): every rank stops if any saw a bad loss."""
+        dist_utils.all_reduce_max_(self.first_bad)
+        if int(self.first_bad) >= 0:
+            raise UserError(f"loss is not finite at iteration {int(self.first_bad) + 1}; training stopped. "
+                            f"The last good checkpoint is in {self.out} (lower train.lr or set "
+                            f"train.clip_grad_norm)")
+
+    # ------------------------------------------------------------ the loop
     def train(self) -> Path:
         cfg = self.cfg.train
         self.model.train()
@@ -232,82 +229,79 @@ class Trainer:
                                     start_iter=self.start_iter, num_replicas=self.world_size, rank=self.rank,
                                     pin_memory=self.device.type == "cuda")
         batches = iter(loader)
-        metrics_file = open(self.out / "metrics.jsonl", "a") if self.is_main else None
+        metrics = MetricsLog(self.out / "metrics.jsonl", self.world_size) if self.is_main else None
         bar = tqdm(total=cfg.max_iter, initial=self.start_iter, desc="train", dynamic_ncols=True,
                    mininterval=1.0, disable=not self.is_main)
-        first_bad = torch.tensor(-1, device=self.device)  # checked at log time, no per-step sync
-        window_start, window_images = time.perf_counter(), 0
         last_batch = None
-        for iteration in range(self.start_iter, cfg.max_iter):
-            images, targets = next(batches)
-            lr = self.base_lr * lr_factor(iteration, cfg.warmup_iters, cfg.warmup_factor, cfg.steps, cfg.gamma)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            weight = 1.0
-            if not images:  # every image of the batch was unreadable: skipped, warned by the dataset
-                if self.world_size == 1:
-                    continue
-                # The other ranks wait in DDP's all-reduce: this rank joins with zero gradients,
-                # running its previous batch with the loss multiplied by 0.
-                if last_batch is None:
-                    raise UserError(f"rank {self.rank}: no readable image in its first batch")
-                images, targets, weight = *last_batch, 0.0
-            last_batch = (images, targets)
-            images = [img.to(self.device, non_blocking=True) for img in images]
-            targets = [self._to_device(t) for t in targets]
-            with autocast(self.device, self.amp_dtype):
-                losses = self.ddp_model(images, targets)
-                if self.distiller is not None:
-                    losses["loss_distill"] = self.distiller.loss()
-            loss = sum(losses.values())
-            if weight != 1.0:
-                loss = loss * weight
-            bad = ~torch.isfinite(loss.detach())
-            first_bad = torch.where(bad & (first_bad < 0), iteration, first_bad)  # no host-to-device copy
-            # to None, not zeroed: with train.cuda_graphs a .grad may alias a graph's static gradient
-            # buffer, which the next replay overwrites and would then add to itself
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.distiller is not None:
-                dist_utils.average_gradients(self.distiller)  # DDP averages the model's only
-            if cfg.clip_grad_norm:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            window_images += len(images) if weight else 0
+        try:
+            for iteration in range(self.start_iter, cfg.max_iter):
+                images, targets = next(batches)
+                weight = 1.0
+                if not images:  # every image of the batch was unreadable: skipped, warned by the dataset
+                    if self.world_size == 1:
+                        continue
+                    # The other ranks wait in DDP's all-reduce: this rank joins with zero gradients,
+                    # running its previous batch with the loss multiplied by 0.
+                    if last_batch is None:
+                        raise UserError(f"rank {self.rank}: no readable image in its first batch")
+                    images, targets, weight = *last_batch, 0.0
+                last_batch = (images, targets)
+                loss, losses = self.step(iteration, images, targets, weight)
 
-            done = iteration + 1
-            is_log = done % cfg.log_every == 0 or done == cfg.max_iter
-            is_ckpt = done % cfg.checkpoint_every == 0 or done == cfg.max_iter
-            if is_log or is_ckpt:
-                dist_utils.all_reduce_max_(first_bad)  # every rank stops if any saw a bad loss
-                if int(first_bad) >= 0:
-                    bar.close()
-                    raise UserError(f"loss is not finite at iteration {int(first_bad) + 1}; training stopped. "
-                                    f"The last good checkpoint is in {self.out} (lower train.lr or set "
-                                    f"train.clip_grad_norm)")
-            if is_log:
-                elapsed = time.perf_counter() - window_start
-                total = loss.detach()
-                if self.world_size > 1:  # "loss": the mean over ranks; the parts: rank 0's
-                    total = dist_utils.all_reduce_mean_(total.float().clone())
-                record = {"iteration": done, "lr": lr, "loss": float(total),
-                          **{k: float(v.detach()) for k, v in losses.items()},
-                          "images_per_s": window_images * self.world_size / max(elapsed, 1e-9)}
-                if metrics_file is not None:
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
-                                img_s=f"{record['images_per_s']:.1f}")
-                window_start, window_images = time.perf_counter(), 0
-            if is_ckpt:
-                self.save_checkpoint(done, final=done == cfg.max_iter)
-            bar.update(1)
-        bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
+                done = iteration + 1
+                is_log = done % cfg.log_every == 0 or done == cfg.max_iter
+                is_checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.max_iter
+                if is_log or is_checkpoint:
+                    self._stop_if_not_finite()
+                images_done = len(images) if weight else 0
+                if is_log:
+                    record = self._log_record(done, loss, losses)
+                    if metrics is not None:
+                        record = metrics.write(record, images_done)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2g}",
+                                        img_s=f"{record['images_per_s']:.1f}")
+                elif metrics is not None:
+                    metrics.count(images_done)
+                if is_checkpoint:
+                    self.save_checkpoint(done, final=done == cfg.max_iter)
+                bar.update(1)
+        finally:
+            bar.close()
+            if metrics is not None:
+                metrics.close()
         return self.out / "model_final.safetensors"
+
+    def _log_record(self, done: int, loss: torch.Tensor, losses: dict[str, torch.Tensor]) -> dict:
+        """The metrics of a log step: "loss" is the mean over ranks, its parts rank 0's."""
+        total = loss.detach()
+        if self.world_size > 1:
+            total = dist_utils.all_reduce_mean_(total.float().clone())
+        return {"iteration": done, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(total),
+                **{k: float(v.detach()) for k, v in losses.items()}}
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON line a log step, with the images per second since the last one."""
+
+    def __init__(self, path: Path, world_size: int) -> None:
+        self.file = open(path, "a")
+        self.world_size = world_size
+        self.window_start, self.window_images = time.perf_counter(), 0
+
+    def count(self, images: int) -> None:
+        self.window_images += images
+
+    def write(self, record: dict, images: int) -> dict:
+        self.count(images)
+        elapsed = time.perf_counter() - self.window_start
+        record = {**record, "images_per_s": self.window_images * self.world_size / max(elapsed, 1e-9)}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        self.window_start, self.window_images = time.perf_counter(), 0
+        return record
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def has_per_rank_statistics(model: torch.nn.Module) -> bool:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from simpledet.engine.precision import autocast, autocast_dtype
-from simpledet.structures.nms import class_nms
+from simpledet.modeling.nms import class_nms
 
 
 def augmented_inference(model: nn.Module, images: list[Tensor], scales: tuple[int, ...], flip: bool,

@@ -94,15 +94,23 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         return (xf * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)).to(x.dtype)
 
 
-def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor, fuse: bool) -> Tensor:
+def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor, fuse: bool, dilation: int | None = None) -> Tensor:
     """norm(conv(x)); with fuse and a frozen BN, one convolution with the BN folded into its weight
     and bias. Same function and gradients (the fold is recomputed from the live conv weight at
-    every call), but it saves two passes over the activations, forward and backward."""
+    every call), but it saves two passes over the activations, forward and backward.
+
+    dilation: the conv's dilation and padding for this call instead of its own (a 3x3 conv whose
+    padding equals its dilation keeps its output size at any dilation)."""
+    padding, dilated = conv.padding, conv.dilation
+    if dilation is not None:
+        padding = dilated = (dilation, dilation)
     if fuse and isinstance(norm, FrozenBatchNorm2d):
         scale, shift = norm.scale_and_shift()
         weight = conv.weight * scale.reshape(-1, 1, 1, 1)
         bias = shift if conv.bias is None else shift + conv.bias * scale
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return F.conv2d(x, weight, bias, conv.stride, padding, dilated, conv.groups)
+    if dilation is not None:
+        return norm(F.conv2d(x, conv.weight, conv.bias, conv.stride, padding, dilated, conv.groups))
     return norm(conv(x))
 
 

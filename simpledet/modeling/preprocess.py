@@ -13,6 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simpledet.accel.sync_free import host_tensor
+from simpledet.structures.image_sizes import ImageSizes
+
+# Input normalisations of the pretrained backbones, on 0-255 RGB (pixel_scale 255) or [0, 1] RGB
+IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)  # GluonCV's v1b ResNets
+IMAGENET_STD_255 = (58.395, 57.12, 57.375)
+MSRA_MEAN_255 = (122.7717, 115.9465, 102.9801)  # MSRA's v1 ResNets: the pixel mean, std 1
+UNIT_STD = (1.0, 1.0, 1.0)
+NO_MEAN = (0.0, 0.0, 0.0)  # MXNet's v2 and ResNeXt files whiten their input themselves (bn_data)
+IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)  # torchvision's ResNets, on [0, 1]
+IMAGENET_STD_01 = (0.229, 0.224, 0.225)
+
 
 class ImagePreprocessor(nn.Module):
     def __init__(self, min_size: tuple[int, ...], max_size: int, mean: tuple[float, float, float],
@@ -77,23 +89,28 @@ class ImagePreprocessor(nn.Module):
         return batch
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None
-                ) -> tuple[Tensor, list[tuple[int, int]], list[dict] | None]:
+                ) -> tuple[Tensor, ImageSizes, list[dict] | None]:
+        """The padded batch, where each image lies in it, and the targets' boxes in its pixels."""
         short_side = self._target_short_side()
-        resized, sizes, new_targets = [], [], [] if targets is not None else None
+        resized, sizes, originals, new_targets = [], [], [], [] if targets is not None else None
         for i, image in enumerate(images):
-            h, w = image.shape[-2:]
+            originals.append((int(image.shape[-2]), int(image.shape[-1])))
             image = self.resize(self.normalize(image), short_side)
             resized.append(image)
             sizes.append((int(image.shape[-2]), int(image.shape[-1])))
             if targets is not None:
                 target = dict(targets[i])
-                target["boxes"] = scale_boxes(target["boxes"], (h, w), sizes[-1])
+                target["boxes"] = scale_boxes(target["boxes"], originals[-1], sizes[-1])
                 new_targets.append(target)
-        return self.pad(resized), sizes, new_targets
+        batch = self.pad(resized)
+        # one copy for every head's clipping and rescaling, none of which then waits for the GPU
+        image_sizes = ImageSizes.of(tuple(batch.shape[-2:]), sizes, originals,
+                                    lambda rows: host_tensor(rows, batch.device))
+        return batch, image_sizes, new_targets
 
-    def postprocess(self, detections: list[dict], sizes: list[tuple[int, int]],
-                    original_sizes: list[tuple[int, int]]) -> list[dict]:
-        for det, size, original in zip(detections, sizes, original_sizes):
+    def postprocess(self, detections: list[dict], sizes: ImageSizes) -> list[dict]:
+        """Boxes from the resized images' pixels to the original images'."""
+        for det, size, original in zip(detections, sizes.resized, sizes.original):
             det["boxes"] = scale_boxes(det["boxes"], size, original)
         return detections
 

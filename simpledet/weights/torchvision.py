@@ -1,54 +1,54 @@
 """torchvision detection checkpoints (state_dicts) -> our parameter names.
 
-Covers fasterrcnn_resnet50_fpn (v1) and any torchvision ResNet-FPN Faster R-CNN. Names map one to
-one; BatchNorm's `num_batches_tracked` counters have no counterpart in a frozen BN and are dropped.
+Covers fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn and retinanet_resnet50_fpn (v1), and any
+torchvision ResNet-FPN model of those families, in the current module layout (Conv2dNormActivation:
+`conv.0.0`, `mask_head.0.0`) and that of older checkpoint files. Names map one to one; BatchNorm's
+`num_batches_tracked` counters have no counterpart in a frozen BN and are dropped.
 """
-
-import re
 
 from torch import Tensor
 
-# (torchvision pattern, our replacement), first match wins
-_RULES = [
-    (r"^backbone\.body\.", "backbone."),
-    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.0\.", r"neck.lateral_convs.\1."),
-    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.", r"neck.lateral_convs.\1."),
-    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.0\.", r"neck.output_convs.\1."),
-    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.", r"neck.output_convs.\1."),
-    (r"^rpn\.head\.conv\.0\.0\.", "rpn.head.conv."),
-    (r"^rpn\.head\.conv\.", "rpn.head.conv."),
-    (r"^rpn\.head\.cls_logits\.", "rpn.head.objectness."),
-    (r"^rpn\.head\.bbox_pred\.", "rpn.head.box_deltas."),
-    (r"^roi_heads\.box_head\.fc6\.", "roi_heads.box_head.fcs.0."),
-    (r"^roi_heads\.box_head\.fc7\.", "roi_heads.box_head.fcs.1."),
-    (r"^roi_heads\.box_predictor\.", "roi_heads.box_predictor."),
-]
+from simpledet.weights.rename import RenameRule, rename
+
+TORCHVISION_RULES = (
+    # Faster R-CNN
+    RenameRule(r"backbone\.body\.", "backbone."),
+    RenameRule(r"backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?", r"neck.lateral_convs.\1."),
+    RenameRule(r"backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?", r"neck.output_convs.\1."),
+    RenameRule(r"rpn\.head\.conv\.(?:0\.0\.)?", "rpn.head.conv."),
+    RenameRule(r"rpn\.head\.cls_logits\.", "rpn.head.objectness."),
+    RenameRule(r"rpn\.head\.bbox_pred\.", "rpn.head.box_deltas."),
+    RenameRule(r"roi_heads\.box_head\.fc6\.", "roi_heads.box_head.fcs.0."),
+    RenameRule(r"roi_heads\.box_head\.fc7\.", "roi_heads.box_head.fcs.1."),
+    RenameRule(r"roi_heads\.box_predictor\.", "roi_heads.box_predictor."),
+    # Mask R-CNN: mask_head.i.0 now, mask_fcn1..4 in older files (the COCO checkpoint)
+    RenameRule(r"roi_heads\.mask_head\.(\d+)\.0\.", r"roi_heads.mask_head.convs.\1."),
+    RenameRule(r"roi_heads\.mask_head\.mask_fcn([1-4])\.", lambda m: f"roi_heads.mask_head.convs.{int(m[1]) - 1}."),
+    RenameRule(r"roi_heads\.mask_predictor\.conv5_mask\.", "roi_heads.mask_head.deconv."),
+    RenameRule(r"roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_heads.mask_head.logits."),
+    # RetinaNet: conv.i.0 now, conv.0/2/4/6 with ReLUs in between in older files
+    RenameRule(r"backbone\.fpn\.extra_blocks\.p6\.", "neck.p6_conv."),
+    RenameRule(r"backbone\.fpn\.extra_blocks\.p7\.", "neck.p7_conv."),
+    RenameRule(r"head\.classification_head\.conv\.(\d+)\.0\.", r"head.cls_subnet.convs.\1."),
+    RenameRule(r"head\.regression_head\.conv\.(\d+)\.0\.", r"head.box_subnet.convs.\1."),
+    RenameRule(r"head\.classification_head\.conv\.([0246])\.", lambda m: f"head.cls_subnet.convs.{int(m[1]) // 2}."),
+    RenameRule(r"head\.regression_head\.conv\.([0246])\.", lambda m: f"head.box_subnet.convs.{int(m[1]) // 2}."),
+    RenameRule(r"head\.classification_head\.cls_logits\.", "head.cls_subnet.pred."),
+    RenameRule(r"head\.regression_head\.bbox_reg\.", "head.box_subnet.pred."),
+)
 
 
 def is_torchvision_detection(state_dict: dict[str, Tensor]) -> bool:
     return any(k.startswith("backbone.body.") for k in state_dict)
 
 
-def rename_rules() -> list[tuple[str, str]]:
-    """All families' rules: each family that has a torchvision counterpart adds its own list."""
-    from simpledet.weights import torchvision_families
-
-    return _RULES + torchvision_families.RULES
-
-
 def convert_torchvision(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """Returns (our state_dict, names that were skipped)."""
-    rules = rename_rules()
     out, skipped = {}, []
     for name, value in state_dict.items():
-        if name.endswith("num_batches_tracked"):
+        renamed = None if name.endswith("num_batches_tracked") else rename(name, TORCHVISION_RULES)
+        if renamed is None:
             skipped.append(name)
-            continue
-        for pattern, repl in rules:
-            new, n = re.subn(pattern, repl, name)
-            if n:
-                out[new] = value
-                break
         else:
-            skipped.append(name)
+            out[renamed[0]] = value
     return out, skipped

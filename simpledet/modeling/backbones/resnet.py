@@ -6,10 +6,9 @@ Parameter names follow torchvision's ResNet (conv1, bn1, layer1..layer4, downsam
 classification checkpoints load without renaming. The forward pass returns the stage outputs named
 c2..c5 (strides 4..32), the names the necks and heads use. `make_stage` builds one stage exactly as
 the backbone does, so a C4 detector's RoI head can own "layer4" and load the same weights.
-`mxnet_name_map` renames SimpleDet's (mxnext) parameter names to ours.
+SimpleDet's MXNet names for these parameters are in simpledet/weights/mxnet_names.py.
 """
 
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ _ARCH = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
-_STAGES = ("c2", "c3", "c4", "c5")
+STAGE_NAMES = ("c2", "c3", "c4", "c5")
 
 
 @dataclass(frozen=True)
@@ -38,21 +37,20 @@ class DCNSpec:
     modulated: bool = False
 
 
-def _conv_norm(conv: nn.Module, norm: nn.Module, x: Tensor, fuse: bool) -> Tensor:
+def _conv_norm(conv: nn.Module, norm: nn.Module, x: Tensor, fuse: bool, dilation: int | None = None) -> Tensor:
     """conv_norm for plain and deformable convs (a frozen BN folds into either)."""
     if isinstance(conv, DeformConv2d):
         if fuse and isinstance(norm, FrozenBatchNorm2d):
             return conv(x, *norm.scale_and_shift())
         return norm(conv(x))
-    return conv_norm(conv, norm, x, fuse)
+    return conv_norm(conv, norm, x, fuse, dilation)
 
 
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_ch: int, width: int, stride: int, norm: str, stride_in_1x1: bool = False,
-                 groups: int = 1, width_per_group: int = 64, dilation: int = 1, dcn: DCNSpec | None = None,
-                 fuse_frozen_bn: bool = False) -> None:
+    def __init__(self, *, in_ch: int, width: int, stride: int, norm: str, stride_in_1x1: bool, groups: int,
+                 width_per_group: int, dilation: int, dcn: DCNSpec | None, fuse_frozen_bn: bool) -> None:
         super().__init__()
         if groups != 1 or width_per_group != 64 or dcn is not None:
             raise ValueError("BasicBlock has no grouped (ResNeXt) or deformable form: use a bottleneck depth")
@@ -65,11 +63,17 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _shortcut(in_ch, out_ch, stride, norm)
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def out_channels(self) -> int:
+        return self.conv2.out_channels
+
+    def forward(self, x: Tensor, dilation: int | None = None) -> Tensor:
+        """dilation: conv2's dilation (and padding) for this call instead of its own (TridentNet's
+        branches share the block's weights at several dilations)."""
         fuse = self.fuse_frozen_bn
         identity = x if self.downsample is None else conv_norm(self.downsample[0], self.downsample[1], x, fuse)
         out = self.relu(conv_norm(self.conv1, self.bn1, x, fuse))
-        out = conv_norm(self.conv2, self.bn2, out, fuse)
+        out = conv_norm(self.conv2, self.bn2, out, fuse, dilation)
         out += identity  # in place, as torchvision's blocks: no extra full-size tensor
         return self.relu(out)
 
@@ -77,9 +81,8 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_ch: int, width: int, stride: int, norm: str, stride_in_1x1: bool = False,
-                 groups: int = 1, width_per_group: int = 64, dilation: int = 1, dcn: DCNSpec | None = None,
-                 fuse_frozen_bn: bool = False) -> None:
+    def __init__(self, *, in_ch: int, width: int, stride: int, norm: str, stride_in_1x1: bool, groups: int,
+                 width_per_group: int, dilation: int, dcn: DCNSpec | None, fuse_frozen_bn: bool) -> None:
         super().__init__()
         out_ch = width * self.expansion
         inner = int(width * width_per_group / 64) * groups  # torchvision's ResNeXt width rule
@@ -98,11 +101,17 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _shortcut(in_ch, out_ch, stride, norm)
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def out_channels(self) -> int:
+        return self.conv3.out_channels
+
+    def forward(self, x: Tensor, dilation: int | None = None) -> Tensor:
+        """dilation: conv2's dilation (and padding) for this call instead of its own (TridentNet's
+        branches share the block's weights at several dilations)."""
         fuse = self.fuse_frozen_bn
         identity = x if self.downsample is None else conv_norm(self.downsample[0], self.downsample[1], x, fuse)
         out = self.relu(conv_norm(self.conv1, self.bn1, x, fuse))
-        out = self.relu(_conv_norm(self.conv2, self.bn2, out, fuse))
+        out = self.relu(_conv_norm(self.conv2, self.bn2, out, fuse, dilation))
         out = conv_norm(self.conv3, self.bn3, out, fuse)
         out += identity  # in place, as torchvision's blocks: no extra full-size tensor
         return self.relu(out)
@@ -114,38 +123,10 @@ def _shortcut(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Module | No
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), make_norm(norm, out_ch))
 
 
-def freeze_stem_and_stages(net: nn.Module, freeze_at: int) -> None:
-    """Stop gradients in a ResNet's stem (conv1, bn1; freeze_at >= 1) and its stages
-    layer1..layer{freeze_at - 1} (c2 when >= 2), as SimpleDet's and torchvision's backbones do."""
-    stages = [[net.conv1, net.bn1]] + [[getattr(net, f"layer{i}")] for i in range(1, net.num_stages + 1)]
-    for modules in stages[:freeze_at]:
-        for module in modules:
-            for p in module.parameters():
-                p.requires_grad_(False)
-
-
-def _build_stage(block_kind: str, in_channels: int, width: int, num_blocks: int, stride: int, norm: str,
-                 variant: str, groups: int, width_per_group: int, dilation: int, fuse_frozen_bn: bool,
-                 dcn: DCNSpec | None) -> nn.Sequential:
-    if block_kind not in ("bottleneck", "basic"):
-        raise ValueError(f"block_kind must be 'bottleneck' or 'basic', got {block_kind!r}")
-    if variant not in ("v1", "v1b"):
-        raise ValueError(f"ResNet variant must be 'v1' or 'v1b', got {variant!r}")
-    block = Bottleneck if block_kind == "bottleneck" else BasicBlock
-    first_dcn = num_blocks - (dcn.num_blocks if dcn else 0)
-    blocks = []
-    for i in range(num_blocks):
-        blocks.append(block(in_channels, width, stride if i == 0 else 1, norm, variant == "v1", groups,
-                            width_per_group, dilation, dcn if i >= first_dcn else None, fuse_frozen_bn))
-        in_channels = width * block.expansion
-    return nn.Sequential(*blocks)
-
-
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
+    """He (fan-out) initialisation of the convolutions, unit norms, zero DCN offsets."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, DeformConv2d):
+        if isinstance(m, (nn.Conv2d, DeformConv2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.ones_(m.weight)
@@ -155,41 +136,55 @@ def _init_weights(module: nn.Module) -> None:
             m.reset_offsets()
 
 
-def make_stage(block_kind: str, in_channels: int, width: int, num_blocks: int, stride: int, norm: str,
-               variant: str = "v1b", groups: int = 1, width_per_group: int = 64, dilation: int = 1,
-               fuse_frozen_bn: bool = True, dcn: DCNSpec | None = None) -> nn.Sequential:
-    """One ResNet stage, built (and initialised) as the backbone builds it: the same module names
+def make_stage(*, block: str, in_channels: int, width: int, num_blocks: int, stride: int, norm: str,
+               variant: str, groups: int, width_per_group: int, dilation: int, fuse_frozen_bn: bool,
+               dcn: DCNSpec | None = None) -> nn.Sequential:
+    """One ResNet stage, built and initialised as the backbone builds it: the same module names
     (`0.conv1`, `0.downsample.0`, ...), so a head's stage loads a backbone checkpoint's "layerN".
 
     width: the stage's "planes" (64 * 2**i; output channels width * 4 for bottlenecks); stride on
     the first block; dilation (with padding = dilation) on every 3x3 conv; dcn: deformable conv2 in
     the last dcn.num_blocks blocks."""
-    stage = _build_stage(block_kind, in_channels, width, num_blocks, stride, norm, variant, groups,
-                         width_per_group, dilation, fuse_frozen_bn, dcn)
-    _init_weights(stage)
+    stage = _build_stage(block=block, in_channels=in_channels, width=width, num_blocks=num_blocks, stride=stride,
+                         norm=norm, variant=variant, groups=groups, width_per_group=width_per_group,
+                         dilation=dilation, fuse_frozen_bn=fuse_frozen_bn, dcn=dcn)
+    init_weights(stage)
     return stage
 
 
-class ResNet(nn.Module):
-    def __init__(self, depth: int = 50, variant: str = "v1b", norm: str = "frozen_bn", freeze_at: int = 2,
-                 base_width: int = 64, out_features: tuple[str, ...] = _STAGES, fuse_frozen_bn: bool = True,
-                 groups: int = 1, width_per_group: int = 64, strides: tuple[int, ...] = (1, 2, 2, 2),
-                 dilations: tuple[int, ...] = (1, 1, 1, 1), dcn_blocks: tuple[int, ...] = (0, 0, 0, 0),
-                 dcn_deformable_groups: int = 4, dcn_modulated: bool = False, data_bn: bool = False) -> None:
+def _build_stage(*, block: str, in_channels: int, width: int, num_blocks: int, stride: int, norm: str,
+                 variant: str, groups: int, width_per_group: int, dilation: int, fuse_frozen_bn: bool,
+                 dcn: DCNSpec | None) -> nn.Sequential:
+    if block not in ("bottleneck", "basic"):
+        raise ValueError(f"block must be 'bottleneck' or 'basic', got {block!r}")
+    if variant not in ("v1", "v1b"):
+        raise ValueError(f"ResNet variant must be 'v1' or 'v1b', got {variant!r}")
+    block_type = Bottleneck if block == "bottleneck" else BasicBlock
+    first_dcn = num_blocks - (dcn.num_blocks if dcn else 0)
+    blocks = []
+    for i in range(num_blocks):
+        blocks.append(block_type(in_ch=in_channels, width=width, stride=stride if i == 0 else 1, norm=norm,
+                                 stride_in_1x1=variant == "v1", groups=groups, width_per_group=width_per_group,
+                                 dilation=dilation, dcn=dcn if i >= first_dcn else None, fuse_frozen_bn=fuse_frozen_bn))
+        in_channels = width * block_type.expansion
+    return nn.Sequential(*blocks)
+
+
+class ResNetBase(nn.Module):
+    """What ResNet and its pre-activation form share: the stem (MXNet's input whitening `data_bn`
+    where the weights have one, 7x7 conv, norm, ReLU, max pool), stages named layer1.. whose
+    outputs are c2.., freezing, and the output contract (`output_shape`)."""
+
+    def __init__(self, *, norm: str, base_width: int, data_bn: bool, fuse_frozen_bn: bool,
+                 out_features: tuple[str, ...]) -> None:
         super().__init__()
-        if depth not in _ARCH:
-            raise ValueError(f"ResNet depth must be one of {sorted(_ARCH)}, got {depth}")
-        if not out_features or any(f not in _STAGES for f in out_features):
-            raise ValueError(f"out_features must be a non-empty subset of {_STAGES}, got {out_features}")
-        kind, blocks = _ARCH[depth]
-        for name, value in (("strides", strides), ("dilations", dilations), ("dcn_blocks", dcn_blocks)):
-            if len(value) != 4:
-                raise ValueError(f"ResNet {name} needs one value per stage (4), got {value}")
-        if any(n > b for n, b in zip(dcn_blocks, blocks)):
-            raise ValueError(f"dcn_blocks {dcn_blocks} exceeds the blocks per stage {blocks}")
+        if not out_features or any(f not in STAGE_NAMES for f in out_features):
+            raise ValueError(f"out_features must be a non-empty subset of {STAGE_NAMES}, got {out_features}")
         self.out_features = tuple(out_features)
         self.fuse_frozen_bn = fuse_frozen_bn
-
+        # only the stages up to the last requested output (C4 detectors put stage 5 in the head)
+        self.num_stages = max(STAGE_NAMES.index(f) for f in self.out_features) + 1
+        self.stage_channels: dict[str, int] = {}  # of every built stage
         # MXNet's input whitening (bn_data of the ResNeXt and v2 model files): fixed statistics
         self.data_bn = FrozenBatchNorm2d(3) if data_bn else None
         self.conv1 = nn.Conv2d(3, base_width, 7, 2, 3, bias=False)
@@ -197,33 +192,66 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
 
-        # only the stages up to the last requested output (C4 detectors put stage 5 in the head)
-        num_stages = max(_STAGES.index(f) for f in self.out_features) + 1
-        in_ch = base_width
-        self.out_channels: dict[str, int] = {}
-        for i in range(num_stages):
-            dcn = DCNSpec(dcn_blocks[i], dcn_deformable_groups, dcn_modulated) if dcn_blocks[i] else None
-            stage = _build_stage(kind, in_ch, base_width * 2**i, blocks[i], strides[i], norm, variant, groups,
-                                 width_per_group, dilations[i], fuse_frozen_bn, dcn)
-            self.add_module(f"layer{i + 1}", stage)
-            in_ch = base_width * 2**i * (Bottleneck if kind == "bottleneck" else BasicBlock).expansion
-            self.out_channels[_STAGES[i]] = in_ch
-        self.num_stages = num_stages
-        _init_weights(self)
-        self.freeze(freeze_at)
-
-    def freeze(self, freeze_at: int) -> None:
-        freeze_stem_and_stages(self, freeze_at)
-
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def stem(self, x: Tensor) -> Tensor:
         if self.data_bn is not None:
             x = self.data_bn(x)  # not folded into conv1: its zero padding would no longer be zero
-        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x, self.fuse_frozen_bn)))
+        return self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x, self.fuse_frozen_bn)))
+
+    def stage(self, index: int) -> nn.Sequential:
+        """layer{index + 1}, whose output is STAGE_NAMES[index]."""
+        return self.get_submodule(f"layer{index + 1}")
+
+    def output_shape(self) -> dict[str, int]:
+        """Channels of each feature the forward pass returns, by name."""
+        return {name: self.stage_channels[name] for name in self.out_features}
+
+    def freeze(self, freeze_at: int) -> None:
+        """Stop gradients in the stem (conv1, bn1; freeze_at >= 1) and the stages
+        layer1..layer{freeze_at - 1} (c2 when >= 2), as SimpleDet's and torchvision's backbones do."""
+        parts = [[self.conv1, self.bn1]] + [[self.stage(i)] for i in range(self.num_stages)]
+        for modules in parts[:freeze_at]:
+            for module in modules:
+                for p in module.parameters():
+                    p.requires_grad_(False)
+
+
+class ResNet(ResNetBase):
+    def __init__(self, *, depth: int, variant: str, norm: str, freeze_at: int, base_width: int,
+                 out_features: tuple[str, ...], fuse_frozen_bn: bool, groups: int, width_per_group: int,
+                 strides: tuple[int, ...], dilations: tuple[int, ...], dcn_blocks: tuple[int, ...],
+                 dcn_deformable_groups: int, dcn_modulated: bool, data_bn: bool) -> None:
+        if depth not in _ARCH:
+            raise ValueError(f"ResNet depth must be one of {sorted(_ARCH)}, got {depth}")
+        super().__init__(norm=norm, base_width=base_width, data_bn=data_bn, fuse_frozen_bn=fuse_frozen_bn,
+                         out_features=out_features)
+        block, blocks = _ARCH[depth]
+        for name, value in (("strides", strides), ("dilations", dilations), ("dcn_blocks", dcn_blocks)):
+            if len(value) != 4:
+                raise ValueError(f"ResNet {name} needs one value per stage (4), got {value}")
+        if any(n > b for n, b in zip(dcn_blocks, blocks)):
+            raise ValueError(f"dcn_blocks {dcn_blocks} exceeds the blocks per stage {blocks}")
+        # None where v1 and v1b are the same network (basic blocks, or no strided stage built)
+        self.variant = variant if block == "bottleneck" and self.num_stages >= 2 else None
+        in_ch = base_width
+        for i in range(self.num_stages):
+            dcn = DCNSpec(dcn_blocks[i], dcn_deformable_groups, dcn_modulated) if dcn_blocks[i] else None
+            stage = _build_stage(block=block, in_channels=in_ch, width=base_width * 2**i, num_blocks=blocks[i],
+                               stride=strides[i], norm=norm, variant=variant, groups=groups,
+                               width_per_group=width_per_group, dilation=dilations[i],
+                               fuse_frozen_bn=fuse_frozen_bn, dcn=dcn)
+            self.add_module(f"layer{i + 1}", stage)
+            in_ch = stage[-1].out_channels
+            self.stage_channels[STAGE_NAMES[i]] = in_ch
+        init_weights(self)
+        self.freeze(freeze_at)
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        x = self.stem(x)
         out: OrderedDict[str, Tensor] = OrderedDict()
         for i in range(self.num_stages):
-            x = getattr(self, f"layer{i + 1}")(x)
-            if _STAGES[i] in self.out_features:
-                out[_STAGES[i]] = x
+            x = self.stage(i)(x)
+            if STAGE_NAMES[i] in self.out_features:
+                out[STAGE_NAMES[i]] = x
         return out
 
 
@@ -239,7 +267,7 @@ class ResNetConfig:
     norm: str = "frozen_bn"
     freeze_at: int = 2
     base_width: int = 64
-    out_features: tuple[str, ...] = _STAGES
+    out_features: tuple[str, ...] = STAGE_NAMES
     pretrained: str | None = None
     # fold frozen BN into the convolutions (faster; equal up to float rounding). False gives
     # torchvision's exact arithmetic, which the torchvision parity configs use.
@@ -260,33 +288,9 @@ class ResNetConfig:
     data_bn: bool = False
 
     def build(self) -> ResNet:
-        return ResNet(self.depth, self.variant, self.norm, self.freeze_at, self.base_width, self.out_features,
-                      self.fuse_frozen_bn, self.groups, self.width_per_group, self.strides, self.dilations,
-                      self.dcn_blocks, self.dcn_deformable_groups, self.dcn_modulated, self.data_bn)
-
-
-# MXNet BatchNorm parameter / state suffixes -> PyTorch names
-_MX_SUFFIX = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
-              "moving_mean": "running_mean", "moving_var": "running_var"}
-_MX_NAME = re.compile(r"^(?:stage(\d)_unit(\d+)_)?(.+?)_(weight|bias|gamma|beta|moving_mean|moving_var)$")
-# per-unit layer names (v1 / v1b / ResNeXt / DCN); the stem's are in _MX_STEM
-_MX_UNIT = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "bn1": "bn1", "bn2": "bn2", "bn3": "bn3",
-            "sc": "downsample.0", "sc_bn": "downsample.1", "conv2_offset": "conv2.offset_conv"}
-_MX_STEM = {"bn_data": "data_bn", "conv0": "conv1", "bn0": "bn1"}
-# bn_data is a BatchNorm with fix_gamma=True (mxnext's `whiten`): its gamma acts as 1 whatever the
-# file holds, so a loader must write ones into data_bn.weight. Every other BN has fix_gamma=False.
-MXNET_FIX_GAMMA = ("bn_data_gamma",)
-
-
-def mxnet_name_map(name: str) -> str:
-    """SimpleDet's MXNet name (arg or aux) -> our state_dict key, for resnet_v1 / resnet_v1b /
-    resnext / DCN models: "stage3_unit2_conv2_offset_weight" -> "layer3.1.conv2.offset_conv.weight".
-    Shapes are the same on both sides (conv weights are (out, in / groups, k, k) in both).
-    Raises KeyError for a name outside the backbone."""
-    m = _MX_NAME.match(name)
-    table = _MX_UNIT if m and m.group(1) else _MX_STEM
-    if m is None or m.group(3) not in table:
-        raise KeyError(f"not a SimpleDet ResNet parameter name: {name!r}")
-    stage, unit, layer, suffix = m.groups()
-    key = f"{table[layer]}.{_MX_SUFFIX[suffix]}"
-    return f"layer{stage}.{int(unit) - 1}.{key}" if stage else key
+        return ResNet(depth=self.depth, variant=self.variant, norm=self.norm, freeze_at=self.freeze_at,
+                      base_width=self.base_width, out_features=self.out_features, fuse_frozen_bn=self.fuse_frozen_bn,
+                      groups=self.groups, width_per_group=self.width_per_group, strides=self.strides,
+                      dilations=self.dilations, dcn_blocks=self.dcn_blocks,
+                      dcn_deformable_groups=self.dcn_deformable_groups, dcn_modulated=self.dcn_modulated,
+                      data_bn=self.data_bn)

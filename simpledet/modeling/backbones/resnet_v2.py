@@ -11,8 +11,8 @@ c2..c4 are the raw residual sums, as mxnext returns them (no BN); c5, when built
 relu(final_bn(stage 4)). Frozen BN folds into the conv before it (conv1 + bn2, conv2 + bn3, the
 stem's conv1 + bn1); a unit's bn1 comes before a ReLU, so it stays a separate (cheap) affine.
 
-Names are torchvision-like (layerN.M.convK / bnK, with bnK the BN *before* convK) so that
-`mxnet_name_map_v2` is a plain table.
+Names are torchvision-like (layerN.M.convK / bnK, with bnK the BN *before* convK), so that the
+MXNet names map by a plain table (simpledet/weights/mxnet_names.py).
 """
 
 from collections import OrderedDict
@@ -20,15 +20,14 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from simpledet.modeling.backbones.resnet import _STAGES, freeze_stem_and_stages, mxnet_name_map
-from simpledet.modeling.norm import FrozenBatchNorm2d, conv_norm, make_norm
+from simpledet.modeling.backbones.resnet import STAGE_NAMES, ResNetBase, init_weights
+from simpledet.modeling.norm import conv_norm, make_norm
 
 _BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
 
 
 class PreActBottleneck(nn.Module):
-    def __init__(self, in_ch: int, width: int, stride: int, norm: str, dilation: int = 1,
-                 fuse_frozen_bn: bool = False) -> None:
+    def __init__(self, *, in_ch: int, width: int, stride: int, norm: str, dilation: int, fuse_frozen_bn: bool) -> None:
         super().__init__()
         out_ch = width * 4
         self.fuse_frozen_bn = fuse_frozen_bn
@@ -42,84 +41,60 @@ class PreActBottleneck(nn.Module):
         # MXNet's "sc": a projection of the pre-activated input, without BN
         self.downsample = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False) if stride != 1 or in_ch != out_ch else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, dilation: int | None = None) -> Tensor:
+        """dilation: conv2's dilation (and padding) for this call instead of its own (TridentNet)."""
         fuse = self.fuse_frozen_bn
         act = self.relu(self.bn1(x))
         shortcut = x if self.downsample is None else self.downsample(act)
         out = self.relu(conv_norm(self.conv1, self.bn2, act, fuse))
-        out = self.relu(conv_norm(self.conv2, self.bn3, out, fuse))
+        out = self.relu(conv_norm(self.conv2, self.bn3, out, fuse, dilation))
         out = self.conv3(out)
         out += shortcut  # in place: no extra full-size tensor
         return out
 
 
-def make_stage_v2(in_channels: int, width: int, num_blocks: int, stride: int, norm: str, dilation: int = 1,
-                  fuse_frozen_bn: bool = True) -> nn.Sequential:
+def make_stage_v2(*, in_channels: int, width: int, num_blocks: int, stride: int, norm: str, dilation: int,
+                  fuse_frozen_bn: bool) -> nn.Sequential:
     """One pre-activation stage as ResNetV2 builds it (names `0.bn1`, `0.downsample`, ...). The
     final BN + ReLU after stage 4 is not part of it: a C5 head adds its own `final_bn`."""
     blocks = []
     for i in range(num_blocks):
-        blocks.append(PreActBottleneck(in_channels, width, stride if i == 0 else 1, norm, dilation, fuse_frozen_bn))
+        blocks.append(PreActBottleneck(in_ch=in_channels, width=width, stride=stride if i == 0 else 1, norm=norm,
+                                       dilation=dilation, fuse_frozen_bn=fuse_frozen_bn))
         in_channels = width * 4
     stage = nn.Sequential(*blocks)
-    _init_weights(stage)
+    init_weights(stage)
     return stage
 
 
-def _init_weights(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-class ResNetV2(nn.Module):
-    def __init__(self, depth: int = 50, norm: str = "frozen_bn", freeze_at: int = 2,
-                 out_features: tuple[str, ...] = _STAGES, fuse_frozen_bn: bool = True, data_bn: bool = True,
-                 base_width: int = 64, strides: tuple[int, ...] = (1, 2, 2, 2),
-                 dilations: tuple[int, ...] = (1, 1, 1, 1)) -> None:
-        super().__init__()
+class ResNetV2(ResNetBase):
+    def __init__(self, *, depth: int, norm: str, freeze_at: int, out_features: tuple[str, ...], fuse_frozen_bn: bool,
+                 data_bn: bool, base_width: int, strides: tuple[int, ...], dilations: tuple[int, ...]) -> None:
         if depth not in _BLOCKS:
             raise ValueError(f"ResNetV2 depth must be one of {sorted(_BLOCKS)}, got {depth}")
-        if not out_features or any(f not in _STAGES for f in out_features):
-            raise ValueError(f"out_features must be a non-empty subset of {_STAGES}, got {out_features}")
-        self.out_features = tuple(out_features)
-        self.fuse_frozen_bn = fuse_frozen_bn
-        self.data_bn = FrozenBatchNorm2d(3) if data_bn else None
-        self.conv1 = nn.Conv2d(3, base_width, 7, 2, 3, bias=False)
-        self.bn1 = make_norm(norm, base_width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-
-        self.num_stages = max(_STAGES.index(f) for f in self.out_features) + 1
+        super().__init__(norm=norm, base_width=base_width, data_bn=data_bn, fuse_frozen_bn=fuse_frozen_bn,
+                         out_features=out_features)
         in_ch = base_width
-        self.out_channels: dict[str, int] = {}
         for i in range(self.num_stages):
             width = base_width * 2**i
-            self.add_module(f"layer{i + 1}", make_stage_v2(in_ch, width, _BLOCKS[depth][i], strides[i],
-                                                           norm, dilations[i], fuse_frozen_bn))
+            self.add_module(f"layer{i + 1}", make_stage_v2(in_channels=in_ch, width=width, num_blocks=_BLOCKS[depth][i],
+                                                           stride=strides[i], norm=norm, dilation=dilations[i],
+                                                           fuse_frozen_bn=fuse_frozen_bn))
             in_ch = width * 4
-            self.out_channels[_STAGES[i]] = in_ch
+            self.stage_channels[STAGE_NAMES[i]] = in_ch
         self.final_bn = make_norm(norm, in_ch) if self.num_stages == 4 else None
-        _init_weights(self)
+        init_weights(self)
         self.freeze(freeze_at)
 
-    def freeze(self, freeze_at: int) -> None:
-        freeze_stem_and_stages(self, freeze_at)
-
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        if self.data_bn is not None:
-            x = self.data_bn(x)  # not folded into conv1: its zero padding would no longer be zero
-        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x, self.fuse_frozen_bn)))
+        x = self.stem(x)
         out: OrderedDict[str, Tensor] = OrderedDict()
         for i in range(self.num_stages):
-            x = getattr(self, f"layer{i + 1}")(x)
+            x = self.stage(i)(x)
             if i == 3:
                 x = self.relu(self.final_bn(x))
-            if _STAGES[i] in self.out_features:
-                out[_STAGES[i]] = x
+            if STAGE_NAMES[i] in self.out_features:
+                out[STAGE_NAMES[i]] = x
         return out
 
 
@@ -132,7 +107,7 @@ class ResNetV2Config:
     depth: int = 50
     norm: str = "frozen_bn"
     freeze_at: int = 2
-    out_features: tuple[str, ...] = _STAGES
+    out_features: tuple[str, ...] = STAGE_NAMES
     pretrained: str | None = None
     fuse_frozen_bn: bool = True
     data_bn: bool = True
@@ -141,15 +116,6 @@ class ResNetV2Config:
     dilations: tuple[int, ...] = (1, 1, 1, 1)
 
     def build(self) -> ResNetV2:
-        return ResNetV2(self.depth, self.norm, self.freeze_at, self.out_features, self.fuse_frozen_bn, self.data_bn,
-                        self.base_width, self.strides, self.dilations)
-
-
-def mxnet_name_map_v2(name: str) -> str:
-    """SimpleDet's (mxnext resnet_v2) name -> our state_dict key: "stage2_unit1_sc_weight" ->
-    "layer2.0.downsample.weight", "bn1_gamma" (after stage 4) -> "final_bn.weight"; otherwise as
-    resnet.mxnet_name_map (bn_data -> data_bn, conv0 -> conv1, bn0 -> bn1, stageN_unitM_X ->
-    layerN.{M-1}.X). bn_data has fix_gamma=True (resnet.MXNET_FIX_GAMMA); the other BNs do not."""
-    if name.startswith("bn1_"):
-        return mxnet_name_map("bn0_" + name[4:]).replace("bn1.", "final_bn.", 1)
-    return mxnet_name_map(name).replace(".downsample.0.", ".downsample.")
+        return ResNetV2(depth=self.depth, norm=self.norm, freeze_at=self.freeze_at, out_features=self.out_features,
+                        fuse_frozen_bn=self.fuse_frozen_bn, data_bn=self.data_bn, base_width=self.base_width,
+                        strides=self.strides, dilations=self.dilations)

@@ -11,52 +11,42 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from simpledet.modeling.norm import conv_norm
+from simpledet.modeling.backbones.resnet import ResNetBase
 
 
 class TridentBackbone(nn.Module):
-    def __init__(self, resnet: nn.Module, dilations: tuple[int, ...] = (1, 2, 3),
-                 num_trident_blocks: int | None = None, test_branches: tuple[int, ...] | None = None) -> None:
+    def __init__(self, resnet: ResNetBase, *, dilations: tuple[int, ...], num_trident_blocks: int | None,
+                 test_branches: tuple[int, ...]) -> None:
+        """num_trident_blocks: the last blocks of stage 4 that branch (None: all but the first)."""
         super().__init__()
         if "c4" not in resnet.out_features or "c5" in resnet.out_features:
             raise ValueError("TridentNet builds on a C4 backbone (out_features=('c4',))")
         self.body = resnet
-        stage = resnet.layer3
+        stage = resnet.stage(2)
         self.num_trident_blocks = len(stage) - 1 if num_trident_blocks is None else num_trident_blocks
         if not 1 <= self.num_trident_blocks <= len(stage):
             raise ValueError(f"num_trident_blocks must be in 1..{len(stage)}")
         self.dilations = tuple(dilations)
-        self.test_branches = tuple(range(len(dilations))) if test_branches is None else tuple(test_branches)
-        self.out_channels = {"c4": resnet.out_channels["c4"]}
+        self.test_branches = tuple(test_branches)
 
     @property
     def active_branches(self) -> tuple[int, ...]:
         """All branches in training; at test time the configured ones (TridentFast: the middle one)."""
         return tuple(range(len(self.dilations))) if self.training else self.test_branches
 
+    def output_shape(self) -> dict[str, int]:
+        return {"c4": self.body.output_shape()["c4"]}
+
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        body = self.body  # ResNet.forward up to stage 3, then stage 4 split into branches
-        if getattr(body, "data_bn", None) is not None:
-            x = body.data_bn(x)
-        x = body.maxpool(body.relu(conv_norm(body.conv1, body.bn1, x, body.fuse_frozen_bn)))
-        x = body.layer2(body.layer1(x))
-        split = len(body.layer3) - self.num_trident_blocks
-        x = body.layer3[:split](x)
+        body = self.body  # the ResNet up to stage 3, then stage 4 split into branches
+        x = body.stage(1)(body.stage(0)(body.stem(x)))
+        stage = body.stage(2)
+        split = len(stage) - self.num_trident_blocks
+        x = stage[:split](x)
         branches = []
         for b in self.active_branches:
             y = x
-            for block in body.layer3[split:]:
-                y = _run_dilated(block, y, self.dilations[b])
+            for block in stage[split:]:
+                y = block(y, dilation=self.dilations[b])
             branches.append(y)
         return OrderedDict(c4=torch.cat(branches, dim=0))
-
-
-def _run_dilated(block: nn.Module, x: Tensor, dilation: int) -> Tensor:
-    """The block with its 3x3 conv dilated (padding = dilation keeps the size): same weights."""
-    conv = block.conv2
-    saved = conv.dilation, conv.padding
-    conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
-    try:
-        return block(x)
-    finally:
-        conv.dilation, conv.padding = saved

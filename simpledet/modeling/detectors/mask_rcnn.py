@@ -4,12 +4,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
+from simpledet.accel.roi_bucket import run_bucketed
 from simpledet.modeling.detectors.faster_rcnn import FasterRCNNConfig
 from simpledet.modeling.detectors.two_stage import TwoStageDetector
 from simpledet.modeling.heads.mask_head import MaskHeadConfig, paste_masks
-from simpledet.modeling.heads.mask_roi_heads import MaskRoIHeads
+from simpledet.modeling.heads.roi_heads import RoIHeadsConfig
 
 
 class MaskRCNN(TwoStageDetector):
@@ -30,10 +31,10 @@ class MaskRCNN(TwoStageDetector):
 
 @dataclass
 class MaskRCNNConfig(FasterRCNNConfig):
-    """Faster R-CNN's parts plus the mask branch. `needs_masks` tells the trainer to load
-    instance masks with the boxes."""
+    """Faster R-CNN's parts plus the mask branch, which the R-CNN stage runs on FPN features."""
 
-    needs_masks: ClassVar[bool] = True
+    predicts_masks: ClassVar[bool] = True
+    detector: ClassVar[type[TwoStageDetector]] = MaskRCNN
     mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)
 
     @classmethod
@@ -43,13 +44,10 @@ class MaskRCNNConfig(FasterRCNNConfig):
         parts = {f.name: getattr(faster, f.name) for f in dataclasses.fields(FasterRCNNConfig)}
         return cls(**parts, mask_head=mask_head if mask_head is not None else MaskHeadConfig())
 
-    def build(self) -> MaskRCNN:
-        faster = super().build()
-        if faster.neck is None:
+    def build_roi_heads(self, channels: dict[str, int]) -> nn.Module:
+        if self.neck is None:
             raise ValueError("Mask R-CNN is built on FPN features: model.neck must be set")
-        roi_heads = MaskRoIHeads(faster.roi_heads, self.mask_head.build_pooler(),
-                                 self.mask_head.build(faster.neck.out_channels, self.num_classes),
-                                 self.mask_head.resolution)
-        model = MaskRCNN(preprocess=faster.preprocess, backbone=faster.backbone, neck=faster.neck,
-                         rpn=faster.rpn, roi_heads=roi_heads)
-        return model
+        if not isinstance(self.roi_heads, RoIHeadsConfig):
+            raise ValueError("Mask R-CNN's mask branch joins a single R-CNN stage (RoIHeadsConfig)")
+        return self.roi_heads.build(channels[self.roi_heads.in_features[0]], self.num_classes, run_head=run_bucketed,
+                                    mask=self.mask_head)

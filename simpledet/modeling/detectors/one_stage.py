@@ -2,34 +2,31 @@
 
 from torch import Tensor, nn
 
-from simpledet.modeling.graphed_features import extract_features
+from simpledet.modeling.detectors.detector import Detector
+from simpledet.modeling.preprocess import ImagePreprocessor
+from simpledet.structures.ground_truth import PaddedGroundTruth
 
 
-class OneStageDetector(nn.Module):
-    """torchvision's interface: model(images, targets) with float CHW images in [0, 1].
+class OneStageDetector(Detector):
+    """preprocess -> backbone -> neck -> dense head, whose `losses` and `postprocess` take its
+    outputs: head.anchors(features, sizes), head.losses(outputs, anchors, gt) -> dict,
+    head.postprocess(outputs, anchors, sizes) -> detections in the resized images' pixels."""
 
-    Training mode returns a dict of losses; eval mode a list of dicts with `boxes` (x1y1x2y2 in the
-    original image's pixels), `labels` (1..num_classes) and `scores`. The head is called as
-    head(features, padded_batch_size, image_sizes, targets, head_outputs) -> (detections, losses),
-    head_outputs being its (logits, deltas) where a CUDA graph computed them, else None.
-    """
-
-    def __init__(self, preprocess: nn.Module, backbone: nn.Module, neck: nn.Module | None,
+    def __init__(self, *, preprocess: ImagePreprocessor, backbone: nn.Module, neck: nn.Module | None,
                  head: nn.Module) -> None:
-        super().__init__()
-        self.preprocess = preprocess
-        self.backbone = backbone
-        self.neck = neck
-        self.graphed_features = None  # train.cuda_graphs: a GraphedFeatures (engine/trainer.py)
+        super().__init__(preprocess=preprocess, backbone=backbone, neck=neck)
         self.head = head
+
+    @property
+    def dense_head(self) -> nn.Module:
+        return self.head
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
-        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
-        features, head_outputs = extract_features(self, batch)
-        detections, losses = self.head(features, tuple(batch.shape[-2:]), sizes, targets, head_outputs)
+        features, outputs = self.dense_step(batch)  # backbone -> neck -> the head's convolutions
+        anchors = self.head.anchors(features, sizes)
         if self.training:
-            return losses
-        return self.preprocess.postprocess(detections, sizes, original_sizes)
+            return self.head.losses(outputs, anchors, PaddedGroundTruth.of(targets, batch.device))
+        return self.preprocess.postprocess(self.head.postprocess(outputs, anchors, sizes), sizes)

@@ -2,36 +2,42 @@
 
 from torch import Tensor, nn
 
-from simpledet.modeling.graphed_features import extract_features
-from simpledet.structures.targets import PaddedGroundTruth
+from simpledet.modeling.detectors.detector import Detector
+from simpledet.modeling.preprocess import ImagePreprocessor
+from simpledet.structures.ground_truth import PaddedGroundTruth
 
 
-class TwoStageDetector(nn.Module):
-    """torchvision's interface: model(images, targets) with float CHW images in [0, 1].
+class TwoStageDetector(Detector):
+    """preprocess -> backbone -> neck -> RPN -> RoI heads, as torchvision's GeneralizedRCNN."""
 
-    Training mode returns a dict of losses; eval mode a list of dicts with `boxes` (x1y1x2y2 in the
-    original image's pixels), `labels` (1..num_classes) and `scores`.
-    """
-
-    def __init__(self, preprocess: nn.Module, backbone: nn.Module, neck: nn.Module | None,
-                 rpn: nn.Module, roi_heads: nn.Module) -> None:
-        super().__init__()
-        self.preprocess = preprocess
-        self.backbone = backbone
-        self.neck = neck
-        self.graphed_features = None  # train.cuda_graphs: a GraphedFeatures (engine/trainer.py)
+    def __init__(self, *, preprocess: ImagePreprocessor, backbone: nn.Module, neck: nn.Module | None, rpn: nn.Module,
+                 roi_heads: nn.Module) -> None:
+        super().__init__(preprocess=preprocess, backbone=backbone, neck=neck)
         self.rpn = rpn
         self.roi_heads = roi_heads
+
+    @property
+    def dense_head(self) -> nn.Module:
+        return self.rpn
+
+    def rcnn_stages(self) -> list[nn.Module]:
+        return self.roi_heads.rcnn_stages()
+
+    def pretrained_modules(self) -> list[nn.Module]:
+        return [self.backbone, *self.roi_heads.pretrained_modules()]
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("targets are needed in training mode")
-        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, sizes, targets = self.preprocess(images, targets)
-        features, rpn_head_outputs = extract_features(self, batch)
-        gt = PaddedGroundTruth.of(targets, batch.device) if self.training else None  # once, for both stages
-        proposals, rpn_losses = self.rpn(features, tuple(batch.shape[-2:]), sizes, targets, rpn_head_outputs, gt)
+        features, rpn_outputs = self.dense_step(batch)  # backbone -> neck -> the RPN's convolutions
+        gt = PaddedGroundTruth.of(targets, batch.device) if self.training else None  # once, for every head
+        # the RPN's losses first: they never wait for the device, so a GPU still runs the backbone
+        # while the host queues them; the proposals' NMS then waits for both at once
+        anchors = self.rpn.anchors(features, sizes)
+        losses = self.rpn.losses(rpn_outputs, anchors, gt, sizes) if self.training else {}
+        proposals = self.rpn.postprocess(rpn_outputs, anchors, sizes)
         detections, roi_losses = self.roi_heads(features, proposals, sizes, targets, gt)
         if self.training:
-            return {**rpn_losses, **roi_losses}
-        return self.preprocess.postprocess(detections, sizes, original_sizes)
+            return {**losses, **roi_losses}
+        return self.preprocess.postprocess(detections, sizes)

@@ -1,4 +1,7 @@
-"""R-CNN box head parts: the 2MLP feature head and the class / box predictor."""
+"""R-CNN box head parts: the 2MLP feature head and the class / box predictor.
+
+Every box head (this one, the C4 heads' stage 5) maps pooled RoIs (R, C, S, S) to one vector per
+RoI, of `output_size` values, which the predictor reads."""
 
 from dataclasses import dataclass
 
@@ -9,11 +12,13 @@ from torch import Tensor, nn
 class MLPHead(nn.Module):
     """Flattened RoI features through `num_fc` fully connected layers with ReLU (2MLP: two 1024-d)."""
 
-    def __init__(self, in_features: int, fc_dim: int = 1024, num_fc: int = 2, bias: bool = True) -> None:
+    loads_backbone_weights = False
+
+    def __init__(self, *, in_features: int, fc_dim: int, num_fc: int, bias: bool) -> None:
         super().__init__()
         dims = [in_features] + [fc_dim] * num_fc
         self.fcs = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(dims[:-1], dims[1:]))
-        self.out_channels = fc_dim
+        self.output_size = fc_dim
         for fc in self.fcs:
             nn.init.kaiming_uniform_(fc.weight, a=1)
             if fc.bias is not None:
@@ -30,7 +35,7 @@ class BoxPredictor(nn.Module):
     """Class logits (background at index 0, then num_classes) and box deltas, per class or one set
     shared by all classes (class_agnostic)."""
 
-    def __init__(self, in_features: int, num_classes: int, class_agnostic: bool = False) -> None:
+    def __init__(self, *, in_features: int, num_classes: int, class_agnostic: bool) -> None:
         super().__init__()
         self.cls_score = nn.Linear(in_features, num_classes + 1)
         self.bbox_pred = nn.Linear(in_features, 4 if class_agnostic else 4 * (num_classes + 1))
@@ -55,4 +60,5 @@ class MLPHeadConfig:
     fc_bias: bool = False
 
     def build(self, in_channels: int, resolution: int) -> MLPHead:
-        return MLPHead(in_channels * resolution * resolution, self.fc_dim, self.num_fc, self.fc_bias)
+        return MLPHead(in_features=in_channels * resolution * resolution, fc_dim=self.fc_dim, num_fc=self.num_fc,
+                       bias=self.fc_bias)

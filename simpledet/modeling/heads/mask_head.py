@@ -14,13 +14,12 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
-from simpledet.structures.no_sync import host_tensor
 
 
 class MaskHead(nn.Module):
     """(R, C, S, S) pooled RoI features -> (R, num_classes + 1, 2S, 2S) mask logits."""
 
-    def __init__(self, in_channels: int, num_classes: int, num_convs: int = 4, conv_dim: int = 256) -> None:
+    def __init__(self, *, in_channels: int, num_classes: int, num_convs: int, conv_dim: int) -> None:
         super().__init__()
         dims = [in_channels] + [conv_dim] * num_convs
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(dims[:-1], dims[1:]))
@@ -38,25 +37,24 @@ class MaskHead(nn.Module):
 
 
 @torch.no_grad()
-def mask_targets(gt_masks: list[Tensor], rois: list[Tensor], gt_index: list[Tensor],
-                 image_sizes: list[tuple[int, int]], resolution: int) -> Tensor:
+def mask_targets(gt_masks: list[Tensor], rois: list[Tensor], gt_index: list[Tensor], to_original: Tensor,
+                 resolution: int) -> Tensor:
     """Binary (R, resolution, resolution) targets: each RoI's matched ground-truth mask, cropped
     and resized by RoIAlign, then thresholded at 0.5 (SimpleDet rasterises polygons into the RoI
     grid, which is binary too).
 
     gt_masks[i] is (G, H, W) in the input image's pixels; rois[i] (R_i, 4) are in the resized
-    image's pixels (image_sizes[i]), so they are scaled to the mask's frame first: no mask is ever
-    resized. One RoIAlign call per image; aligned=True puts pixel centres at half-integers, so a
-    box (x1, y1, x2, y2) covers exactly the pixels [x1, x2) x [y1, y2). Bins are averaged over
-    an adaptive grid of samples (sampling_ratio 0), as in detectron2.
+    image's pixels, so they are scaled to the mask's frame first (to_original: ImageSizes's, on the
+    device): no mask is ever resized. One RoIAlign call per image; aligned=True puts pixel centres
+    at half-integers, so a box (x1, y1, x2, y2) covers exactly the pixels [x1, x2) x [y1, y2). Bins
+    are averaged over an adaptive grid of samples (sampling_ratio 0), as in detectron2.
     """
     out = []
-    for masks, boxes, index, (h, w) in zip(gt_masks, rois, gt_index, image_sizes):
+    for masks, boxes, index, scale in zip(gt_masks, rois, gt_index, to_original):
         if len(boxes) == 0:
             out.append(boxes.new_zeros((0, resolution, resolution)))
             continue
-        sy, sx = masks.shape[-2] / h, masks.shape[-1] / w
-        scaled = boxes.float() * host_tensor([sx, sy, sx, sy], boxes.device)  # no wait for the GPU
+        scaled = boxes.float() * scale
         indexed = torch.cat([index[:, None].to(scaled), scaled], dim=1)  # the batch axis picks the gt
         crops = roi_align(masks[:, None].to(scaled), indexed, (resolution, resolution), spatial_scale=1.0,
                           sampling_ratio=0, aligned=True)
@@ -128,7 +126,8 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
 @dataclass
 class MaskHeadConfig:
     """SimpleDet's mask branch (config/mask_r50v1_fpn_1x.py, MaskParam / MaskRoiParam): RoIAlign
-    14x14 on P2-P5, four 3x3 convs of 256 (dim_reduced), one 2x deconvolution to 28x28."""
+    14x14 on P2-P5, four 3x3 convs of 256 (dim_reduced), one 2x deconvolution to 28x28 (the
+    masks, and their targets, are twice the pooled size)."""
 
     in_features: tuple[str, ...] = ("p2", "p3", "p4", "p5")
     pooler_resolution: int = 14
@@ -136,13 +135,9 @@ class MaskHeadConfig:
     num_convs: int = 4
     conv_dim: int = 256
 
-    @property
-    def resolution(self) -> int:
-        """Side of the predicted masks and of their targets: the deconvolution doubles the pool."""
-        return 2 * self.pooler_resolution
-
     def build_pooler(self) -> LevelSortedRoIAlign:
         return LevelSortedRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
 
     def build(self, in_channels: int, num_classes: int) -> MaskHead:
-        return MaskHead(in_channels, num_classes, self.num_convs, self.conv_dim)
+        return MaskHead(in_channels=in_channels, num_classes=num_classes, num_convs=self.num_convs,
+                        conv_dim=self.conv_dim)

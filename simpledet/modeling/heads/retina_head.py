@@ -1,5 +1,6 @@
 """RetinaNet's head: a classification and a box subnet (four 3x3 convs each) shared by every
-pyramid level, sigmoid focal loss over all anchors, and per-level top-k decoding with NMS.
+pyramid level (`forward`), sigmoid focal loss over all anchors (`losses`), and per-level top-k
+decoding with NMS (`postprocess`); the detector calls all three.
 
 Anchors: 3 scales x 3 ratios per location. SimpleDet's scales are 2^(0, 1/3, 2/3) times an
 octave base of 4 strides (32, 40.3, 50.8 px on P3); torchvision truncates them to whole pixels.
@@ -13,11 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
 
-from simpledet.structures.anchors import AnchorGenerator
-from simpledet.structures.box_iou import batched_box_iou
-from simpledet.structures.box_coder import BoxCoder
-from simpledet.structures.matcher import FOREGROUND, IGNORE, Matcher
-from simpledet.structures.targets import PaddedGroundTruth, matched_box_targets
+from simpledet.modeling.anchors import AnchorGenerator, Anchors
+from simpledet.modeling.box_coder import BoxCoder, matched_box_targets
+from simpledet.modeling.box_iou import batched_box_iou
+from simpledet.modeling.matcher import FOREGROUND, IGNORE, Matcher
+from simpledet.structures.ground_truth import PaddedGroundTruth
+from simpledet.structures.image_sizes import ImageSizes
 
 
 def retina_anchor_sizes(strides: tuple[int, ...] = (8, 16, 32, 64, 128), octave_base: float = 4.0,
@@ -30,8 +32,8 @@ def retina_anchor_sizes(strides: tuple[int, ...] = (8, 16, 32, 64, 128), octave_
 class Subnet(nn.Module):
     """num_convs 3x3 conv + ReLU layers, then a 3x3 conv with `outputs_per_anchor` channels per anchor."""
 
-    def __init__(self, channels: int, num_anchors: int, outputs_per_anchor: int, num_convs: int = 4,
-                 bias_init: float = 0.0) -> None:
+    def __init__(self, *, channels: int, num_anchors: int, outputs_per_anchor: int, num_convs: int,
+                 bias_init: float) -> None:
         super().__init__()
         self.outputs_per_anchor = outputs_per_anchor
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(num_convs))
@@ -56,22 +58,21 @@ class Subnet(nn.Module):
 
 
 class RetinaHead(nn.Module):
-    """Given FPN features: losses in training, detections (boxes, scores, labels) at inference."""
+    """On FPN features: class logits and box deltas per anchor; their losses in training,
+    detections (boxes, scores, labels) at inference."""
 
-    def __init__(self, cls_subnet: Subnet, box_subnet: Subnet, anchor_generator: AnchorGenerator,
-                 in_features: list[str], *, background_column: bool = False, fg_iou: float = 0.5,
-                 bg_iou: float = 0.4, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
-                 box_loss: str = "smooth_l1", box_loss_beta: float = 0.11,
-                 box_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
-                 pre_nms_top_n: int = 1000, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                 detections_per_img: int = 100) -> None:
+    def __init__(self, cls_subnet: Subnet, box_subnet: Subnet, anchor_generator: AnchorGenerator, *,
+                 in_features: tuple[str, ...], background_column: bool, fg_iou: float, bg_iou: float,
+                 focal_alpha: float, focal_gamma: float, box_loss: str, box_loss_beta: float,
+                 box_weights: tuple[float, float, float, float], pre_nms_top_n: int, score_thresh: float,
+                 nms_thresh: float, detections_per_img: int) -> None:
         super().__init__()
         if box_loss not in ("smooth_l1", "l1"):
             raise ValueError(f"box_loss must be 'smooth_l1' or 'l1', got {box_loss!r}")
         self.cls_subnet = cls_subnet
         self.box_subnet = box_subnet
         self.anchor_generator = anchor_generator
-        self.in_features = in_features
+        self.in_features = tuple(in_features)
         # column j of the classifier is label j + 1, or label j with torchvision's extra column 0
         self.label_offset = 0 if background_column else 1
         self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=True)
@@ -85,26 +86,17 @@ class RetinaHead(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
 
-    def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
-                image_sizes: list[tuple[int, int]], targets: list[dict] | None = None,
-                head_outputs: tuple[list[Tensor], list[Tensor]] | None = None) -> tuple[list[dict], dict[str, Tensor]]:
-        """head_outputs: predict()'s (logits, deltas), where the caller ran it (a CUDA graph)."""
-        feats = [features[name] for name in self.in_features]
-        logits, deltas = head_outputs if head_outputs is not None else self.predict(feats)
-        feature_sizes = [f.shape[-2:] for f in feats]
-        if self.training:
-            if targets is None:
-                raise ValueError("targets are needed in training mode")
-            anchors = self.anchor_generator.concatenated(batch_size, feature_sizes, feats[0].device)
-            return [], self.losses(anchors, torch.cat(logits, 1), torch.cat(deltas, 1), targets)
-        anchors = self.anchor_generator(batch_size, feature_sizes, feats[0].device)
-        return self.postprocess(logits, deltas, anchors, image_sizes), {}
-
-    def predict(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    def forward(self, features: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """Per level: class logits (N, H*W*A, K) and box deltas (N, H*W*A, 4)."""
-        return self.cls_subnet(features), self.box_subnet(features)
+        levels = [features[name] for name in self.in_features]
+        return self.cls_subnet(levels), self.box_subnet(levels)
 
-    def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+    def anchors(self, features: dict[str, Tensor], sizes: ImageSizes) -> Anchors:
+        feature_sizes = [features[name].shape[-2:] for name in self.in_features]
+        return self.anchor_generator(sizes.padded, feature_sizes, features[self.in_features[0]].device)
+
+    def losses(self, outputs: tuple[list[Tensor], list[Tensor]], anchors: Anchors, gt: PaddedGroundTruth
+               ) -> dict[str, Tensor]:
         """Focal loss over every anchor that is not ignored, box loss over the foreground; both
         summed over the batch and divided by its number of foreground anchors (SimpleDet).
 
@@ -112,8 +104,8 @@ class RetinaHead(nn.Module):
         same sums (up to the order of addition) without the four waits for the GPU that indexing
         costs, so a training step never waits (with train.cuda_graphs, RetinaNet's whole step is
         queued ahead of the device)."""
-        device = anchors.device
-        gt = PaddedGroundTruth.of(targets, device)
+        anchors = anchors.all
+        logits, deltas = (torch.cat(levels, 1) for levels in outputs)
         matched, labels = self.matcher(batched_box_iou(gt.boxes, anchors), gt.valid)
         fg = labels == FOREGROUND
         num_fg = fg.sum().clamp(min=1)
@@ -139,12 +131,13 @@ class RetinaHead(nn.Module):
         return {"loss_cls": cls_loss, "loss_box": box_loss / num_fg}
 
     @torch.no_grad()
-    def postprocess(self, logits: list[Tensor], deltas: list[Tensor], anchors: list[Tensor],
-                    image_sizes: list[tuple[int, int]]) -> list[dict]:
+    def postprocess(self, outputs: tuple[list[Tensor], list[Tensor]], anchors: Anchors,
+                    sizes: ImageSizes) -> list[dict]:
         """Per level, the top pre_nms_top_n (anchor, class) pairs above score_thresh; then per image
         all levels together: clip, per-class NMS, the best detections_per_img."""
+        logits, deltas = outputs
         boxes, scores, classes = [], [], []
-        for level_logits, level_deltas, level_anchors in zip(logits, deltas, anchors):
+        for level_logits, level_deltas, level_anchors in zip(logits, deltas, anchors.levels):
             num_classes = level_logits.shape[-1]
             level_scores = torch.sigmoid(level_logits.float()).flatten(1)  # (N, H*W*A*K)
             k = min(self.pre_nms_top_n, level_scores.shape[1])
@@ -157,7 +150,7 @@ class RetinaHead(nn.Module):
         boxes, scores, classes = torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(classes, 1)
 
         results = []
-        for img_boxes, img_scores, img_classes, size in zip(boxes, scores, classes, image_sizes):
+        for img_boxes, img_scores, img_classes, size in zip(boxes, scores, classes, sizes.resized):
             keep = img_scores > self.score_thresh
             img_boxes = clip_boxes_to_image(img_boxes[keep], size)
             img_scores, img_classes = img_scores[keep], img_classes[keep]
@@ -205,9 +198,11 @@ class RetinaHeadConfig:
         # the classifier starts at `prior_prob` for every class, so the many easy negatives do not
         # swamp the first iterations (Lin et al., 2017)
         prior_bias = -math.log((1 - self.prior_prob) / self.prior_prob)
-        cls_subnet = Subnet(in_channels, num_anchors, num_outputs, self.num_convs, prior_bias)
-        box_subnet = Subnet(in_channels, num_anchors, 4, self.num_convs)
-        return RetinaHead(cls_subnet, box_subnet, anchors, list(self.in_features),
+        cls_subnet = Subnet(channels=in_channels, num_anchors=num_anchors, outputs_per_anchor=num_outputs,
+                            num_convs=self.num_convs, bias_init=prior_bias)
+        box_subnet = Subnet(channels=in_channels, num_anchors=num_anchors, outputs_per_anchor=4,
+                            num_convs=self.num_convs, bias_init=0.0)
+        return RetinaHead(cls_subnet, box_subnet, anchors, in_features=self.in_features,
                           background_column=self.background_column, fg_iou=self.fg_iou, bg_iou=self.bg_iou,
                           focal_alpha=self.focal_alpha, focal_gamma=self.focal_gamma, box_loss=self.box_loss,
                           box_loss_beta=self.box_loss_beta, box_weights=self.box_weights,

@@ -1,5 +1,7 @@
-"""Region Proposal Network: objectness and box deltas for every anchor, proposals by per-level
-top-k and NMS, and its training losses (balanced anchor sampling)."""
+"""Region Proposal Network: objectness and box deltas for every anchor (`forward`, the
+convolutions), proposals by per-level top-k and NMS (`postprocess`), and its training losses with
+balanced anchor sampling (`losses`). The detector calls all three, as torchvision's one-stage
+detectors call their heads'."""
 
 from dataclasses import dataclass
 
@@ -7,22 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simpledet.structures.anchors import AnchorGenerator
-from simpledet.structures.box_iou import batched_box_iou
-from simpledet.structures.box_coder import BoxCoder
-from simpledet.structures.matcher import IGNORE, Matcher
-from simpledet.structures.nms import concurrent_nms
-from simpledet.structures.no_sync import count_indices, host_tensor
-from simpledet.structures.sampler import BalancedSampler
-from simpledet.structures.targets import PaddedGroundTruth, matched_box_targets
+from simpledet.modeling.anchors import AnchorGenerator, Anchors
+from simpledet.modeling.box_coder import BoxCoder, matched_box_targets
+from simpledet.modeling.box_iou import batched_box_iou
+from simpledet.modeling.matcher import IGNORE, Matcher
+from simpledet.modeling.nms import NmsEach, nms_each
+from simpledet.modeling.sampler import BalancedSampler
+from simpledet.structures.ground_truth import PaddedGroundTruth
+from simpledet.structures.image_sizes import ImageSizes
 
 
 class RPNHead(nn.Module):
     """A shared 3x3 conv, then per-anchor objectness logits and box deltas, on every level."""
 
-    def __init__(self, in_channels: int, num_anchors: int, conv_channels: int | None = None) -> None:
+    def __init__(self, *, in_channels: int, num_anchors: int, conv_channels: int) -> None:
         super().__init__()
-        conv_channels = conv_channels or in_channels
         self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
         self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
         self.box_deltas = nn.Conv2d(conv_channels, num_anchors * 4, 1)
@@ -43,17 +44,18 @@ class RPNHead(nn.Module):
 
 
 class RPN(nn.Module):
-    def __init__(self, head: RPNHead, anchor_generator: AnchorGenerator, in_features: list[str], *,
-                 fg_iou: float = 0.7, bg_iou: float = 0.3, batch_size_per_image: int = 256,
-                 positive_fraction: float = 0.5, pre_nms_top_n_train: int = 2000,
-                 pre_nms_top_n_test: int = 1000, post_nms_top_n_train: int = 2000,
-                 post_nms_top_n_test: int = 1000, nms_thresh: float = 0.7, min_size: float = 1e-3,
-                 score_thresh: float = 0.0, box_loss_beta: float = 1.0 / 9,
-                 allowed_border: float | None = None) -> None:
+    def __init__(self, head: RPNHead, anchor_generator: AnchorGenerator, *, in_features: tuple[str, ...],
+                 fg_iou: float, bg_iou: float, batch_size_per_image: int, positive_fraction: float,
+                 pre_nms_top_n_train: int, pre_nms_top_n_test: int, post_nms_top_n_train: int,
+                 post_nms_top_n_test: int, nms_thresh: float, min_size: float, score_thresh: float,
+                 box_loss_beta: float, allowed_border: float | None, nms_each: NmsEach = nms_each) -> None:
+        """nms_each: how the per-(image, level) NMS calls of postprocess run: one after another
+        (simpledet.modeling.nms.nms_each), or at once (accel.concurrent_nms, what the detector
+        configs pass)."""
         super().__init__()
         self.head = head
         self.anchor_generator = anchor_generator
-        self.in_features = in_features
+        self.in_features = tuple(in_features)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
         self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=True)
         self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
@@ -64,48 +66,32 @@ class RPN(nn.Module):
         self.score_thresh = score_thresh
         self.box_loss_beta = box_loss_beta
         self.allowed_border = allowed_border
+        self.nms_each = nms_each
 
-    def forward(self, features: dict[str, Tensor], batch_size: tuple[int, int],
-                image_sizes: list[tuple[int, int]], targets: list[dict] | None = None,
-                head_outputs: tuple[Tensor, Tensor] | None = None, gt: PaddedGroundTruth | None = None
-                ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        """head_outputs: predict()'s (logits, deltas), where the caller ran it (a CUDA graph);
-        gt: `targets` padded, where the caller did it for every head."""
-        feats = [features[name] for name in self.in_features]
-        all_logits, all_deltas = head_outputs if head_outputs is not None else self.predict(feats)
-        feature_sizes = [f.shape[-2:] for f in feats]
-        per_level = [a.shape[0] for a in self.anchor_generator(batch_size, feature_sizes, feats[0].device)]
-        all_anchors = self.anchor_generator.concatenated(batch_size, feature_sizes, feats[0].device)
-
-        # The losses first: they never wait for the device, so the host queues them while the GPU
-        # still runs the backbone; the proposals' NMS then waits for both at once.
-        losses = {}
-        if self.training:
-            if targets is None:
-                raise ValueError("targets are needed in training mode")
-            gt = gt if gt is not None else PaddedGroundTruth.of(targets, all_anchors.device)
-            losses = self.losses(all_anchors, all_logits, all_deltas, gt, image_sizes)
-        with torch.no_grad():
-            boxes = self.box_coder.decode(all_deltas.detach(), all_anchors[None])[:, :, 0]
-            proposals = self.select_proposals(boxes, all_logits.detach(), per_level, image_sizes)
-        return proposals, losses
-
-    def predict(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """The head's logits (N, A) and deltas (N, A, 4) for all A anchors, levels concatenated.
-        Concatenated here, not by the caller: with train.cuda_graphs the graph does it, and the
-        eager part neither concatenates nor copies one gradient per level back into the graph."""
-        logits, deltas = self.head(features)
+    def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The head's logits (N, A) and deltas (N, A, 4) for all A anchors, levels concatenated
+        (here, in the convolutions' step: train.cuda_graphs then replays the concatenation too)."""
+        logits, deltas = self.head([features[name] for name in self.in_features])
         return torch.cat(logits, dim=1), torch.cat(deltas, dim=1)
 
-    def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int],
-                         image_sizes: list[tuple[int, int]]) -> list[Tensor]:
+    def anchors(self, features: dict[str, Tensor], sizes: ImageSizes) -> Anchors:
+        feature_sizes = [features[name].shape[-2:] for name in self.in_features]
+        return self.anchor_generator(sizes.padded, feature_sizes, features[self.in_features[0]].device)
+
+    def postprocess(self, outputs: tuple[Tensor, Tensor], anchors: Anchors, sizes: ImageSizes) -> list[Tensor]:
+        """Each image's proposals (x1y1x2y2 in its resized pixels), best first."""
+        logits, deltas = outputs
+        with torch.no_grad():
+            boxes = self.box_coder.decode(deltas.detach(), anchors.all[None])[:, :, 0]
+            return self.select_proposals(boxes, logits.detach(), [len(a) for a in anchors.levels], sizes)
+
+    def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int], sizes: ImageSizes) -> list[Tensor]:
         """Top-k per level by objectness, clip, drop tiny and low-scoring boxes, NMS within each
         (image, level), keep each image's best post_nms_top_n.
 
-        The (image, level) NMS calls run at once (concurrent_nms): threads on the CPU, streams on
-        a GPU, where each call's decisive kernel is sequential in one thread block. The host
-        waits on the device for those calls together and once for the per-image counts, where
-        torchvision's batched_nms and boolean filtering wait some thirteen times per image."""
+        The host waits on the device for the NMS calls together (with accel.concurrent_nms) and
+        once for the per-image counts, where torchvision's batched_nms and boolean filtering wait
+        some thirteen times per image."""
         ks = [min(self.pre_nms_top_n[self.training], count) for count in per_level]
         num_images, total = boxes.shape[0], sum(ks)
         top_idx = torch.cat([logits[:, start:end].topk(k, dim=1).indices + start
@@ -113,8 +99,7 @@ class RPN(nn.Module):
         scores = torch.sigmoid(torch.gather(logits, 1, top_idx).float())
         boxes = torch.gather(boxes, 1, top_idx[..., None].expand(-1, -1, 4))
         # clip, as clip_boxes_to_image, every image against its own size in two kernels
-        limits = host_tensor([[w, h, w, h] for h, w in image_sizes], boxes.device, boxes.dtype)
-        boxes = torch.minimum(boxes.clamp(min=0), limits[:, None])
+        boxes = torch.minimum(boxes.clamp(min=0), sizes.limits[:, None].to(boxes.dtype))
 
         # Boxes too small or too unlikely stay in place, without a wait to find them: scored below
         # every sigmoid, NMS ranks them after all valid boxes, so they suppress none, and they are
@@ -126,8 +111,8 @@ class RPN(nn.Module):
         # laid out image by image, each image level by level: every (image, level) is a slice
         segments = [(image, image * total + start, image * total + end) for image in range(num_images)
                     for start, end in _segments(ks) if end > start]
-        kept = concurrent_nms([(boxes[start:end], scores[start:end]) for _, start, end in segments],
-                              self.nms_thresh, offsets=[start for _, start, _ in segments])
+        kept = self.nms_each([(boxes[start:end], scores[start:end]) for _, start, end in segments],
+                             self.nms_thresh, [start for _, start, _ in segments])
         keep = torch.cat(kept) if kept else top_idx.new_zeros(0)
         keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]  # best first
         kept_images, by_image = torch.sort(keep // total, stable=True)
@@ -135,20 +120,26 @@ class RPN(nn.Module):
         per_image = [0] * num_images  # NMS has returned, so each call's output size is known here
         for (image, _, _), k in zip(segments, kept):
             per_image[image] += len(k)
-        valid_per_image = count_indices(kept_images, num_images, where=valid[keep]).tolist()  # the one wait outside NMS
+        # the valid boxes among each image's kept ones, counted by a scatter-add: the one wait
+        # outside NMS (torch.bincount on CUDA would wait twice more)
+        valid_per_image = torch.zeros(num_images, dtype=torch.int64, device=keep.device).scatter_add_(
+            0, kept_images, valid[keep].long()).tolist()
         post_nms = self.post_nms_top_n[self.training]
         return [boxes[k[:min(n, post_nms)]] for k, n in zip(keep.split(per_image), valid_per_image)]
 
-    def losses(self, anchors: Tensor, logits: Tensor, deltas: Tensor, gt: PaddedGroundTruth,
-               image_sizes: list[tuple[int, int]]) -> dict[str, Tensor]:
+    def losses(self, outputs: tuple[Tensor, Tensor], anchors: Anchors, gt: PaddedGroundTruth,
+               sizes: ImageSizes) -> dict[str, Tensor]:
         """Objectness (binary cross-entropy) over the sampled anchors, box smooth-L1 over the
         foreground ones, both divided by the number sampled. Written as masked sums over all
         anchors rather than by indexing the sampled ones: the same sums, without the host-device
-        synchronisations that boolean indexing costs."""
+        synchronisations that boolean indexing costs. They never wait for the device, so the
+        detector queues them before the proposals' NMS, while a GPU still runs the backbone."""
+        logits, deltas = outputs
+        anchors = anchors.all
         matched, labels = self.matcher(batched_box_iou(gt.boxes, anchors), gt.valid)
         if self.allowed_border is not None:
-            labels = torch.where(self.inside_image(anchors, image_sizes), labels, IGNORE)
-        fg, bg = self.sampler(labels)
+            labels = torch.where(self.inside_image(anchors, sizes.resized), labels, IGNORE)
+        fg, bg = self.sampler.sample(labels)
         sampled = fg | bg
         num_sampled = sampled.sum().clamp(min=1)
 
@@ -172,7 +163,7 @@ class RPN(nn.Module):
 class RPNConfig:
     """SimpleDet's FPN RPN: one anchor size per level (scale 8 x stride 4..64 = 32..512 px), three
     ratios; anchors crossing the image border ignored in training (allowed_border 0; None keeps
-    them all, as torchvision does); no minimum proposal size."""
+    them all, as torchvision does); no minimum proposal size (torchvision: 1e-3)."""
 
     in_features: tuple[str, ...] = ("p2", "p3", "p4", "p5", "p6")
     anchor_sizes: tuple[tuple[float, ...], ...] = ((32,), (64,), (128,), (256,), (512,))
@@ -187,19 +178,21 @@ class RPNConfig:
     post_nms_top_n_test: int = 1000
     nms_thresh: float = 0.7
     min_size: float = 0.0
+    score_thresh: float = 0.0
     box_loss_beta: float = 1.0 / 9
     allowed_border: float | None = 0.0
     conv_channels: int | None = None  # the 3x3 conv's width; None: as its input (FPN: 256; C4: 512)
 
-    def build(self, in_channels: int) -> RPN:
+    def build(self, in_channels: int, *, nms_each: NmsEach = nms_each) -> RPN:
         anchors = AnchorGenerator(self.anchor_sizes, (self.aspect_ratios,) * len(self.anchor_sizes))
-        head = RPNHead(in_channels, anchors.num_anchors_per_location[0], self.conv_channels)
-        return RPN(head, anchors, list(self.in_features), fg_iou=self.fg_iou, bg_iou=self.bg_iou,
+        head = RPNHead(in_channels=in_channels, num_anchors=anchors.num_anchors_per_location[0],
+                       conv_channels=self.conv_channels or in_channels)
+        return RPN(head, anchors, in_features=self.in_features, fg_iou=self.fg_iou, bg_iou=self.bg_iou,
                    batch_size_per_image=self.batch_size_per_image, positive_fraction=self.positive_fraction,
                    pre_nms_top_n_train=self.pre_nms_top_n_train, pre_nms_top_n_test=self.pre_nms_top_n_test,
                    post_nms_top_n_train=self.post_nms_top_n_train, post_nms_top_n_test=self.post_nms_top_n_test,
-                   nms_thresh=self.nms_thresh, min_size=self.min_size, box_loss_beta=self.box_loss_beta,
-                   allowed_border=self.allowed_border)
+                   nms_thresh=self.nms_thresh, min_size=self.min_size, score_thresh=self.score_thresh,
+                   box_loss_beta=self.box_loss_beta, allowed_border=self.allowed_border, nms_each=nms_each)
 
 
 def _segments(counts: list[int]) -> list[tuple[int, int]]:

@@ -1,4 +1,4 @@
-"""Layers shared by backbones and heads."""
+"""Layers shared by backbones and heads: deformable convolution, RoIAlign over FPN levels."""
 
 from simpledet.modeling.layers.deform_conv import DeformConv2d
 

@@ -4,8 +4,8 @@ torchvision's MultiScaleRoIAlign with the same levels, scales and results, merge
 torchvision finds each level's RoIs with a `torch.where` per level, one host-device
 synchronisation each; here the RoIs are sorted by level once and split by the level counts, one
 wait in all (a scatter-add counts them: torch.bincount on CUDA would wait twice more). On the CPU
-the pooling itself is spread over the threads (parallel_roi_align), where torchvision's kernel
-uses one.
+the pooling itself is spread over the threads (accel.roi_align), where torchvision's kernel uses
+one.
 """
 
 import math
@@ -15,8 +15,8 @@ from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
 
-from simpledet.modeling.layers.parallel_roi_align import roi_align
-from simpledet.structures.no_sync import count_indices
+from simpledet.accel.roi_align import roi_align
+from simpledet.accel.sync_free import count_indices
 
 
 class LevelSortedRoIAlign(MultiScaleRoIAlign):

@@ -10,8 +10,9 @@ from torch import Tensor, nn
 
 
 class FPN(nn.Module):
-    def __init__(self, in_channels: dict[str, int], out_channels: int = 256, extra_p6: bool = True,
-                 p6p7_from: str | None = None) -> None:
+    def __init__(self, in_channels: dict[str, int], *, out_channels: int, extra_p6: bool,
+                 p6p7_from: str | None) -> None:
+        """in_channels: the backbone's output_shape(), fine to coarse (c2..c5 or c3..c5)."""
         super().__init__()
         if p6p7_from not in (None, "c5", "p5"):
             raise ValueError(f"p6p7_from must be None, 'c5' or 'p5', got {p6p7_from!r}")
@@ -31,11 +32,14 @@ class FPN(nn.Module):
         levels = [int(name[1:]) for name in self.in_features]
         num_extra = 1 if extra_p6 else 2 if p6p7_from is not None else 0
         self.out_features = [f"p{lv}" for lv in levels] + [f"p{levels[-1] + i}" for i in range(1, num_extra + 1)]
-        self.out_channels = out_channels
+        self.out_channels = out_channels  # of every level
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
                 nn.init.zeros_(m.bias)
+
+    def output_shape(self) -> dict[str, int]:
+        return {name: self.out_channels for name in self.out_features}
 
     def forward(self, features: dict[str, Tensor]) -> "OrderedDict[str, Tensor]":
         xs = [features[name] for name in self.in_features]
@@ -62,4 +66,4 @@ class FPNConfig:
     p6p7_from: str | None = None
 
     def build(self, in_channels: dict[str, int]) -> FPN:
-        return FPN(in_channels, self.out_channels, self.extra_p6, self.p6p7_from)
+        return FPN(in_channels, out_channels=self.out_channels, extra_p6=self.extra_p6, p6p7_from=self.p6p7_from)

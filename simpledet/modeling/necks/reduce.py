@@ -9,13 +9,18 @@ from torch import Tensor, nn
 
 
 class ReduceNeck(nn.Module):
-    def __init__(self, in_channels: dict[str, int], feature: str = "c5", out_channels: int = 1024) -> None:
+    """Passes the backbone's features on and adds `{feature}_reduced`."""
+
+    def __init__(self, in_channels: dict[str, int], *, feature: str, out_channels: int) -> None:
         super().__init__()
         self.feature = feature
         self.reduce = nn.Conv2d(in_channels[feature], out_channels, 3, padding=1)
         nn.init.normal_(self.reduce.weight, std=0.01)
         nn.init.zeros_(self.reduce.bias)
-        self.feature_channels = {**in_channels, f"{feature}_reduced": out_channels}
+        self._output_shape = {**in_channels, f"{feature}_reduced": out_channels}
+
+    def output_shape(self) -> dict[str, int]:
+        return dict(self._output_shape)
 
     def forward(self, features: dict[str, Tensor]) -> "OrderedDict[str, Tensor]":
         out = OrderedDict(features)
@@ -29,4 +34,4 @@ class ReduceNeckConfig:
     out_channels: int = 1024
 
     def build(self, in_channels: dict[str, int]) -> ReduceNeck:
-        return ReduceNeck(in_channels, self.feature, self.out_channels)
+        return ReduceNeck(in_channels, feature=self.feature, out_channels=self.out_channels)

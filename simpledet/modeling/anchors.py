@@ -1,7 +1,21 @@
 """Anchor boxes: a few base shapes per feature level, repeated at every position of its grid."""
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
+
+
+class Anchors(NamedTuple):
+    """A padded batch's anchors: each level's (H_i * W_i * A_i, 4), and all of them in one tensor,
+    level after level (the order of a dense head's concatenated outputs)."""
+
+    levels: list[Tensor]
+    all: Tensor
+
+    @classmethod
+    def of(cls, levels: list[Tensor]) -> "Anchors":
+        return cls(levels, torch.cat(levels))
 
 
 def base_anchors(sizes: tuple[float, ...], aspect_ratios: tuple[float, ...]) -> Tensor:
@@ -30,29 +44,20 @@ class AnchorGenerator:
         if len(sizes) != len(aspect_ratios):
             raise ValueError("sizes and aspect_ratios need one entry per feature level")
         self.cell_anchors = [base_anchors(s, r) for s, r in zip(sizes, aspect_ratios)]
-        self._cache: dict[tuple, tuple[list[Tensor], Tensor]] = {}
+        self._cache: dict[tuple, Anchors] = {}
 
     @property
     def num_anchors_per_location(self) -> list[int]:
         return [len(a) for a in self.cell_anchors]
 
     def __call__(self, image_size: tuple[int, int], feature_sizes: list[tuple[int, int]],
-                 device: torch.device) -> list[Tensor]:
-        """One (H_i * W_i * A_i, 4) tensor per level, for a padded batch of `image_size`."""
-        return self._anchors(image_size, feature_sizes, device)[0]
-
-    def concatenated(self, image_size: tuple[int, int], feature_sizes: list[tuple[int, int]],
-                     device: torch.device) -> Tensor:
-        """Every level's anchors in one tensor, level after level; cached like the levels."""
-        return self._anchors(image_size, feature_sizes, device)[1]
-
-    def _anchors(self, image_size, feature_sizes, device) -> tuple[list[Tensor], Tensor]:
+                 device: torch.device) -> Anchors:
+        """The anchors of a padded batch of `image_size` (h, w), made once per size and cached."""
         key = (tuple(image_size), tuple(map(tuple, feature_sizes)), str(device))
         if key not in self._cache:
             if len(self._cache) > 64:  # many input sizes (multi-scale training): keep it bounded
                 self._cache.clear()
-            levels = self._grid_anchors(image_size, feature_sizes, device)
-            self._cache[key] = levels, torch.cat(levels)
+            self._cache[key] = Anchors.of(self._grid_anchors(image_size, feature_sizes, device))
         return self._cache[key]
 
     def _grid_anchors(self, image_size, feature_sizes, device) -> list[Tensor]:

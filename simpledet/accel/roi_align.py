@@ -2,14 +2,13 @@
 
 torchvision's CPU kernels for roi_align and its backward run in a single thread whatever
 torch.get_num_threads() says, and an NHWC (channels_last) input is first copied to NCHW with the
-generic strided copy, also in one thread. Measured on 2 cores, 1,000 RoIs on a 256x200x304 level:
-307 ms forward, 371 ms from NHWC.
+generic strided copy, also in one thread (docs/benchmarks.md times both).
 
-Here the same kernels run in a small thread pool (simpledet/parallel.py; they release the GIL).
+Here the same kernels run in a small thread pool (accel/thread_pool.py; they release the GIL).
 Forward splits the RoIs among the threads. Backward splits the images (and, with fewer images
 than threads, the channels): each thread's gradient is its own block of the input, so nothing is
 summed. The NHWC-NCHW changes are one 2-D transpose per image, which torch's blocked transpose
-does ~4x faster than .contiguous(). Values and gradients are bit-identical to torchvision's; only the work is
+does faster than .contiguous(). Values and gradients are bit-identical to torchvision's; only the work is
 divided. On GPUs, under CPU autocast, or with one thread, it is torchvision's roi_align unchanged.
 """
 
@@ -17,17 +16,17 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align as torchvision_roi_align
 
-from simpledet.parallel import run_in_threads
+from simpledet.accel.thread_pool import run_in_threads
 
 
 def _channel_slices(channels: int, groups: int) -> list[slice]:
     return [slice(channels * i // groups, channels * (i + 1) // groups) for i in range(groups)]
 
 
-def _as_nchw(x: Tensor) -> Tensor:
+def as_nchw(x: Tensor) -> Tensor:
     """x (N, C, H, W) in NCHW memory. From NHWC, one 2-D transpose per image: its (C, HW) view is
-    a transposed contiguous matrix, which torch's blocked transpose copies in ~30 ms for a
-    2x256x200x304 level, where .contiguous() takes ~140."""
+    a transposed contiguous matrix, which torch's blocked transpose copies several times faster
+    than .contiguous() does the same permutation."""
     if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
         return x.contiguous()
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
@@ -47,7 +46,7 @@ class _ThreadedRoIAlign(torch.autograd.Function):
         ctx.save_for_backward(rois)
         ctx.args = (input.shape, output_size, spatial_scale, sampling_ratio, aligned, groups,
                     not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last))
-        features = _as_nchw(input)
+        features = as_nchw(input)
 
         def pool(part: Tensor) -> Tensor:
             return torch.ops.torchvision.roi_align(features, part, spatial_scale, *output_size, sampling_ratio, aligned)
@@ -72,10 +71,11 @@ class _ThreadedRoIAlign(torch.autograd.Function):
             image_rois[:, 0] = 0
             grad = grad_output[keep, part].contiguous()
             block = torch.ops.torchvision._roi_align_backward(  # (1, c, H, W), NCHW
-                grad, image_rois, spatial_scale, *output_size, 1, grad.shape[1], height, width, sampling_ratio, aligned)[0]
+                grad, image_rois, spatial_scale, *output_size, 1, grad.shape[1], height, width, sampling_ratio,
+                aligned)[0]
             target = grad_input[image, part]
             if channels_last and part == slice(0, channels):
-                # the whole image: (C, HW) -> (HW, C) as one 2-D transpose (see _as_nchw)
+                # the whole image: (C, HW) -> (HW, C) as one 2-D transpose (see as_nchw)
                 target.permute(1, 2, 0).reshape(-1, channels).copy_(block.reshape(channels, -1).t())
             else:
                 target.copy_(block)

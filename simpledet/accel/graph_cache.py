@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # A capture may come mid-run (a new input size), while the DataLoader's pin-memory thread makes CUDA
 # calls. In the default "global" mode such a call from another thread breaks the capture and fails
 # in that thread, which ends the run; "thread_local" restricts the capturing thread alone. A torch
-# older than mid-2026 has no such argument and captures in "global" mode.
+# whose make_graphed_callables lacks the argument captures in "global" mode.
 CAPTURE_MODE = ({"capture_error_mode": "thread_local"}
                 if "capture_error_mode" in inspect.signature(torch.cuda.make_graphed_callables).parameters else {})
 

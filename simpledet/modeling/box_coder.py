@@ -10,8 +10,6 @@ import math
 import torch
 from torch import Tensor
 
-from simpledet.structures.no_sync import host_tensor
-
 # exp() of a larger dw/dh would overflow; log(1000 / 16) is the bound every R-CNN uses.
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
 
@@ -29,13 +27,13 @@ class BoxCoder:
 
     def _pair_weights(self, like: Tensor) -> tuple:
         """(x, y) weights and (w, h) weights: a Python number where the two are equal (every zoo
-        model), else a 2-vector on `like`'s device, made once per device and dtype: a CUDA graph
-        then reads the same tensor, where a fresh copy would be a host buffer gone by the replay."""
+        model), else a 2-vector on `like`'s device, made once per device and dtype (one copy a
+        run), which a CUDA graph then reads as its own."""
         key = (like.device, like.dtype)
         if key not in self._pairs:
             wx, wy, ww, wh = self.weights
-            self._pairs[key] = (wx if wx == wy else host_tensor([wx, wy], like.device, like.dtype),
-                                ww if ww == wh else host_tensor([ww, wh], like.device, like.dtype))
+            self._pairs[key] = (wx if wx == wy else torch.tensor([wx, wy], device=like.device, dtype=like.dtype),
+                                ww if ww == wh else torch.tensor([ww, wh], device=like.device, dtype=like.dtype))
         return self._pairs[key]
 
     def encode(self, reference: Tensor, target: Tensor) -> Tensor:
@@ -67,3 +65,17 @@ class BoxCoder:
         # 0.5 * size: exact (a power of two), the same bits as torchvision's tensor(0.5) * w
         half_size = 0.5 * (torch.exp(d_size) * ref_size)
         return torch.cat((centre - half_size, centre + half_size), dim=-1)
+
+
+def matched_box_targets(box_coder: BoxCoder, references: Tensor, gt_boxes: Tensor, matched: Tensor,
+                        fg: Tensor) -> Tensor:
+    """(B, N, 4) regression targets of every reference box (anchors (N, 4) shared by the images, or
+    candidates (B, N, 4)) towards its matched ground truth, for losses masked to the foreground
+    `fg` (B, N): the same values there as encoding the foreground rows alone, found without a wait
+    for the device. Elsewhere zero: a row matched to a padding box would encode to inf or NaN,
+    and a NaN target reaches the gradients even where the loss is masked out.
+    gt_boxes: (B, G, 4) with G >= 1, as PaddedGroundTruth gives them."""
+    if references.dim() == 2:
+        references = references[None].expand(len(fg), -1, -1)
+    matched_boxes = torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4))
+    return torch.where(fg[..., None], box_coder.encode(references, matched_boxes), 0.0)

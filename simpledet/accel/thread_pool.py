@@ -3,8 +3,8 @@
 torch's operators release the GIL, so a few Python threads can run such kernels at once. Each
 pool thread runs its own operators single-threaded: otherwise each would start an OpenMP team of
 torch.get_num_threads() for the kernels' zero-fills and copies, more running threads than cores,
-which slowed every later parallel operator of a small model's step (batch norm, the SGD update)
-by 3-6x and its whole training by ~10%."""
+and every later parallel operator of the step (batch norm, the SGD update) would wait on
+descheduled threads (docs/benchmarks.md)."""
 
 import os
 import threading

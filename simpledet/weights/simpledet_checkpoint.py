@@ -7,7 +7,7 @@ layouts that differ, and writes our safetensors weights. Facts, read off SimpleD
 models/retinanet/builder.py, models/maskrcnn/builder.py):
 
 - Backbone: `stageN_unitM_*`, `conv0`, `bn0`, `bn_data`, (v2) `bn1` after stage 4: the names of
-  resnet.mxnet_name_map / resnet_v2.mxnet_name_map_v2, placed under `backbone.`, `backbone.body.`
+  weights/mxnet_names.py, placed under `backbone.`, `backbone.body.`
   (TridentNet: one shared copy of the weights) or, for the stage-4 units of a C4 detector's C5 head,
   `roi_heads.box_head.` (the `layer4.*` of our Res5 head; v2's final `bn1` is its `final_bn`).
   DCN offsets (`stageN_unitM_conv2_offset_weight`) -> `conv2.offset_conv.weight`; SimpleDet's offset
@@ -51,7 +51,7 @@ Every name and shape above is checked against SimpleDet's own test symbols, one 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,21 +59,21 @@ import numpy as np
 import torch
 
 from simpledet.errors import UserError
-from simpledet.modeling.backbones.resnet import mxnet_name_map
-from simpledet.modeling.backbones.resnet_v2 import mxnet_name_map_v2
+from simpledet.weights.mxnet_names import MXNET_PARAMS, mxnet_resnet_key
+from simpledet.weights.rename import RenameRule, rename, same_layout
 
-_STAGE_SUFFIX = {"1st": 0, "2nd": 1, "3rd": 2}
 _SKIP = (re.compile(r"^anchor_stride\d+$"), re.compile(r"^student_hint"), re.compile(r"^teacher_"))
 _NO_BIAS = ("offset_conv.bias", "neck.reduce.bias")
 _BACKBONE_PREFIXES = ("backbone.", "backbone.body.", "roi_heads.box_head.")
+_NAME = re.compile(r"^(.*)_(weight|bias|gamma|beta|moving_mean|moving_var)$")
 
 
 @dataclass(frozen=True)
-class Rule:
-    """Where one SimpleDet array goes: our key and the layout change (see `_TRANSFORMS`)."""
+class Target:
+    """Where one SimpleDet array goes: our key, and the layout change on the way."""
 
     key: str
-    kind: str = "same"  # same | fc | rpn_cls | bbox_delta
+    layout: object = same_layout
 
 
 @dataclass
@@ -94,34 +94,33 @@ class ConversionReport:
         return text + "".join(f"\n  note: {n}" for n in self.notes)
 
 
-# ---- layout transforms: SimpleDet array -> ours, and (for tests) our shape -> SimpleDet's ----
+# ---- layouts: SimpleDet array -> ours, and (for tests) our shape -> SimpleDet's ----
 
-def _fc(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def fc_layout(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The 2fc head's 1x1 convs as linear layers: a reshape (both flatten channel-major)."""
     return a.reshape(shape) if a.size == int(np.prod(shape)) else a
 
 
-def _rpn_cls(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def rpn_cls_layout(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Softmax over (background, foreground) per anchor -> one sigmoid logit: fg - bg."""
     n = a.shape[0]
     if n != 2 * shape[0]:
         return a
     return a[n // 2:] - a[: n // 2]
 
 
-def _bbox_delta(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if a.shape[0] == 8 and shape[0] == 4:  # class-agnostic: (background, foreground) x 4
+def bbox_delta_layout(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Class-agnostic deltas: SimpleDet's (background, foreground) x 4 -> the foreground 4."""
+    if a.shape[0] == 8 and shape[0] == 4:
         a = a[4:8]
-    return _fc(a, shape)
+    return fc_layout(a, shape)
 
 
-_TRANSFORMS: dict[str, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] = {
-    "same": lambda a, shape: a, "fc": _fc, "rpn_cls": _rpn_cls, "bbox_delta": _bbox_delta}
-
-
-def simpledet_shape(name: str, rule: Rule, ours: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape SimpleDet's layout gives `name` when ours is `ours` (the inverse of the rule)."""
-    if rule.kind == "rpn_cls":
+def simpledet_shape(name: str, target: Target, ours: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape SimpleDet's layout gives `name` when ours is `ours` (the inverse of the layout)."""
+    if target.layout is rpn_cls_layout:
         return (2 * ours[0],) + tuple(ours[1:])
-    if rule.kind == "bbox_delta" and ours[0] == 4:
+    if target.layout is bbox_delta_layout and ours[0] == 4:
         ours = (8,) + tuple(ours[1:])
     # bbox_fc1 / bbox_fc2 of symbol/builder.py's 2fc head and of each cascade stage (bbox_fc1_1st, ...)
     # are 1x1 convs; the rest are X.fc (2-d)
@@ -132,79 +131,66 @@ def simpledet_shape(name: str, rule: Rule, ours: tuple[int, ...]) -> tuple[int, 
 
 # ---- names ----
 
-def _head_prefix(stage: str | None) -> str:
-    return "roi_heads." if stage is None else f"roi_heads.stages.{_STAGE_SUFFIX[stage]}."
+_CASCADE_STAGE = {"1st": 0, "2nd": 1, "3rd": 2}
+_SUBNET = {"cls": "cls_subnet", "bbox": "box_subnet"}
 
 
-def resolve_name(name: str, keys: Mapping[str, object]) -> Rule | str | None:
-    """SimpleDet name -> Rule, a str (the reason it is skipped), or None (unmapped)."""
+def _roi_heads(stage: str | None) -> str:
+    return "roi_heads." if stage is None else f"roi_heads.stages.{_CASCADE_STAGE[stage]}."
+
+
+def head_rules(lowest_fpn_level: int) -> tuple[RenameRule, ...]:
+    """SimpleDet's names of everything but the backbone (their `_weight`, `_gamma`, ... suffix
+    off) -> ours; the FPN's lateral and output convs are numbered from its lowest level."""
+    return (
+        # FPN neck
+        RenameRule(r"P([67])_conv$", r"neck.p\1_conv"),
+        RenameRule(r"P(\d)_lateral$", lambda m: f"neck.lateral_convs.{int(m[1]) - lowest_fpn_level}"),
+        RenameRule(r"P(\d)_conv$", lambda m: f"neck.output_convs.{int(m[1]) - lowest_fpn_level}"),
+        # C5-red neck (symbol/builder.py ReduceNeck: X.convrelu "backbone_reduce", no bias)
+        RenameRule(r"backbone_reduce$", "neck.reduce"),
+        # RPN
+        RenameRule(r"rpn_conv(?:_3x3)?$", "rpn.head.conv"),
+        RenameRule(r"(?:rpn_conv_cls|rpn_cls_logit)$", "rpn.head.objectness", rpn_cls_layout),
+        RenameRule(r"(?:rpn_conv_bbox|rpn_bbox_delta)$", "rpn.head.box_deltas"),
+        # R-CNN box head (cascade stages by suffix)
+        RenameRule(r"bbox_fc([12])(?:_(1st|2nd|3rd))?$",
+                   lambda m: f"{_roi_heads(m[2])}box_head.fcs.{int(m[1]) - 1}", fc_layout),
+        RenameRule(r"bbox_cls_logit(?:_(1st|2nd|3rd))?$", lambda m: f"{_roi_heads(m[1])}box_predictor.cls_score",
+                   fc_layout),
+        RenameRule(r"bbox_reg_delta(?:_(1st|2nd|3rd))?$", lambda m: f"{_roi_heads(m[1])}box_predictor.bbox_pred",
+                   bbox_delta_layout),
+        # mask head
+        RenameRule(r"mask_fcn_conv(\d+)$", lambda m: f"roi_heads.mask_head.convs.{int(m[1]) - 1}"),
+        RenameRule(r"mask_up0$", "roi_heads.mask_head.deconv"),
+        RenameRule(r"mask_fcn_logit$", "roi_heads.mask_head.logits"),
+        # RetinaNet head
+        RenameRule(r"(cls|bbox)_conv(\d+)$", lambda m: f"head.{_SUBNET[m[1]]}.convs.{int(m[2]) - 1}"),
+        RenameRule(r"(cls|bbox)_pred$", lambda m: f"head.{_SUBNET[m[1]]}.pred"),
+    )
+
+
+def resolve_name(name: str, keys: Mapping[str, object]) -> Target | str | None:
+    """SimpleDet name -> Target, a str (the reason it is skipped), or None (unmapped)."""
     for pattern in _SKIP:
         if pattern.match(name):
             return ("precomputed anchors: recomputed by our anchor generator" if name.startswith("anchor")
                     else "training-only (distillation), absent at test time")
-    m = re.match(r"^(.*)_(weight|bias|gamma|beta|moving_mean|moving_var)$", name)
+    m = _NAME.match(name)
     if m is None:
         return None
-    base, suffix = m.groups()
-    param = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
-             "moving_var": "running_var"}.get(suffix, suffix)
-
-    def rule(key: str, kind: str = "same") -> Rule | None:
-        return Rule(key, kind) if key in keys else None
-
-    # FPN neck
-    m = re.match(r"^P(\d)_(lateral|conv)$", base)
-    if m:
-        level, what = int(m.group(1)), m.group(2)
-        if what == "conv" and level >= 6:
-            return rule(f"neck.p{level}_conv.{param}")
-        n_lat = sum(1 for k in keys if re.match(r"^neck\.lateral_convs\.\d+\.weight$", k))
-        idx = level - (6 - n_lat)
-        return rule(f"neck.{'lateral_convs' if what == 'lateral' else 'output_convs'}.{idx}.{param}")
-    # C5-red neck (symbol/builder.py ReduceNeck: X.convrelu "backbone_reduce", no bias)
-    if base == "backbone_reduce":
-        return rule(f"neck.reduce.{param}")
-    # RPN
-    if base in ("rpn_conv", "rpn_conv_3x3"):
-        return rule(f"rpn.head.conv.{param}")
-    if base in ("rpn_conv_cls", "rpn_cls_logit"):
-        return rule(f"rpn.head.objectness.{param}", "rpn_cls")
-    if base in ("rpn_conv_bbox", "rpn_bbox_delta"):
-        return rule(f"rpn.head.box_deltas.{param}")
-    # R-CNN box head (cascade stages by suffix)
-    m = re.match(r"^bbox_(fc1|fc2|cls_logit|reg_delta)(?:_(1st|2nd|3rd))?$", base)
-    if m:
-        layer, stage = m.groups()
-        prefix = _head_prefix(stage)
-        if layer in ("fc1", "fc2"):
-            return rule(f"{prefix}box_head.fcs.{int(layer[2]) - 1}.{param}", "fc")
-        if layer == "cls_logit":
-            return rule(f"{prefix}box_predictor.cls_score.{param}", "fc")
-        return rule(f"{prefix}box_predictor.bbox_pred.{param}", "bbox_delta")
-    # Mask head
-    m = re.match(r"^mask_fcn_conv(\d+)$", base)
-    if m:
-        return rule(f"roi_heads.mask_head.convs.{int(m.group(1)) - 1}.{param}")
-    if base == "mask_up0":
-        return rule(f"roi_heads.mask_head.deconv.{param}")
-    if base == "mask_fcn_logit":
-        return rule(f"roi_heads.mask_head.logits.{param}")
-    # RetinaNet head
-    m = re.match(r"^(cls|bbox)_(conv(\d+)|pred)$", base)
-    if m:
-        sub = "cls_subnet" if m.group(1) == "cls" else "box_subnet"
-        layer = f"convs.{int(m.group(3)) - 1}" if m.group(3) else "pred"
-        return rule(f"head.{sub}.{layer}.{param}")
-    # backbone (and the C5 head's stage-4 units)
-    v2 = any(k.endswith("final_bn.weight") for k in keys)
+    base, param = m[1], MXNET_PARAMS[m[2]]
+    laterals = sum(1 for k in keys if re.match(r"^neck\.lateral_convs\.\d+\.weight$", k))
+    renamed = rename(base, head_rules(lowest_fpn_level=6 - laterals))
+    if renamed is not None:
+        key = f"{renamed[0]}.{param}"
+        return Target(key, renamed[1].layout) if key in keys else None
+    # the backbone (and the C5 head's stage-4 units)
     try:
-        ours = (mxnet_name_map_v2 if v2 else mxnet_name_map)(name)
+        ours = mxnet_resnet_key(name, v2=any(k.endswith("final_bn.weight") for k in keys))
     except KeyError:
         return None
-    for prefix in _BACKBONE_PREFIXES:
-        if prefix + ours in keys:
-            return Rule(prefix + ours)
-    return None
+    return next((Target(prefix + ours) for prefix in _BACKBONE_PREFIXES if prefix + ours in keys), None)
 
 
 def convert_arrays(arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]],
@@ -213,22 +199,22 @@ def convert_arrays(arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[
     state_dict shapes are `shapes`. Fails (UserError) on the first unmapped, mis-shaped or missing."""
     report = ConversionReport(state={}, origin={})
     for name, array in arrays.items():
-        rule = resolve_name(name, shapes)
-        if isinstance(rule, str):
-            report.skipped[name] = rule
+        target = resolve_name(name, shapes)
+        if isinstance(target, str):
+            report.skipped[name] = target
             continue
-        if rule is None:
+        if target is None:
             raise UserError(f"{source}: array {name!r} {tuple(array.shape)} has no counterpart in this "
                             f"config's model (is the config the one the checkpoint was trained with?)")
-        want = tuple(shapes[rule.key])
-        out = _TRANSFORMS[rule.kind](np.asarray(array), want)
+        want = tuple(shapes[target.key])
+        out = target.layout(np.asarray(array), want)
         if tuple(out.shape) != want:
             raise UserError(f"{source}: array {name!r} has shape {tuple(array.shape)}, which does not fit "
-                            f"{rule.key} {want} (expected {simpledet_shape(name, rule, want)})")
-        if rule.key in report.state:
-            raise UserError(f"{source}: arrays {report.origin[rule.key]!r} and {name!r} both map to {rule.key}")
-        report.state[rule.key] = out
-        report.origin[rule.key] = name
+                            f"{target.key} {want} (expected {simpledet_shape(name, target, want)})")
+        if target.key in report.state:
+            raise UserError(f"{source}: arrays {report.origin[target.key]!r} and {name!r} both map to {target.key}")
+        report.state[target.key] = out
+        report.origin[target.key] = name
     for key, shape in shapes.items():
         if key in report.state:
             continue

@@ -1,0 +1,70 @@
+"""The contract every detector keeps, which the rest of simpledet relies on instead of probing a
+model's structure: the trainer, the CLI and Python API, the zoo table and the CUDA-graph seam
+(simpledet/accel) all go through these names. docs/NOTES.md, "Adding a family", lists them.
+
+A detector module takes torchvision's interface at the edge: model(images, targets) with float
+CHW images in [0, 1]; losses in training, a list of dicts with `boxes` (x1y1x2y2 in the original
+image's pixels), `labels` (1..num_classes) and `scores` in evaluation.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from simpledet.modeling.preprocess import ImagePreprocessor, InputConfig
+
+
+class Detector(nn.Module):
+    """preprocess -> backbone -> neck (or None) -> a dense head whose convolutions run on every
+    position of the features, then whatever the family does with its outputs."""
+
+    def __init__(self, *, preprocess: ImagePreprocessor, backbone: nn.Module, neck: nn.Module | None) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.backbone = backbone
+        self.neck = neck
+
+    @property
+    def dense_head(self) -> nn.Module:
+        """The head `dense_step` runs on the features: forward(features) -> its raw outputs."""
+        raise NotImplementedError
+
+    def dense_step(self, batch: Tensor) -> tuple[dict[str, Tensor], Any]:
+        """Backbone, neck and the dense head's convolutions on a padded batch: the part of a step
+        whose shapes the batch's shape alone fixes. train.cuda_graphs replaces this method on the
+        model instance by a CUDA graph of it (simpledet/accel/cuda_graphs.py); nothing else does."""
+        features = self.backbone(batch)
+        if self.neck is not None:
+            features = self.neck(features)
+        return features, self.dense_head(features)
+
+    def rcnn_stages(self) -> list[nn.Module]:
+        """The R-CNN stages (RoIHeads), whose sampling and 2MLP box head train.cuda_graphs also
+        captures: none for one-stage detectors."""
+        return []
+
+    def pretrained_modules(self) -> list[nn.Module]:
+        """The modules a pretrained backbone file (model.backbone.pretrained) initialises: the
+        backbone, and a C4 head's stage 5. Their parameter names are the file's."""
+        return [self.backbone]
+
+
+@dataclass
+class DetectorConfig:
+    """What every detector config has and answers. num_classes counts foreground classes only
+    (COCO: 80); the model config's `backbone` has a `pretrained` field."""
+
+    num_classes: int = 80
+    input: InputConfig = field(default_factory=InputConfig)
+    # whether the model trains on and predicts instance masks (the trainer loads them, `eval` adds mask AP)
+    predicts_masks: ClassVar[bool] = False
+
+    @property
+    def final_head(self) -> Any:
+        """The config section that decides the detections: score_thresh, nms_thresh,
+        detections_per_img (`predict --score-thresh` sets its score_thresh)."""
+        raise NotImplementedError
+
+    def build(self) -> Detector:
+        raise NotImplementedError
