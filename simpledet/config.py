@@ -87,7 +87,7 @@ class TrainConfig:
     amp: bool = False
     amp_dtype: str = "float16"
     # NHWC weights and activations: faster convolutions on the CPU's oneDNN and on GPUs' tensor
-    # cores (docs/benchmarks.md). False gives torchvision's NCHW kernels, bit for bit (configs/torchvision/)
+    # cores (docs/NOTES.md). False gives torchvision's NCHW kernels, bit for bit (configs/torchvision/)
     channels_last: bool = True
     # let cuDNN time its convolution algorithms for each new input shape (GPU; MXNet's
     # autotune, on by default in SimpleDet): the first step at each padded size is slower

@@ -2,7 +2,7 @@
 
 torchvision's CPU kernels for roi_align and its backward run in a single thread whatever
 torch.get_num_threads() says, and an NHWC (channels_last) input is first copied to NCHW with the
-generic strided copy, also in one thread (docs/benchmarks.md times both).
+generic strided copy, also in one thread.
 
 Here the same kernels run in a small thread pool (accel/thread_pool.py; they release the GIL).
 Forward splits the RoIs among the threads. Backward splits the images (and, with fewer images

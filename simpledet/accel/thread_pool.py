@@ -4,7 +4,7 @@ torch's operators release the GIL, so a few Python threads can run such kernels 
 pool thread runs its own operators single-threaded: otherwise each would start an OpenMP team of
 torch.get_num_threads() for the kernels' zero-fills and copies, more running threads than cores,
 and every later parallel operator of the step (batch norm, the SGD update) would wait on
-descheduled threads (docs/benchmarks.md)."""
+descheduled threads."""
 
 import os
 import threading
