@@ -26,9 +26,10 @@ class RetinaNetConfig(DetectorConfig):
         backbone = self.backbone.build()
         # the FPN takes only the stages the backbone returns (C3-C5: no P2, too many anchors)
         neck = self.neck.build(backbone.output_shape())
+        channels = neck.output_shape()
         return OneStageDetector(
             preprocess=self.input.build(),
             backbone=backbone,
             neck=neck,
-            head=self.head.build(neck.out_channels, self.num_classes),
+            head=self.head.build(channels[self.head.in_features[0]], self.num_classes),
         )
