@@ -11,7 +11,7 @@ What the real graphs do that a test should see:
   static inputs: a second forward before the first one's backward gives the first one the
   second's gradients, as a replayed backward graph would;
 - every backward writes the same static gradient buffers and hands back aliases of them, which
-  autograd may keep as a parameter's .grad (pytorch issue 181723): a .grad zeroed in place
+  autograd may keep as a parameter's .grad (pytorch/pytorch#181723): a .grad zeroed in place
   instead of set to None, or a part replayed twice in one step, doubles or loses gradients here
   as on a GPU.
 """
@@ -106,7 +106,7 @@ class Replay(torch.autograd.Function):
             for buffer, value in zip(replay.bn_buffers, saved):
                 buffer.copy_(value)
             # as torch's: every replay writes the same static gradient buffers and hands back aliases
-            # of them, which AccumulateGrad may keep as a parameter's .grad (pytorch issue 181723)
+            # of them, which AccumulateGrad may keep as a parameter's .grad (pytorch/pytorch#181723)
             grads = [next(found) if x.requires_grad else None for x in (*inputs, *replay.params)]
             for i, g in enumerate(grads):
                 if g is not None:

@@ -4,6 +4,7 @@ Synthetic .params files with exactly the names and shapes of ../shared/fixtures/
 (random values, plus the ImageNet classifier real files carry), written by our MXNet writer."""
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -200,12 +201,16 @@ def test_wrong_family_and_wrong_files(tmp_path):
         load_into(ResNetConfig(depth=18).build(), tmp_path / "nothing.params")
 
 
-def test_file_name_variant_disagreeing_with_config_is_noted(tmp_path):
+def test_file_name_variant_disagreeing_with_config_is_warned(tmp_path, caplog):
     arrays = _synthetic("resnet-v1-50")
     path = _write(tmp_path, "resnet-v1-50", arrays)
-    report = load_into(ResNetConfig(depth=50, variant="v1b", out_features=("c2", "c3")).build(), path)
-    assert any("says ResNet v1 but the backbone is v1b" in n for n in report.notes)
-    assert not load_into(ResNetConfig(depth=50, variant="v1", out_features=("c2", "c3")).build(), path).notes
+    with caplog.at_level(logging.INFO, logger="simpledet.weights.pretrained"):
+        report = load_into(ResNetConfig(depth=50, variant="v1b", out_features=("c2", "c3")).build(), path)
+    assert any("says ResNet v1 but the backbone is v1b" in w for w in report.warnings)
+    assert [r.levelno for r in caplog.records if "says ResNet v1" in r.getMessage()
+            and "note:" not in r.getMessage()] == [logging.WARNING]
+    report = load_into(ResNetConfig(depth=50, variant="v1", out_features=("c2", "c3")).build(), path)
+    assert not report.warnings and not report.notes
 
 
 def test_torchvision_classification_state_dict(tmp_path):

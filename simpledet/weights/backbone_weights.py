@@ -43,6 +43,7 @@ class LoadReport:
     skipped: dict[str, str]  # file name -> why it was not used (classifier, unbuilt stage)
     initialised: list[str]  # ours, left at initialisation: DCN offset convs, absent from ImageNet files
     notes: list[str]
+    warnings: list[str]  # what the user should act on: a mismatch between the file and the config
 
     def summary(self) -> str:
         text = f"{self.path} ({self.family}): {len(self.loaded)} arrays loaded"
@@ -51,7 +52,7 @@ class LoadReport:
             text += f", {len(self.skipped)} skipped ({shown})"
         if self.initialised:
             text += f", {len(self.initialised)} kept at initialisation (DCN offsets)"
-        return text + "".join(f"\n  note: {n}" for n in self.notes)
+        return text + "".join(f"\n  note: {n}" for n in self.notes + self.warnings)
 
 
 def _prefix_for(module: nn.Module, weights: PretrainedWeights) -> str:
@@ -64,7 +65,7 @@ def place_weights(module: nn.Module, weights: PretrainedWeights) -> LoadReport:
     """Copies `weights` into `module` (a backbone, or a C4 head holding `layer4`), strictly."""
     expected = module.state_dict()
     prefix = _prefix_for(module, weights)
-    report = LoadReport(weights.path, weights.family, [], dict(weights.skipped), [], list(weights.notes))
+    report = LoadReport(weights.path, weights.family, [], dict(weights.skipped), [], list(weights.notes), [])
     for key, target in expected.items():
         if key.endswith("num_batches_tracked"):
             continue
@@ -98,8 +99,8 @@ def place_weights(module: nn.Module, weights: PretrainedWeights) -> LoadReport:
                 target.copy_(weights.state[prefix + key].to(target.dtype))
                 report.loaded.append(key)
     if weights.variant_hint and isinstance(module, ResNet) and weights.variant_hint != module.variant:
-        report.notes.append(f"the file name says ResNet {weights.variant_hint} but the backbone is {module.variant}: "
-                            f"same parameters, different strides; check model.backbone.variant")
+        report.warnings.append(f"the file name says ResNet {weights.variant_hint} but the backbone is "
+                               f"{module.variant}: same parameters, different strides; check model.backbone.variant")
     return report
 
 

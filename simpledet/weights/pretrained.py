@@ -37,7 +37,6 @@ def load_pretrained_weights(modules: list[nn.Module], path: str | Path) -> list[
     reports = [place_weights(module, weights) for module in modules]
     for report in reports:
         log.info("pretrained backbone: %s", report.summary())
-        for note in report.notes:
-            if "file name says" in note:
-                log.warning("%s: %s", path, note)
+        for warning in report.warnings:
+            log.warning("%s: %s", path, warning)
     return reports
