@@ -4,6 +4,7 @@ on CUDA against the CPU on the same weights, fp16 training, CUDA-graph training 
 the R-CNN sampling graph alone, bit for bit), and NMS calls run at once on CUDA streams against the
 calls in turn. Prints one line per check; exits 1 if any fails."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -172,13 +173,14 @@ def check_graphed_sampling(dev: torch.device) -> int:
 
 def check_fp16_training(dev: torch.device) -> int:
     """fp16 training with dynamic loss scaling: the scale is in the checkpoint and comes back on
-    resume; host syncs in a training step are counted; fp16 inference returns fp32 detections."""
+    resume, metrics.jsonl logs it with the skipped steps; host syncs in a training step are
+    counted; fp16 inference returns fp32 detections."""
     import tempfile
     import warnings
 
     from simpledet.api import Predictor
     from simpledet.data.shapes import generate_shapes
-    from simpledet.engine.trainer import STATE_FILE, Trainer
+    from simpledet.engine.trainer import Trainer
 
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,13 +193,18 @@ def check_fp16_training(dev: torch.device) -> int:
         cfg = load_config(QUICKSTART, overrides + ["train.max_iter=4"])
         trainer = Trainer(cfg, Path(tmp) / "run")
         trainer.train()
-        saved = torch.load(Path(tmp) / "run" / STATE_FILE, weights_only=True)["scaler"]
+        saved = torch.load(Path(tmp) / "run" / "model_final.state.pth", weights_only=True)["scaler"]
         resumed = Trainer(load_config(QUICKSTART, overrides + ["train.max_iter=6"]),
                           Path(tmp) / "run", resume=True)
         ok = "scale" in saved and resumed.scaler.get_scale() == float(saved["scale"])
         failures += not ok
         print(f"fp16 dynamic loss scale in the checkpoint and restored on resume: {saved.get('scale')} "
               f"{'ok' if ok else 'FAIL'}")
+        records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        ok = bool(records) and all(r.get("loss_scale", 0) >= 1 and r.get("skipped_steps", -1) >= 0 for r in records)
+        failures += not ok
+        print(f"fp16 loss scale and skipped steps in metrics.jsonl: "
+              f"{[(r.get('loss_scale'), r.get('skipped_steps')) for r in records]} {'ok' if ok else 'FAIL'}")
 
         # host-device synchronisations in one training step (informative: NMS and data-dependent
         # sizes sync by nature; the loop itself adds none)

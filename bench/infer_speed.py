@@ -16,10 +16,11 @@ import argparse
 import json
 import platform
 import statistics
-from pathlib import Path
 
 import torch
 from speed import CONFIGS, make_inputs, matched_pair, time_inference
+
+from simpledet.files import atomic_write_text
 
 
 def measure(models: dict, images: list, device, half: bool, warmup: int, repeats: int) -> dict[str, float]:
@@ -78,7 +79,7 @@ def main() -> None:
     print(f"ours / torchvision: latency {results['latency_ratio_ours_over_torchvision']:.3f} (lower is better), "
           f"throughput {results['throughput_ratio_ours_over_torchvision']:.3f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

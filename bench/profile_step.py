@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import train_speed
@@ -23,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from train_speed import FAMILIES
 
 from simpledet.accel.cuda_graphs import enable_cuda_graphs
+from simpledet.files import atomic_write_text
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::item")  # ops that wait for the device
 
@@ -180,7 +180,7 @@ def main():
         for key, count, ms in r["top_kernels"]:
             print(f"    {ms:7.2f} ms  x{count:<5.0f} {key}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        atomic_write_text(args.json, json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from speed import calibrate_frozen_bn, make_inputs, sgd, size_overrides, torchvi
 
 from simpledet import build_model, load_config
 from simpledet.accel.cuda_graphs import enable_cuda_graphs
+from simpledet.files import atomic_write_text
 from simpledet.published_results import ZOO
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,7 @@ def ours(config: str, *overrides: str):
         cfg = load_config(REPO / "configs" / config,
                           ["model.backbone.fuse_frozen_bn=true", *overrides, *size_overrides(size)])
         model = build_model(cfg, load_pretrained=False)
+        model.check_input_values = False  # as the trainer runs it: targets checked on the CPU before they move
         return model.to(memory_format=torch.channels_last) if NHWC[0] else model
     build.ours = True
     return build
@@ -195,8 +197,9 @@ def main():
             else:
                 cells += [f"{v['images_per_s']:.1f}", f"{v['peak_gib']:.2f}" if v["peak_gib"] is not None else "-"]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['zoo']} |")
-    (out / "train_speed.md").write_text("\n".join(lines) + "\n")
-    (out / "train_speed.json").write_text(json.dumps({"device": name, "settings": vars(args), "rows": rows}, indent=2))
+    atomic_write_text(out / "train_speed.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "train_speed.json",
+                      json.dumps({"device": name, "settings": vars(args), "rows": rows}, indent=2))
     print("\n".join(lines))
 
 

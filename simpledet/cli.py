@@ -25,8 +25,13 @@ def _train(args) -> None:
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     distributed.init_from_env(cfg.train.device)  # under torchrun: join the process group
+    resume = args.resume
+    if distributed.restart_count() > 0:  # torchrun restarted the group after a worker died
+        logging.getLogger("simpledet").info("torchrun restart %d: resuming from the newest checkpoint in %s",
+                                            distributed.restart_count(), out)
+        resume = True
     try:
-        final = Trainer(cfg, out, resume=args.resume).train()
+        final = Trainer(cfg, out, resume=resume).train()
         if distributed.is_main_process():
             print(f"weights: {final}")
     finally:
@@ -75,7 +80,6 @@ def _eval(args) -> None:
         distributed.destroy()
     if records is None:  # not rank 0: its detections went to rank 0, which evaluates and writes
         return
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "detections.json", json.dumps(records))
     result = evaluate_detections(cfg.data.val.ann_file, records)
     print(format_results(result))
@@ -158,10 +162,10 @@ def _predict(args) -> None:
 
 
 def _convert(args) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from simpledet.engine.checkpoint import read_state_dict
-    from simpledet.files import atomic_write, atomic_write_text
+    from simpledet.files import atomic_write_bytes, atomic_write_text
     from simpledet.weights.torchvision import convert_torchvision, is_torchvision_detection
 
     state = read_state_dict(args.src)
@@ -169,7 +173,7 @@ def _convert(args) -> None:
         raise UserError(f"{args.src}: not a torchvision detection checkpoint (no backbone.body.* parameters)")
     converted, skipped = convert_torchvision(state)
     dst = Path(args.dst)
-    atomic_write(dst, lambda tmp: save_file({k: v.contiguous() for k, v in converted.items()}, tmp))
+    atomic_write_bytes(dst, save({k: v.contiguous() for k, v in converted.items()}))
     meta = {"source": str(args.src), "converted_from": "torchvision"}
     atomic_write_text(dst.with_suffix(".json"), json.dumps(meta) + "\n")
     print(f"converted {len(converted)} arrays ({len(skipped)} skipped: BatchNorm counters) -> {dst}")

@@ -11,6 +11,7 @@ from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from simpledet.errors import UserError
+from simpledet.files import atomic_write
 
 # Well-separated, saturated colours that read on most photos.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -68,10 +69,10 @@ def save_image(path: str | Path, image: Tensor) -> None:
     path = Path(path)
     if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"expected a uint8 CHW image with 1 or 3 channels, got {image.dtype} {tuple(image.shape)}")
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise UserError(f"{path}: cannot save an image with this file extension (Pillow knows none for "
+                        f"{path.suffix or 'no extension'!r})")
     array = image.detach().cpu().permute(1, 2, 0).contiguous().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pil.save(path)
-    except ValueError as err:  # Pillow's reply to an unknown suffix
-        raise UserError(f"{path}: cannot save an image with this file extension ({err})") from err
+    atomic_write(path, lambda f: pil.save(f, format=image_format))

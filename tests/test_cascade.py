@@ -61,7 +61,7 @@ def test_a_cascade_config_saved_in_the_flat_layout_loads_as_the_stage_layout():
 def test_cascade_overfits_shapes(tmp_path):
     data = tmp_path / "shapes"
     generate_shapes(data, num_train=8, num_val=4, seed=1)
-    iters = 160
+    iters = 120  # AP50 0.99 here; the test asks 0.9
     overrides = shapes_overrides(data, val_split="train") + [
         f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
         "train.clip_grad_norm=10", "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)",

@@ -85,6 +85,9 @@ def test_boxes_clipped_and_dropped_are_counted(tmp_path: Path,
     assert ds[0][1]["boxes"].tolist() == [[0, 2, 5, 5], [15, 0, 20, 5], [1, 1, 4, 4]]
     assert ds.stats["boxes_clipped"] == 2 and ds.stats["boxes_dropped"] == 2
     assert len(caplog.records) == 1 and "annotations.json" in caplog.text
+    # each dropped box named by its record, so that it can be fixed
+    assert "annotations[2]" in caplog.text and "bbox [25, 0, 3, 3]" in caplog.text
+    assert "annotations[3]" in caplog.text and "bbox [1, 1, 0, 4]" in caplog.text
 
 
 def test_crowd_and_empty_images(tmp_path: Path) -> None:
@@ -188,23 +191,20 @@ def test_unreadable_annotation_file(tmp_path: Path, text: str | None, message: s
     assert str(path) in str(err.value) and message in str(err.value)
 
 
-def test_corrupt_image_warns_once_and_is_skipped(tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_unreadable_images_name_the_file_and_the_annotation_file(tmp_path: Path) -> None:
     anns = [{"image_id": i, "category_id": 1, "bbox": [1, 1, 4, 4]} for i in (1, 2, 3)]
     path = _write(tmp_path, _coco([(10, 10)] * 3, anns))
     (tmp_path / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (tmp_path / "2.png").unlink()
     ds = CocoDetection(path, tmp_path, flip_copies=True)
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
-        assert ds[1] is None and ds[1] is None and ds[4] is None
-        assert ds[2] is None
-    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
-        str(tmp_path / "1.png"), str(tmp_path / "2.png")]
-    assert ds.stats["unreadable_images"] == 2
-    images, targets = collate([ds[0], ds[1], ds[3], ds[2]])
-    assert len(images) == len(targets) == 2
-    assert [t["image_id"] for t in targets] == [1, 1]
-    assert collate([None]) == ([], [])
+    for index, name, reason in [(1, "1.png", "cannot identify image file"), (4, "1.png", "cannot identify image file"),
+                                (2, "2.png", "No such file or directory")]:
+        with pytest.raises(UserError) as err:
+            ds[index]
+        assert str(err.value).startswith(f"{tmp_path / name}: cannot read image (") and reason in str(err.value)
+        assert str(err.value).endswith(f"it is an image of {path}")
+    images, targets = collate([ds[0], ds[3]])
+    assert len(images) == len(targets) == 2 and [t["image_id"] for t in targets] == [1, 1]
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])

@@ -132,7 +132,7 @@ def test_a_run_trains_with_adamw(tmp_path, shapes_dir):
     trainer.train()
     after = [p.detach() for p in trainer.model.parameters() if p.requires_grad]
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
-    state = torch.load(tmp_path / "run" / "train_state.pth", weights_only=True)
+    state = torch.load(tmp_path / "run" / "model_final.state.pth", weights_only=True)
     assert "exp_avg" in next(iter(state["optimizer"]["state"].values()))  # AdamW's state, saved for resuming
 
 
@@ -196,19 +196,19 @@ def test_cudnn_benchmark_is_a_train_setting_that_a_cpu_run_leaves_alone(tmp_path
 
 
 def test_loss_scale_is_checkpointed_and_restored(tmp_path, shapes_dir, monkeypatch):
-    """The dynamic loss scale travels with the checkpoint: saved in train_state.pth, restored on
-    resume. fp16 needs a GPU, so the CPU run gets an enabled scaler that doubles its scale at
-    every finite step (the scaling arithmetic itself is torch's)."""
-    from simpledet.engine.trainer import STATE_FILE
-
+    """The dynamic loss scale travels with the checkpoint: saved in its training state, restored
+    on resume, and logged in metrics.jsonl. fp16 needs a GPU, so the CPU run gets an enabled
+    scaler that doubles its scale at every finite step (the scaling arithmetic itself is torch's)."""
     real_scaler = torch.amp.GradScaler
     monkeypatch.setattr(torch.amp, "GradScaler",
                         lambda device, enabled=True: real_scaler(device, init_scale=64.0, growth_interval=1))
     extra = ["train.checkpoint_every=2", "train.warmup_iters=1"]
     trainer = Trainer(small_config(shapes_dir, "train.max_iter=2", *extra), tmp_path / "run")
     trainer.train()
-    saved = torch.load(tmp_path / "run" / STATE_FILE, weights_only=True)["scaler"]
+    saved = torch.load(tmp_path / "run" / "model_final.state.pth", weights_only=True)["scaler"]
     assert saved["scale"] == trainer.scaler.get_scale() == 64.0 * 2 ** 2  # two finite steps
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert record["loss_scale"] == 256.0 and record["skipped_steps"] == 0
     resumed = Trainer(small_config(shapes_dir, "train.max_iter=3", *extra), tmp_path / "run", resume=True)
     assert resumed.scaler.get_scale() == 256.0
     resumed.train()

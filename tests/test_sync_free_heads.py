@@ -201,17 +201,20 @@ class SyncCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def waits_of_a_training_step(model, images, targets, monkeypatch) -> SyncCounter:
+def waits_of_a_training_step(model, images, targets, monkeypatch, trainer: bool = True) -> SyncCounter:
     """The waits of one forward and backward, counted on 2 threads (the NMS pool's size on a GPU
-    machine)."""
+    machine). trainer: as `simpledet train` runs the step, which checks its targets on the CPU
+    before they move and turns the model's value checks off; else as a user's direct call."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    model.check_input_values = not trainer
     try:
         with SyncCounter(monkeypatch) as counter:
             losses = model(images, targets)
             sum(losses.values()).backward()
     finally:
         torch.set_num_threads(threads)
+        model.check_input_values = True
     return counter
 
 
@@ -230,6 +233,10 @@ def test_a_faster_rcnn_training_step_waits_for_nms_and_three_counts(shapes_dir, 
     levels = len(model.rpn.in_features)
     assert levels > 2 and counter.counts == {"nms": levels * len(images), "Tensor.tolist": 3}, counter.counts
     assert threading.get_ident() not in counter.nms_threads  # in the pool (tests/test_concurrent_nms.py)
+    # called directly, the model checks its inputs' values too: one wait more, for all of them
+    trainer_counts = dict(counter.counts)
+    direct = waits_of_a_training_step(model, images, targets, monkeypatch, trainer=False)
+    assert direct.counts == {**trainer_counts, "aten._local_scalar_dense.default": 1}, direct.counts
 
 
 def test_inside_image_by_hand():

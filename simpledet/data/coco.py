@@ -200,21 +200,25 @@ class CocoDetection(torch.utils.data.Dataset):
             v: k for k, v in self.category_id_to_label.items()}
 
         self.stats: dict[str, int] = {"boxes_clipped": 0, "boxes_dropped": 0, "crowd_boxes": 0,
-                                      "unreadable_images": 0, "size_mismatch": 0}
+                                      "size_mismatch": 0}
         images_by_id = {im["id"]: im for im in data["images"]}
         per_image: dict[int, list[tuple[list[float], int, Any]]] = {i: [] for i in images_by_id}
+        dropped: list[str] = []  # where the first dropped boxes are, for the warning
         for i, ann in enumerate(data["annotations"]):
             img = images_by_id[ann["image_id"]]
             box = self._clean_box(ann, img["width"], img["height"])
+            if box is None and not ann.get("iscrowd", 0) and len(dropped) < 3:
+                dropped.append(f"{_where('annotations', i, ann)} bbox {_short(ann['bbox'])}")
             if box is not None:
                 label = self.category_id_to_label[ann["category_id"]]
                 segm = self._check_segmentation(i, ann, img) if with_masks else None
                 per_image[ann["image_id"]].append((box, label, segm))
         if any(self.stats[k] for k in ("boxes_clipped", "boxes_dropped", "crowd_boxes")):
             log.warning("%s: %d boxes clipped to the image, %d dropped (empty after clipping "
-                        "or non-positive size), %d crowd boxes ignored", self.ann_file,
+                        "or non-positive size%s), %d crowd boxes ignored", self.ann_file,
                         self.stats["boxes_clipped"], self.stats["boxes_dropped"],
-                        self.stats["crowd_boxes"])
+                        (": " + "; ".join(dropped) + ("; ..." if self.stats["boxes_dropped"] > len(dropped) else ""))
+                        if dropped else "", self.stats["crowd_boxes"])
 
         self._records: list[dict[str, Any]] = []
         self._boxes: list[Tensor] = []
@@ -292,7 +296,7 @@ class CocoDetection(torch.utils.data.Dataset):
             self.stats[stat] += 1
             log.warning(message, *args)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]] | None:
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for dataset of size {len(self)}")
         base = index % len(self._records)
@@ -303,10 +307,9 @@ class CocoDetection(torch.utils.data.Dataset):
             with Image.open(path) as img:
                 img.load()
                 rgb = _to_rgb(img)
-        except _READ_ERRORS as exc:
-            self._warn_once(base, "unreadable_images", "%s: cannot read image (%s); skipping it",
-                            path, exc)
-            return None
+        except _READ_ERRORS as exc:  # missing, undecodable, truncated: the run stops, named
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise UserError(f"{path}: cannot read image ({reason}); it is an image of {self.ann_file}") from None
         image = F.to_dtype(F.pil_to_tensor(rgb), torch.float32, scale=True)
         height, width = image.shape[-2:]
         boxes = self._boxes[base]
@@ -333,7 +336,6 @@ class CocoDetection(torch.utils.data.Dataset):
         return image, target
 
 
-def collate(batch: list[tuple[Tensor, dict] | None]) -> tuple[list[Tensor], list[dict]]:
-    """Lists of images and targets, leaving out samples that failed to load (None)."""
-    kept = [b for b in batch if b is not None]
-    return [b[0] for b in kept], [b[1] for b in kept]
+def collate(batch: list[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]:
+    """Lists of images and targets."""
+    return [b[0] for b in batch], [b[1] for b in batch]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from simpledet.files import atomic_write, atomic_write_text
 
 CATEGORIES: list[str] = ["circle", "square", "triangle", "cross"]
 MIN_SIZE, MAX_SIZE = 16, 56  # object extent in px for 128-px images
@@ -133,13 +136,13 @@ def _make_image(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray, 
 
 def _write_split(rng: np.random.Generator, count: int, image_size: int,
                  image_dir: Path, ann_file: Path) -> None:
-    image_dir.mkdir(parents=True, exist_ok=True)
     images: list[dict] = []
     annotations: list[dict] = []
     for i in range(count):
         pixels, objects = _make_image(rng, image_size)
         file_name = f"{i:06d}.png"
-        Image.fromarray(pixels, "RGB").save(image_dir / file_name, format="PNG", compress_level=1)
+        save_png = partial(Image.fromarray(pixels, "RGB").save, format="PNG", compress_level=1)
+        atomic_write(image_dir / file_name, save_png)
         image_id = i + 1  # COCO tools treat id 0 badly in places; start at 1
         images.append({"id": image_id, "file_name": file_name,
                        "width": int(pixels.shape[1]), "height": int(pixels.shape[0])})
@@ -152,8 +155,7 @@ def _write_split(rng: np.random.Generator, count: int, image_size: int,
         "categories": [{"id": k + 1, "name": name, "supercategory": "shape"}
                        for k, name in enumerate(CATEGORIES)],
     }
-    ann_file.parent.mkdir(parents=True, exist_ok=True)
-    ann_file.write_text(json.dumps(coco, separators=(",", ":")))
+    atomic_write_text(ann_file, json.dumps(coco, separators=(",", ":")))
 
 
 def generate_shapes(out_dir: str | Path, num_train: int = 600, num_val: int = 100,

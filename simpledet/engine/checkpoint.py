@@ -6,24 +6,33 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from simpledet.errors import UserError
-from simpledet.files import atomic_write, atomic_write_text
+from simpledet.files import atomic_write, atomic_write_bytes, atomic_write_text
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_weights(model: nn.Module, path: str | Path, meta: dict | None = None) -> None:
     """`path` (.safetensors) holds the weights; `path` with .json beside it the metadata."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "producer": "simpledet"}))
+    atomic_write_bytes(path, save(state, metadata={"format": "pt", "producer": "simpledet"}))
     if meta is not None:
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+
+
+def read_training_state(path: Path) -> dict:
+    """A checkpoint's training state (tensors and plain values, read with weights_only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file: the unpickler's and the zip reader's errors vary
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path}: cannot read the training state ({reason})") from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

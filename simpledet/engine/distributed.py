@@ -4,6 +4,11 @@
 MASTER_ADDR and MASTER_PORT; `init_from_env` turns them into a process group (NCCL for CUDA,
 gloo for the CPU). Without WORLD_SIZE nothing is initialised and every helper here answers as
 for a single process, so the single-process paths are untouched.
+
+`torchrun --max-restarts K` starts the whole group again when a worker dies, with the same
+command line and TORCHELASTIC_RESTART_COUNT one higher; `simpledet train` then resumes from the
+newest checkpoint by itself (cli.py). Each restart's group meets under a store prefix of its own
+(`restart_store`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
 from simpledet.api import resolve_device
 
@@ -44,6 +50,23 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
+def restart_count() -> int:
+    """How many times torchrun has restarted this group (0: the first start, or no torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+
+
+def restart_store(rank: int, world_size: int) -> dist.Store:
+    """The store the process group meets in: MASTER_ADDR:MASTER_PORT, under the prefix
+    `restart{N}` for torchrun's N-th restart. torchrun's agent hosts that store for the whole
+    job (TORCHELASTIC_USE_AGENT_STORE), so a restarted group would otherwise find the keys of the
+    group before it, and gloo would try to connect to the addresses of dead processes: the new
+    group then hangs or fails in init_process_group. Without the agent's store, rank 0 hosts one."""
+    agent_hosts_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=rank == 0 and not agent_hosts_it, timeout=default_pg_timeout)
+    return dist.PrefixStore(f"restart{restart_count()}", store)
+
+
 def init_from_env(device_name: str = "auto") -> torch.device:
     """Joins the process group that torchrun describes in the environment (when WORLD_SIZE is set)
     and returns this process's device: cuda:LOCAL_RANK on GPU, else the configured device."""
@@ -56,7 +79,9 @@ def init_from_env(device_name: str = "auto") -> torch.device:
     if not is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         kwargs = {"device_id": device} if backend == "nccl" else {}
-        dist.init_process_group(backend=backend, **kwargs)
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        dist.init_process_group(backend=backend, store=restart_store(rank, world_size), rank=rank,
+                                world_size=world_size, **kwargs)
         if get_rank() != 0:  # one copy of the log; warnings and errors still come from every rank
             logging.getLogger("simpledet").setLevel(logging.WARNING)
         log.info("process group: %s, world size %d", backend, get_world_size())
@@ -68,9 +93,13 @@ def destroy() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank `src`'s `obj` on every rank (a collective: every rank waits for `src`)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def gather_objects(obj: Any, dst: int = 0) -> list[Any] | None:

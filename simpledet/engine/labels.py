@@ -13,6 +13,10 @@ def check_num_classes(cfg: Config, dataset) -> None:
             found = len(dataset.category_ids)
             raise UserError(f"model.num_classes is {num} but {cfg.data.train.ann_file or 'the data'} has "
                             f"{found} categories; set model.num_classes={found}")
+    elif min(dataset.category_ids) < 1:
+        raise UserError(f"{cfg.data.train.ann_file or 'the data'}: category id {min(dataset.category_ids)} cannot be a "
+                        "label: data.contiguous_labels=False uses category ids as labels, and labels start at 1 (0 is "
+                        "the background); set data.contiguous_labels=True")
     elif max(dataset.category_ids) > num:
         raise UserError(f"model.num_classes is {num} but category ids go up to {max(dataset.category_ids)} "
                         "(data.contiguous_labels=False uses category ids as labels)")

@@ -8,11 +8,19 @@ writes checkpoints, metrics.jsonl and the progress bar. Resuming on another numb
 continues at the same iteration with the same learning-rate schedule; the data stream continues
 from that global batch index, but a global batch then holds batch_size x new_world_size images
 drawn with the new sharding, so the run is no longer bit-identical to an uninterrupted one.
+
+A checkpoint is one commit: its weights (model_NNNNNNN.safetensors), their JSON and its training
+state (model_NNNNNNN.state.pth) are each written whole (files.atomic_write), and only then does
+`last_checkpoint` name it. Whatever instant the process dies, `last_checkpoint` names a complete
+checkpoint, which --resume continues from. A write the system refuses (disk full) stops the run
+with one message and leaves the previous checkpoint as it was.
 """
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +33,7 @@ from simpledet.config import Config, save_config, to_dict
 from simpledet.data.coco import CocoDetection
 from simpledet.data.loader import build_train_loader
 from simpledet.engine import distributed as dist_utils
-from simpledet.engine.checkpoint import atomic_torch_save, load_weights, save_weights
+from simpledet.engine.checkpoint import atomic_torch_save, load_weights, read_training_state, save_weights
 from simpledet.engine.distill import build_distiller
 from simpledet.engine.labels import check_num_classes, label_lookup
 from simpledet.engine.optimizer import build_optimizer
@@ -33,20 +41,29 @@ from simpledet.engine.precision import autocast, autocast_dtype
 from simpledet.engine.rng import rng_state, seed_everything, set_rng_state
 from simpledet.engine.schedule import lr_factor, scaled_lr
 from simpledet.errors import UserError
-from simpledet.files import atomic_write_text
-from simpledet.modeling.norm import SyncBatchNorm2d
+from simpledet.files import atomic_write_text, make_dir, remove_temp_files, write_error
+from simpledet.modeling.norm import FrozenBatchNorm2d, SyncBatchNorm2d
+from simpledet.structures.input_checks import check_targets, check_values
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "train_state.pth"
-LAST_FILE = "last_checkpoint"
+LAST_FILE = "last_checkpoint"  # names the newest complete checkpoint: the commit point
+
+
+def state_path(weights: Path) -> Path:
+    """The training state (optimizer, loss scaler, RNGs) of the checkpoint whose weights are `weights`."""
+    return weights.with_suffix(".state.pth")
 
 
 class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False) -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if not resume and (self.out / LAST_FILE).exists():
+            raise UserError(f"{self.out} already holds the checkpoints of a run (the newest: "
+                            f"{(self.out / LAST_FILE).read_text().strip()}): continue it with --resume, "
+                            "or train into a new --out")
+        make_dir(self.out)
         self.world_size, self.rank = dist_utils.get_world_size(), dist_utils.get_rank()
         self.is_main = self.rank == 0
         if dist_utils.is_initialized():
@@ -62,6 +79,8 @@ class Trainer:
         self.labels = label_lookup(cfg, self.dataset)
 
         self.model = build_model(cfg).to(self.device)
+        refuse_frozen_bn_without_weights(cfg, self.model)
+        self.model.check_input_values = False  # _to_device checks them on the CPU
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)  # convolutions pass NHWC on
         if self.device.type == "cuda":
@@ -84,7 +103,10 @@ class Trainer:
         self.ddp_model = self._wrap(self.model)
         self._speed_up()
         self.first_bad = torch.tensor(-1, device=self.device)  # see step()
+        self.skipped_steps = torch.zeros((), dtype=torch.int64, device=self.device)  # see step()
         if self.is_main:
+            for path in remove_temp_files(self.out):
+                log.info("removed %s, left by a write that was interrupted", path)
             save_config(cfg, self.out / "config.json")
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -120,11 +142,12 @@ class Trainer:
         if not last.exists():
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.out)
             return
-        name = last.read_text().strip()
-        load_weights(self.model, self.out / name)
-        state = torch.load(self.out / STATE_FILE, map_location="cpu", weights_only=True)
-        if state["weights"] != name:
-            raise UserError(f"{self.out / STATE_FILE} belongs to {state['weights']}, not {name}")
+        weights = self.out / last.read_text().strip()
+        for path in (weights, state_path(weights)):
+            if not path.is_file():
+                raise UserError(f"{last} names {weights.name}, but {path} is missing")
+        load_weights(self.model, weights)
+        state = read_training_state(state_path(weights))
         self.optimizer.load_state_dict(state["optimizer"])
         if self.distiller is not None:
             self.distiller.adapters.load_state_dict(state["distill_adapters"])
@@ -137,63 +160,87 @@ class Trainer:
         else:  # another number of processes: fresh per-rank streams, a function of the iteration
             seed_everything(self.cfg.train.seed + self.rank + 1000 * (state["iteration"] + 1))
         self.start_iter = state["iteration"]
-        log.info("resumed from %s at iteration %d", name, self.start_iter)
+        log.info("resuming from %s (iteration %d)", weights, self.start_iter)
 
     def save_checkpoint(self, iteration: int, final: bool = False) -> None:
         """Collective under DDP: every rank calls it (its RNG state is gathered), rank 0 writes,
-        and a barrier keeps every rank from going on before the files are complete."""
+        and every rank waits for rank 0's outcome: a write that failed stops them all with its
+        message."""
         rngs = dist_utils.gather_objects(rng_state()) if self.world_size > 1 else None
+        failure = None
         if self.is_main:
-            self._write_checkpoint(iteration, final, rngs)
-        dist_utils.barrier()
+            try:
+                self._write_checkpoint(iteration, final, rngs)
+            except UserError as e:
+                failure = f"{e}; the checkpoint of iteration {iteration} was not written: {self.newest_checkpoint()}"
+        failure = dist_utils.broadcast_object(failure)
+        if failure is not None:
+            raise UserError(failure)
 
     def _write_checkpoint(self, iteration: int, final: bool, rngs: list[dict] | None) -> None:
-        name = "model_final.safetensors" if final else f"model_{iteration:07d}.safetensors"
+        """Weights, their JSON, the training state, then the commit: last_checkpoint names them."""
+        weights = self.out / ("model_final.safetensors" if final else f"model_{iteration:07d}.safetensors")
         meta = {"iteration": iteration, "config": to_dict(self.cfg),
                 "categories": self.dataset.category_names, "category_ids": self.dataset.category_ids}
-        save_weights(self.model, self.out / name, meta)
-        state = {"weights": name, "iteration": iteration, "optimizer": self.optimizer.state_dict(),
+        save_weights(self.model, weights, meta)
+        state = {"iteration": iteration, "optimizer": self.optimizer.state_dict(),
                  "scaler": self.scaler.state_dict(), "rng": rng_state()}
         if rngs is not None:
             state["rng_ranks"] = rngs
         if self.distiller is not None:
             state["distill_adapters"] = self.distiller.adapters.state_dict()
-        atomic_torch_save(state, self.out / STATE_FILE)
-        atomic_write_text(self.out / LAST_FILE, name + "\n")  # the commit point
-        self._prune(keep=self.cfg.train.keep_checkpoints, current=name)
+        atomic_torch_save(state, state_path(weights))
+        atomic_write_text(self.out / LAST_FILE, weights.name + "\n")  # the commit point
+        self._prune(keep=self.cfg.train.keep_checkpoints, current=weights)
 
-    def _prune(self, keep: int, current: str) -> None:
-        old = sorted(self.out.glob("model_[0-9]*.safetensors"))
-        for path in old[:-keep] if keep > 0 else []:
-            if path.name != current:
-                path.unlink(missing_ok=True)
-                path.with_suffix(".json").unlink(missing_ok=True)
+    def _prune(self, keep: int, current: Path) -> None:
+        """Deletes all but the newest `keep` numbered checkpoints (0: keeps all), never `current`."""
+        numbered = sorted({path.name.split(".")[0] for path in self.out.glob("model_[0-9]*")})
+        for stem in numbered[:-keep] if keep > 0 else []:
+            weights = self.out / f"{stem}.safetensors"
+            if weights != current:
+                for path in (state_path(weights), weights.with_suffix(".json"), weights):
+                    path.unlink(missing_ok=True)
+
+    def newest_checkpoint(self) -> str:
+        """Where a stopped run can go on from, in words."""
+        last = self.out / LAST_FILE
+        if last.exists():
+            return f"the newest checkpoint is {self.out / last.read_text().strip()} (--resume continues from it)"
+        return (f"no checkpoint has been written yet (train.checkpoint_every={self.cfg.train.checkpoint_every} "
+                "sets how often one is)")
 
     # ------------------------------------------------------------ one step
-    def _to_device(self, target: dict) -> dict:
-        """The tensors of a target (boxes, labels, masks, ...), labels mapped to the model's."""
-        out = {k: v.to(self.device, non_blocking=True) for k, v in target.items() if isinstance(v, torch.Tensor)}
-        out["labels"] = self.labels(target["labels"]).to(self.device)
-        return out
+    def _to_device(self, images: list[torch.Tensor], targets: list[dict]) -> tuple[list[torch.Tensor], list[dict]]:
+        """The batch on the device, its labels mapped to the model's. The targets are checked
+        against the model's input rules here, on the CPU, which the model then skips
+        (check_input_values): a bad one is named by its record, and no step waits for the device."""
+        mapped = [{**t, "labels": self.labels(t["labels"])} for t in targets]
+        try:
+            check_targets(mapped, images, masks=self.model.trains_on_masks)
+            check_values((), mapped, self.cfg.model.num_classes,
+                         names=[f"{self.dataset.ann_file}: image id {t['image_id']}" for t in mapped])
+        except (TypeError, ValueError) as e:
+            raise UserError(str(e)) from None
+        images = [img.to(self.device, non_blocking=True) for img in images]
+        targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items() if isinstance(v, torch.Tensor)}
+                   for t in mapped]
+        return images, targets
 
-    def step(self, iteration: int, images: list[torch.Tensor], targets: list[dict], weight: float = 1.0
+    def step(self, iteration: int, images: list[torch.Tensor], targets: list[dict]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One optimizer step on a batch: forward under autocast, the loss scaled by `weight` (0: a
-        step that must take part in DDP's collectives without learning), backward, clipping, the
-        update. Returns the loss and its parts, without waiting for the device."""
+        """One optimizer step on a batch: forward under autocast, backward, clipping, the update.
+        Returns the loss and its parts, without waiting for the device."""
         cfg = self.cfg.train
         lr = self.base_lr * lr_factor(iteration, cfg.warmup_iters, cfg.warmup_factor, cfg.steps, cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images = [img.to(self.device, non_blocking=True) for img in images]
-        targets = [self._to_device(t) for t in targets]
+        images, targets = self._to_device(images, targets)
         with autocast(self.device, self.amp_dtype):
             losses = self.ddp_model(images, targets)
             if self.distiller is not None:
                 losses["loss_distill"] = self.distiller.loss()
         loss = sum(losses.values())
-        if weight != 1.0:
-            loss = loss * weight
         # the first iteration whose loss was not finite (-1: none), kept on the device and read at
         # log and checkpoint steps only, so that no step waits for the device to check it
         bad = ~torch.isfinite(loss.detach())
@@ -208,16 +255,27 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.scaler.is_enabled():
+            # fp16: the scaler skips the update when the gradients overflowed and then lowers its
+            # scale, which is the only way it changes downwards. The step is counted on the device
+            # and read at log steps (the scale tensor is private; get_scale() would wait for the device).
+            scale = self.scaler._scale.clone()
+            self.scaler.update()
+            self.skipped_steps += self.scaler._scale < scale
         return loss, losses
 
-    def _stop_if_not_finite(self) -> None:
-        """Reads the non-finite check (a wait for the device): every rank stops if any saw a bad loss."""
+    def _stop_if_diverged(self, done: int) -> None:
+        """Reads the non-finite check and the loss scale (a wait for the device): every rank stops
+        if any saw a bad loss, or when fp16's dynamic loss scale fell below 1."""
         dist_utils.all_reduce_max_(self.first_bad)
         if int(self.first_bad) >= 0:
-            raise UserError(f"loss is not finite at iteration {int(self.first_bad) + 1}; training stopped. "
-                            f"The last good checkpoint is in {self.out} (lower train.lr or set "
-                            f"train.clip_grad_norm)")
+            raise UserError(f"loss is not finite at iteration {int(self.first_bad) + 1}; training stopped "
+                            f"(lower train.lr or set train.clip_grad_norm): {self.newest_checkpoint()}")
+        if self.scaler.is_enabled() and self.scaler.get_scale() < 1:
+            raise UserError(f"the fp16 loss scale fell to {self.scaler.get_scale():g} by iteration {done}: the "
+                            "gradients overflow fp16 even unscaled, so every update is skipped; training stopped "
+                            "(train in bfloat16 with train.amp_dtype=bfloat16 or in fp32 with train.amp=false, or "
+                            f"lower train.lr): {self.newest_checkpoint()}")
 
     # ------------------------------------------------------------ the loop
     def train(self) -> Path:
@@ -229,31 +287,24 @@ class Trainer:
                                     start_iter=self.start_iter, num_replicas=self.world_size, rank=self.rank,
                                     pin_memory=self.device.type == "cuda")
         batches = iter(loader)
-        metrics = MetricsLog(self.out / "metrics.jsonl", self.world_size) if self.is_main else None
+        metrics = MetricsLog(self.out / "metrics.jsonl", self.world_size, self.start_iter) if self.is_main else None
         bar = tqdm(total=cfg.max_iter, initial=self.start_iter, desc="train", dynamic_ncols=True,
                    mininterval=1.0, disable=not self.is_main)
-        last_batch = None
         try:
             for iteration in range(self.start_iter, cfg.max_iter):
-                images, targets = next(batches)
-                weight = 1.0
-                if not images:  # every image of the batch was unreadable: skipped, warned by the dataset
-                    if self.world_size == 1:
-                        continue
-                    # The other ranks wait in DDP's all-reduce: this rank joins with zero gradients,
-                    # running its previous batch with the loss multiplied by 0.
-                    if last_batch is None:
-                        raise UserError(f"rank {self.rank}: no readable image in its first batch")
-                    images, targets, weight = *last_batch, 0.0
-                last_batch = (images, targets)
-                loss, losses = self.step(iteration, images, targets, weight)
+                try:
+                    images, targets = next(batches)
+                except UserError as e:  # an unreadable image
+                    raise UserError(f"{e}; training stopped at iteration {iteration + 1}: "
+                                    f"{self.newest_checkpoint()}") from None
+                loss, losses = self.step(iteration, images, targets)
 
                 done = iteration + 1
                 is_log = done % cfg.log_every == 0 or done == cfg.max_iter
                 is_checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.max_iter
                 if is_log or is_checkpoint:
-                    self._stop_if_not_finite()
-                images_done = len(images) if weight else 0
+                    self._stop_if_diverged(done)
+                images_done = len(images)
                 if is_log:
                     record = self._log_record(done, loss, losses)
                     if metrics is not None:
@@ -276,15 +327,30 @@ class Trainer:
         total = loss.detach()
         if self.world_size > 1:
             total = dist_utils.all_reduce_mean_(total.float().clone())
-        return {"iteration": done, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(total),
-                **{k: float(v.detach()) for k, v in losses.items()}}
+        record = {"iteration": done, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(total),
+                  **{k: float(v.detach()) for k, v in losses.items()}}
+        if self.scaler.is_enabled():  # fp16: the loss scale, and the updates skipped since the last log step
+            record["loss_scale"] = self.scaler.get_scale()
+            record["skipped_steps"] = int(self.skipped_steps)
+            self.skipped_steps.zero_()
+        return record
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON line a log step, with the images per second since the last one."""
+    """metrics.jsonl: one JSON line a log step, with the images per second since the last one.
 
-    def __init__(self, path: Path, world_size: int) -> None:
-        self.file = open(path, "a")
+    Opened for a run that starts at `start_iter`, it first drops the lines of later iterations
+    (a resumed run writes them again) and a last line that a kill cut short."""
+
+    def __init__(self, path: Path, world_size: int, start_iter: int) -> None:
+        self.path = path
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines() if _iteration_of(line) <= start_iter]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        try:
+            self.file = open(path, "a")
+        except OSError as e:
+            raise write_error(path, e) from None
         self.world_size = world_size
         self.window_start, self.window_images = time.perf_counter(), 0
 
@@ -295,13 +361,42 @@ class MetricsLog:
         self.count(images)
         elapsed = time.perf_counter() - self.window_start
         record = {**record, "images_per_s": self.window_images * self.world_size / max(elapsed, 1e-9)}
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise write_error(self.path, e) from None
         self.window_start, self.window_images = time.perf_counter(), 0
         return record
 
     def close(self) -> None:
-        self.file.close()
+        # every line was flushed when written: a failure here can only repeat one write() reported
+        with contextlib.suppress(OSError):
+            self.file.close()
+
+
+def _iteration_of(line: str) -> int:
+    """The iteration of a metrics.jsonl line; a line cut short counts as past every iteration."""
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return sys.maxsize
+
+
+def refuse_frozen_bn_without_weights(cfg: Config, model: torch.nn.Module) -> None:
+    """Frozen BatchNorm keeps the statistics it is given. With nothing pretrained those are a
+    fresh layer's (mean 0, variance 1): no normalisation at all, and activations that grow layer
+    after layer until fp16 overflows. torchvision swaps in trainable BN when no backbone weights
+    are given; we stop instead, so that the config saved with the run is the one that trained."""
+    if cfg.model.backbone.pretrained:
+        return
+    frozen = [name for name, m in model.named_modules() if isinstance(m, FrozenBatchNorm2d)]
+    if frozen:
+        raise UserError(f"model.backbone.norm is frozen_bn ({len(frozen)} frozen BatchNorm layers, the first "
+                        f"{frozen[0]}) but model.backbone.pretrained is None: frozen BatchNorm would keep a fresh "
+                        "layer's statistics and not normalise at all. Give the pretrained weights "
+                        "(model.backbone.pretrained=PATH), or train the backbone from scratch with "
+                        "model.backbone.norm=bn (syncbn or gn across processes) and model.backbone.freeze_at=0")
 
 
 def has_per_rank_statistics(model: torch.nn.Module) -> bool:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from simpledet.errors import UserError
-from simpledet.files import atomic_write, atomic_write_text
+from simpledet.files import atomic_write_bytes, atomic_write_text
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.weights.backbone_weights import PretrainedWeights, place_weights
@@ -174,7 +174,7 @@ def convert_mxnet_backbone(src: str | Path, dst: str | Path) -> str:
             "family": family.describe(), "config": family.config_hint(weights.variant_hint),
             "variant_hint": weights.variant_hint or ""}
     tensors = {k: v.float().contiguous() for k, v in weights.state.items()}
-    atomic_write(dst, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write_bytes(dst, save(tensors, metadata=meta))
     info = dict(meta, skipped=report.skipped, notes=report.notes)
     atomic_write_text(dst.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
     lines = [f"{src}: {family.describe()}, {len(tensors)} arrays -> {dst}",

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from simpledet.errors import UserError
+from simpledet.files import atomic_write_bytes
 
 LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8
@@ -216,7 +217,7 @@ def encode_ndarray_file(arrays: Mapping[str, np.ndarray] | Sequence[np.ndarray])
 
 def write_ndarray_file(path: str | Path, arrays: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> None:
     """Writes `arrays` (name -> array, or a list) in MXNet's format: the file `mx.nd.load` reads."""
-    Path(path).write_bytes(encode_ndarray_file(arrays))
+    atomic_write_bytes(path, encode_ndarray_file(arrays))
 
 
 def split_prefixes(arrays: Mapping[str, np.ndarray], source: str = "<arrays>") -> dict[str, np.ndarray]:

@@ -13,17 +13,36 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from simpledet.modeling.preprocess import ImagePreprocessor, InputConfig
+from simpledet.structures.input_checks import check_images, check_targets, check_values
 
 
 class Detector(nn.Module):
     """preprocess -> backbone -> neck (or None) -> a dense head whose convolutions run on every
     position of the features, then whatever the family does with its outputs."""
 
-    def __init__(self, *, preprocess: ImagePreprocessor, backbone: nn.Module, neck: nn.Module | None) -> None:
+    # whether training targets carry `masks` (N, H, W), checked with the rest of the input
+    trains_on_masks: ClassVar[bool] = False
+
+    def __init__(self, *, preprocess: ImagePreprocessor, backbone: nn.Module, neck: nn.Module | None,
+                 num_classes: int) -> None:
         super().__init__()
         self.preprocess = preprocess
         self.backbone = backbone
         self.neck = neck
+        self.num_classes = num_classes
+        # Whether forward checks its inputs' values (pixels in [0, 1], finite boxes, labels in
+        # range), which costs a wait for the device. The trainer turns it off: it checks its
+        # targets on the CPU before they move (simpledet/engine/trainer.py).
+        self.check_input_values = True
+
+    def check_inputs(self, images: list[Tensor], targets: list[dict] | None) -> None:
+        """Every family's forward starts here: a bad image or target is refused with a message
+        naming it (simpledet/structures/input_checks.py), before any of it reaches a layer."""
+        check_images(images)
+        if self.training:
+            check_targets(targets, images, masks=self.trains_on_masks)
+        if self.check_input_values:
+            check_values(images, targets if self.training else None, self.num_classes)
 
     @property
     def dense_head(self) -> nn.Module:

@@ -42,6 +42,7 @@ class FasterRCNNConfig(DetectorConfig):
         # the RPN's NMS calls run at once (simpledet/accel)
         return self.detector(
             preprocess=self.input.build(),
+            num_classes=self.num_classes,
             backbone=backbone,
             neck=neck,
             rpn=self.rpn.build(channels[self.rpn.in_features[0]], nms_each=concurrent_nms),

@@ -18,6 +18,8 @@ class MaskRCNN(TwoStageDetector):
     the input image's pixels; eval outputs add `masks` (N, 1, H, W) float probabilities in [0, 1]
     on the original image (threshold at 0.5 for binary masks)."""
 
+    trains_on_masks = True
+
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         outputs = super().forward(images, targets)
         if self.training:

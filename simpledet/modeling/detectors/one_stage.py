@@ -13,8 +13,8 @@ class OneStageDetector(Detector):
     head.postprocess(outputs, anchors, sizes) -> detections in the resized images' pixels."""
 
     def __init__(self, *, preprocess: ImagePreprocessor, backbone: nn.Module, neck: nn.Module | None,
-                 head: nn.Module) -> None:
-        super().__init__(preprocess=preprocess, backbone=backbone, neck=neck)
+                 head: nn.Module, num_classes: int) -> None:
+        super().__init__(preprocess=preprocess, backbone=backbone, neck=neck, num_classes=num_classes)
         self.head = head
 
     @property
@@ -22,8 +22,7 @@ class OneStageDetector(Detector):
         return self.head
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
-        if self.training and targets is None:
-            raise ValueError("targets are needed in training mode")
+        self.check_inputs(images, targets)
         batch, sizes, targets = self.preprocess(images, targets)
         features, outputs = self.dense_step(batch)  # backbone -> neck -> the head's convolutions
         anchors = self.head.anchors(features, sizes)

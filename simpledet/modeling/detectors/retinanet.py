@@ -29,6 +29,7 @@ class RetinaNetConfig(DetectorConfig):
         channels = neck.output_shape()
         return OneStageDetector(
             preprocess=self.input.build(),
+            num_classes=self.num_classes,
             backbone=backbone,
             neck=neck,
             head=self.head.build(channels[self.head.in_features[0]], self.num_classes),

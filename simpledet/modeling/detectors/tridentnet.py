@@ -35,8 +35,8 @@ def in_range(boxes: Tensor, scale: float, low: float, high: float) -> Tensor:
 
 class TridentDetector(TwoStageDetector):
     def __init__(self, *, valid_ranges: tuple[tuple[float, float], ...], train_scale_aware: bool,
-                 test_scale_aware: bool, merge_nms_thresh: float, detections_per_img: int, **parts: nn.Module) -> None:
-        """parts: TwoStageDetector's, with a TridentBackbone."""
+                 test_scale_aware: bool, merge_nms_thresh: float, detections_per_img: int, **parts) -> None:
+        """parts: TwoStageDetector's arguments, with a TridentBackbone."""
         super().__init__(**parts)
         self.valid_ranges = [(lo, math.inf if hi < 0 else hi) for lo, hi in valid_ranges]
         self.train_scale_aware = train_scale_aware
@@ -48,8 +48,7 @@ class TridentDetector(TwoStageDetector):
         return [self.backbone.body, *self.roi_heads.pretrained_modules()]  # the ResNet inside the branches
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
-        if self.training and targets is None:
-            raise ValueError("targets are needed in training mode")
+        self.check_inputs(images, targets)
         batch, sizes, targets = self.preprocess(images, targets)
         scales = [r[0] / o[0] for r, o in zip(sizes.resized, sizes.original)]
         features, rpn_outputs = self.dense_step(batch)
@@ -136,7 +135,8 @@ class TridentNetConfig(DetectorConfig):
         backbone = TridentBackbone(self.backbone.build(), dilations=t.dilations,
                                    num_trident_blocks=t.num_trident_blocks, test_branches=t.test_branches)
         channels = backbone.output_shape()["c4"]
-        return TridentDetector(preprocess=self.input.build(), backbone=backbone, neck=None,
+        return TridentDetector(preprocess=self.input.build(), num_classes=self.num_classes, backbone=backbone,
+                               neck=None,
                                rpn=self.rpn.build(channels, nms_each=concurrent_nms),
                                roi_heads=self.roi_heads.build(channels, self.num_classes, run_head=run_bucketed),
                                valid_ranges=t.valid_ranges, train_scale_aware=t.train_scale_aware,

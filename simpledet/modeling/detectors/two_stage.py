@@ -11,8 +11,8 @@ class TwoStageDetector(Detector):
     """preprocess -> backbone -> neck -> RPN -> RoI heads, as torchvision's GeneralizedRCNN."""
 
     def __init__(self, *, preprocess: ImagePreprocessor, backbone: nn.Module, neck: nn.Module | None, rpn: nn.Module,
-                 roi_heads: nn.Module) -> None:
-        super().__init__(preprocess=preprocess, backbone=backbone, neck=neck)
+                 roi_heads: nn.Module, num_classes: int) -> None:
+        super().__init__(preprocess=preprocess, backbone=backbone, neck=neck, num_classes=num_classes)
         self.rpn = rpn
         self.roi_heads = roi_heads
 
@@ -27,8 +27,7 @@ class TwoStageDetector(Detector):
         return [self.backbone, *self.roi_heads.pretrained_modules()]
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
-        if self.training and targets is None:
-            raise ValueError("targets are needed in training mode")
+        self.check_inputs(images, targets)
         batch, sizes, targets = self.preprocess(images, targets)
         features, rpn_outputs = self.dense_step(batch)  # backbone -> neck -> the RPN's convolutions
         gt = PaddedGroundTruth.of(targets, batch.device) if self.training else None  # once, for every head

@@ -96,9 +96,6 @@ class RoIHeads(nn.Module):
             return detections, {}
         if targets is None:
             raise ValueError("targets are needed in training mode")
-        if self.mask_head is not None and not all("masks" in t for t in targets):
-            raise ValueError("Mask R-CNN trains on instance masks: every target needs 'masks' (N, H, W) "
-                             "(CocoDetection(..., with_masks=True))")
         sampled = self.sample_proposals(proposals, targets, gt)
         losses, _ = self.sampled_losses(features, sampled, sizes)
         if self.mask_head is not None:
