@@ -32,10 +32,14 @@ RENAMED_CLASSES = {
 
 @dataclass
 class DatasetConfig:
-    """A COCO-format split: annotation JSON and the folder its file_names are relative to."""
+    """One split of a dataset. format "coco": `ann_file` is the annotation JSON and `image_dir`
+    the folder its file_names are relative to. Other formats read their own layout from
+    `ann_file` (see simpledet/data/datasets.py) and pick the split by `split`."""
 
     ann_file: str = ""
     image_dir: str = ""
+    format: str = "coco"
+    split: str = ""
 
 
 # COCO 2017 where the zoo's configs expect it: an annotation file and its image folder

@@ -5,7 +5,8 @@ import matplotlib
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist each worker gets one core; run alone, the suite uses two.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -180,13 +180,18 @@ class CocoDetection(torch.utils.data.Dataset):
     (crowd and dropped boxes drop theirs), mirrored with the flipped copies."""
 
     def __init__(self, ann_file: str | Path, image_dir: str | Path, *,
-                 train: bool = False, flip_copies: bool = False, with_masks: bool = False) -> None:
+                 train: bool = False, flip_copies: bool = False, with_masks: bool = False,
+                 data: dict[str, list[dict]] | None = None) -> None:
+        """data: the COCO-format records when they were read from another format (VOC, YOLO);
+        ann_file then names that source in messages. Kept as `ground_truth` for evaluation."""
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.train = train
         self.flip_copies = flip_copies
         self.with_masks = with_masks
-        data = load_coco_json(self.ann_file)
+        if data is None:
+            data = load_coco_json(self.ann_file)
+        self.ground_truth = data
         if not self.image_dir.is_dir():
             raise UserError(f"{self.image_dir}: image directory not found "
                             f"(images of {self.ann_file})")

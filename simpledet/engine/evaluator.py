@@ -115,10 +115,14 @@ def detections_to_coco(outputs: list[dict], images: list, label_to_category_id: 
     return records
 
 
-def _load_gt(ann_file: Path) -> dict:
-    """A COCO ground-truth file, checked as the datasets check theirs (image records need only
-    their ids here), with what COCOeval takes for granted filled in."""
-    data = load_coco_json(ann_file, image_files=False)
+def _load_gt(ground_truth: Path | dict) -> dict:
+    """COCO ground truth: a file, checked as the datasets check theirs (image records need only
+    their ids here), or a dataset's in-memory `ground_truth` (read from VOC, YOLO, ...), copied;
+    with what COCOeval takes for granted filled in."""
+    if isinstance(ground_truth, dict):
+        data = copy.deepcopy(ground_truth)
+    else:
+        data = load_coco_json(ground_truth, image_files=False)
     for i, ann in enumerate(data["annotations"]):
         # COCOeval uses annotation id 0 as "unmatched"; renumbering 1..N avoids that trap.
         ann["id"] = i + 1
@@ -174,16 +178,22 @@ def _gc_paused():
             gc.enable()
 
 
-def evaluate_detections(ann_file: str | Path, detections: list[dict], iou_type: str = "bbox") -> EvalResult:
-    """Runs COCOeval on COCO result records against the GT file; see module doc for -1/0."""
+def evaluate_detections(ground_truth: str | Path | dict, detections: list[dict], iou_type: str = "bbox",
+                        source: str | Path | None = None) -> EvalResult:
+    """Runs COCOeval on COCO result records against the ground truth: a COCO JSON file, or a
+    dataset's COCO-format `ground_truth` dict, named `source` in messages. See module doc for -1/0."""
     if iou_type not in _IOU_TYPES:
         raise ValueError(f"iou_type must be one of {_IOU_TYPES}, got {iou_type!r}")
+    if isinstance(ground_truth, dict):
+        ann_file, data = Path(source or "the ground truth"), ground_truth
+    else:
+        ann_file = data = Path(ground_truth)
     with _gc_paused():
-        return _evaluate(Path(ann_file), detections, iou_type)
+        return _evaluate(ann_file, data, detections, iou_type)
 
 
-def _evaluate(ann_file: Path, detections: list[dict], iou_type: str) -> EvalResult:
-    gt = COCO(_load_gt(ann_file), print_function=_quiet)
+def _evaluate(ann_file: Path, ground_truth: Path | dict, detections: list[dict], iou_type: str) -> EvalResult:
+    gt = COCO(_load_gt(ground_truth), print_function=_quiet)
     _check_detections(ann_file, gt, detections)
     dt = _box_results(ann_file, gt, detections) if iou_type == "bbox" else gt.loadRes([dict(d) for d in detections])
     dt.print_function = _quiet

@@ -10,13 +10,14 @@ from torch import Tensor
 from simpledet.engine.evaluator import EvalResult, evaluate_detections
 
 
-def evaluate_masks(ann_file: str | Path, records: list[dict]) -> EvalResult:
+def evaluate_masks(ground_truth: str | Path | dict, records: list[dict],
+                   source: str | Path | None = None) -> EvalResult:
     """Mask AP ("segm") of COCO result records that carry `segmentation`.
 
     The box is left out of each record: given one, COCO takes the box's area as the instance's,
     which files masks under the wrong small / medium / large range (detectron2 does the same)."""
-    return evaluate_detections(ann_file, [{k: v for k, v in r.items() if k != "bbox"} for r in records],
-                               iou_type="segm")
+    return evaluate_detections(ground_truth, [{k: v for k, v in r.items() if k != "bbox"} for r in records],
+                               iou_type="segm", source=source)
 
 
 def masks_for_drawing(det: dict, zoom: int = 1) -> Tensor | None:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from simpledet.accel.cuda_graphs import enable_cuda_graphs
 from simpledet.api import build_model, resolve_device
 from simpledet.config import Config, save_config, to_dict
-from simpledet.data.coco import CocoDetection
+from simpledet.data.datasets import open_dataset
 from simpledet.data.loader import build_train_loader
 from simpledet.engine import distributed as dist_utils
 from simpledet.engine.checkpoint import atomic_torch_save, load_weights, read_training_state, save_weights
@@ -73,8 +73,8 @@ class Trainer:
         seed_everything(cfg.train.seed)  # the same on every rank: identical initial weights
 
         data = cfg.data
-        self.dataset = CocoDetection(data.train.ann_file, data.train.image_dir, train=True, flip_copies=data.flip,
-                                     with_masks=cfg.model.predicts_masks)
+        self.dataset = open_dataset(data.train, train=True, flip_copies=data.flip,
+                                    with_masks=cfg.model.predicts_masks, key="data.train")
         check_num_classes(cfg, self.dataset)
         self.labels = label_lookup(cfg, self.dataset)
 
