@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_CONFIG := configs/quickstart/faster_r18_fpn_shapes.py
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,plots,serve,deploy]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,9 +32,20 @@ demo: $(VENV)/.installed
 	$(BIN)/python -c "import json; m = json.load(open('runs/demo/metrics.json')); \
 		print(f\"demo: box AP50 {m['AP50']:.3f} (target >= 0.8), AP {m['AP']:.3f}; pictures in runs/demo/vis\")"
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The page test (tests/test_serve_browser.py) drives headless Chromium. Where it is missing and
+# apt-get can install it (as root), it is installed; otherwise that test is skipped, saying why.
+# Never fails the target.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver for the browser test (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+			>/dev/null 2>&1 || echo "apt-get could not install chromium: the browser test will be skipped"; \
+	fi
 
 clean:
 	rm -rf runs $(VENV)

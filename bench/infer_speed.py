@@ -7,20 +7,93 @@ the same 800x1333 inputs, both models in
   throughput  images per second at batch 8 (one call on a list of 8 images).
 `--half` runs both under fp16 autocast (GPU only): our heads decode boxes and score in fp32.
 
+Our model exported (simpledet/deploy: the whole detector, resize to NMS, as one graph of one
+image) runs beside them, each its own row with its ratios to torchvision (`--exported`):
+  onnxruntime            the ONNX graph on ONNX Runtime's CPU provider (graph optimisations all
+                         on, intra-op threads = --ort-threads, default torch's thread count);
+  onnxruntime-cuda,      the same graph on ONNX Runtime's CUDA / TensorRT providers (GPU, where the
+  onnxruntime-tensorrt   installed onnxruntime has them; the image is copied from the host per call);
+  program-compiled       the torch.export ExportedProgram on the GPU, through torch.compile.
+A graph takes one image: its batch-8 throughput is 8 calls in turn. A path the machine cannot run
+is reported and left out.
+
     python bench/infer_speed.py                          # CPU, 2 threads is this machine
     python bench/infer_speed.py --device cuda --half     # GPU
     python bench/infer_speed.py --small                  # a quick end-to-end run on the CPU
 """
 
 import argparse
+import copy
 import json
 import platform
 import statistics
+import tempfile
+import traceback
+from pathlib import Path
 
 import torch
 from speed import CONFIGS, make_inputs, matched_pair, time_inference
 
 from simpledet.files import atomic_write_text
+
+EXPORTED = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "program-compiled")
+ORT_PROVIDERS = {"onnxruntime": "CPUExecutionProvider", "onnxruntime-cuda": "CUDAExecutionProvider",
+                 "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
+
+
+def exported_runners(ours: torch.nn.Module, family: str, example: torch.Tensor, device: torch.device,
+                     kinds: list[str], ort_threads: int, folder: Path) -> dict:
+    """name -> run(images) for each exported path of `kinds` that this machine can run: our model
+    (a copy, NCHW) exported once to a program, and from it to ONNX where an ONNX path is asked for."""
+    from simpledet.deploy.export_program import export_program
+    from simpledet.deploy.exportable import ExportableDetector
+
+    model = copy.deepcopy(ours).cpu().to(memory_format=torch.contiguous_format)
+    detector = ExportableDetector(model, category_ids=None, masks=family == "mask")
+    try:
+        program = export_program(detector, example.cpu())
+    except Exception:  # a report, not a stop: the eager rows are still measured
+        print("export failed: no exported rows\n" + traceback.format_exc(limit=3))
+        return {}
+    runners = {}
+    onnx_kinds = [k for k in kinds if k in ORT_PROVIDERS]
+    if onnx_kinds:
+        import onnxruntime as ort
+
+        from simpledet.deploy.export_onnx import onnx_model, save_onnx
+
+        path = folder / "model.onnx"
+        save_onnx(onnx_model(copy.deepcopy(program), detector.output_names), path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = ort_threads
+        for kind in onnx_kinds:
+            if ORT_PROVIDERS[kind] not in ort.get_available_providers():
+                print(f"{kind}: this onnxruntime has no {ORT_PROVIDERS[kind]} ({ort.get_available_providers()})")
+                continue
+            session = ort.InferenceSession(str(path), options, providers=[ORT_PROVIDERS[kind]])
+
+            def run(images, session=session):
+                for image in images:
+                    session.run(None, {"image": image.cpu().numpy()})
+            runners[kind] = run
+    if "program-compiled" in kinds:
+        if device.type != "cuda":
+            print("program-compiled: for GPUs (--device cuda)")
+        else:
+            try:
+                moved = torch.export.passes.move_to_device_pass(program, str(device))
+                compiled = torch.compile(moved.module())
+
+                def run_program(images):
+                    with torch.no_grad():
+                        for image in images:
+                            compiled(image)
+                run_program([example.to(device)])  # the compile, outside the timing
+                runners["program-compiled"] = run_program
+            except Exception:  # a report, not a stop: the other rows are still measured
+                print("program-compiled: failed\n" + traceback.format_exc(limit=3))
+    return runners
 
 
 def measure(models: dict, images: list, device, half: bool, warmup: int, repeats: int) -> dict[str, float]:
@@ -47,6 +120,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--small", action="store_true", help="tiny sizes: an end-to-end check, not a measurement")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--exported", nargs="*", choices=EXPORTED, default=None,
+                    help="exported paths to time beside the eager models (default: onnxruntime on the CPU; "
+                         "onnxruntime-cuda, onnxruntime-tensorrt and program-compiled on a GPU); none: no flag value")
+    ap.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime's intra-op threads (default: "
+                                                                   "torch's thread count)")
     args = ap.parse_args()
     if args.small:
         args.height, args.width, args.batch, args.repeats, args.warmup = 160, 224, 2, 1, 1
@@ -58,6 +136,12 @@ def main() -> None:
     size = (args.height, args.width)
     images, _ = make_inputs(args.batch, args.height, args.width, device)
     models = {name: model.eval() for name, model in matched_pair(args.model, size, device, images).items()}
+    kinds = args.exported if args.exported is not None else (
+        ["onnxruntime"] if device.type == "cpu" else ["onnxruntime-cuda", "onnxruntime-tensorrt", "program-compiled"])
+    if kinds:
+        with tempfile.TemporaryDirectory() as folder:
+            models.update(exported_runners(models["ours"], args.model, images[0], device, kinds,
+                                           args.ort_threads or torch.get_num_threads(), Path(folder)))
 
     latency = measure(models, images[:1], device, half, args.warmup, args.repeats)
     batched = measure(models, images, device, half, args.warmup, args.repeats)
@@ -65,6 +149,11 @@ def main() -> None:
     results["latency_ratio_ours_over_torchvision"] = latency["ours"] / latency["torchvision"]
     results["throughput_ratio_ours_over_torchvision"] = \
         results["ours"]["throughput_img_s"] / results["torchvision"]["throughput_img_s"]
+    for name in models:
+        if name not in ("ours", "torchvision"):
+            results[f"latency_ratio_{name}_over_torchvision"] = latency[name] / latency["torchvision"]
+            results[f"throughput_ratio_{name}_over_torchvision"] = \
+                results[name]["throughput_img_s"] / results["torchvision"]["throughput_img_s"]
     if device.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(device)
     else:
@@ -76,8 +165,10 @@ def main() -> None:
         r = results[name]
         print(f"{name:12s} latency (batch 1) {r['latency_s'] * 1000:8.1f} ms   "
               f"throughput (batch {args.batch}) {r['throughput_img_s']:7.2f} img/s")
-    print(f"ours / torchvision: latency {results['latency_ratio_ours_over_torchvision']:.3f} (lower is better), "
-          f"throughput {results['throughput_ratio_ours_over_torchvision']:.3f}x")
+    for name in models:
+        if name != "torchvision":
+            print(f"{name} / torchvision: latency {results[f'latency_ratio_{name}_over_torchvision']:.3f} "
+                  f"(lower is better), throughput {results[f'throughput_ratio_{name}_over_torchvision']:.3f}x")
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=2))
 

@@ -59,20 +59,40 @@ class Predictor:
 
     @torch.inference_mode()
     def __call__(self, images, batch_size: int = 1) -> list[dict]:
+        """One dict per image. Up to `batch_size` images share a model call, and only images on the
+        same padded canvas (engine/canvas.py), so that each gets the detections it gets alone."""
         from simpledet.data.image_io import to_tensor_image
 
         single = not isinstance(images, (list, tuple))
-        items = [images] if single else list(images)
-        outputs = []
-        for start in range(0, len(items), batch_size):
-            batch = [to_tensor_image(x).to(self.device) for x in items[start:start + batch_size]]
-            for det in self.detect(batch):
-                det = {k: v.cpu() for k, v in det.items()}
-                labels = det["labels"].tolist()
-                if self.label_to_category_id is not None:
-                    det["category_ids"] = [self.label_to_category_id.get(lab, lab) for lab in labels]
-                if self.category_names is not None:
-                    det["names"] = [self.category_names[lab - 1] if 0 < lab <= len(self.category_names)
-                                    else str(lab) for lab in labels]
-                outputs.append(det)
+        items = [to_tensor_image(x) for x in ([images] if single else images)]
+        outputs: list[dict | None] = [None] * len(items)
+        for batch in self._canvas_batches(items, batch_size):
+            detections = self.detect([items[i].to(self.device) for i in batch])
+            for i, det in zip(batch, detections):
+                outputs[i] = self._named({k: v.cpu() for k, v in det.items()})
         return outputs[0] if single else outputs
+
+    def _canvas_batches(self, items: list[torch.Tensor], batch_size: int) -> list[list[int]]:
+        """Indices of `items` in batches of at most batch_size that share a padded canvas."""
+        if batch_size <= 1 or len(items) <= 1:
+            return [[i] for i in range(len(items))]
+        from simpledet.engine.canvas import canvas_key
+
+        key = canvas_key(self.model.preprocess, multi_scale=bool(self.cfg.test.scales))
+        groups: dict[object, list[int]] = {}
+        for i, image in enumerate(items):
+            try:
+                groups.setdefault(key(image), []).append(i)
+            except ValueError:  # a size the resize cannot take: alone, so the model names it
+                groups[("alone", i)] = [i]
+        return [group[start:start + batch_size] for group in groups.values()
+                for start in range(0, len(group), batch_size)]
+
+    def _named(self, det: dict) -> dict:
+        labels = det["labels"].tolist()
+        if self.label_to_category_id is not None:
+            det["category_ids"] = [self.label_to_category_id.get(lab, lab) for lab in labels]
+        if self.category_names is not None:
+            det["names"] = [self.category_names[lab - 1] if 0 < lab <= len(self.category_names)
+                            else str(lab) for lab in labels]
+        return det

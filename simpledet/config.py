@@ -102,8 +102,9 @@ class TrainConfig:
     compile_backbone: bool = False  # torch.compile the backbone (GPU; the first steps compile)
     # capture the backbone, neck and dense head's forward and backward as CUDA graphs, one per
     # padded input shape, up to cuda_graph_shapes of them (other shapes run eagerly): the host
-    # launches two graphs instead of ~1,000 kernels. GPU only; pair it with model.input.fixed_canvas
-    cuda_graphs: bool = False
+    # launches two graphs instead of ~1,000 kernels. GPU only; pair it with model.input.fixed_canvas.
+    # "auto": on for CUDA training of a model a capture supports, off otherwise (the CPU: silently)
+    cuda_graphs: bool | str = "auto"
     cuda_graph_shapes: int = 4
     # with cuda_graphs, the R-CNN stages too, where the device waits for the host after the RPN's
     # NMS: their matching and sampling (padded candidates: a few captures a run), and the FPN
@@ -114,6 +115,25 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    # fine-tuning: start from a detector checkpoint (a path, or torchvision:ENUM / simpledet:NAME).
+    # Tensors whose name and shape match are loaded, the rest (another number of classes) keep their
+    # initialisation; applied after model.backbone.pretrained, and not again when a run resumes
+    init_from: str = ""
+    # micro-batches of batch_size per optimizer step: the linear scaling rule sees
+    # batch_size x processes x accumulate; max_iter, steps and every *_every count optimizer steps
+    accumulate: int = 1
+    # evaluate data.val every eval_every iterations and at the end (0: never): the 12 COCO stats go
+    # to metrics.jsonl, the weights that scored best by best_metric (AP, AP50, ..., ARl) to
+    # model_best.safetensors; patience stops the run after that many evaluations without
+    # improvement (0: never)
+    eval_every: int = 0
+    best_metric: str = "AP"
+    patience: int = 0
+    # an exponential moving average of the weights (0: off), its decay warmed up as YOLOX's:
+    # ema_decay x (1 - exp(-updates / 2000)). With it on, every weights file a run writes holds
+    # the average, and evaluation during training scores it
+    ema_decay: float = 0.0
+    tensorboard: bool = True  # event files under OUT/tensorboard: losses, learning rate, img/s, evaluations
 
 
 @dataclass

@@ -74,3 +74,17 @@ def load_into(module, path):
     from simpledet.weights.pretrained import load_pretrained_weights
 
     return load_pretrained_weights([module], path)[0]
+
+
+def small_val_overrides(data_dir: Path, folder: Path, images: int = 2) -> list[str]:
+    """data.val as the first `images` images of the shapes val split (an annotation file written
+    into `folder`): evaluations during training that take a second."""
+    import json
+
+    data = json.loads((data_dir / "annotations" / "val.json").read_text())
+    kept = {image["id"] for image in data["images"][:images]}
+    data["images"] = [image for image in data["images"] if image["id"] in kept]
+    data["annotations"] = [ann for ann in data["annotations"] if ann["image_id"] in kept]
+    path = Path(folder) / f"val_{images}.json"
+    path.write_text(json.dumps(data))
+    return [f"data.val.ann_file={path}", f"data.val.image_dir={data_dir / 'val'}"]

@@ -30,7 +30,7 @@ def concurrent_nms(groups: list[tuple[Tensor, Tensor]], iou_thresh: float,
 
     # CUDA: a thread per call (up to 16), each waiting for its own stream; CPU: one per core
     workers = min(len(groups), MAX_CUDA_THREADS if groups and groups[0][0].is_cuda else torch.get_num_threads())
-    if workers < 2:
+    if workers < 2 or torch.compiler.is_compiling():  # a graph being traced or exported: the calls in turn
         return [shifted_nms(boxes, scores, offset) for (boxes, scores), offset in zip(groups, offsets)]
     if not groups[0][0].is_cuda:
         return run_in_threads(lambda task: shifted_nms(*task[0], task[1]), list(zip(groups, offsets)), workers)

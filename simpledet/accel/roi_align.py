@@ -88,8 +88,15 @@ def roi_align(input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial
               sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """torchvision.ops.roi_align for `rois` as a Tensor[K, 5] (batch index, x1, y1, x2, y2)."""
     output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if input.dtype != rois.dtype and input.dtype in (torch.float16, torch.bfloat16) \
+            and not torch.is_autocast_enabled(input.device.type):
+        # half-precision weights without autocast (a float16 export): pooled in the boxes' float32,
+        # as autocast pools, and handed on in the features' precision
+        pooled = roi_align(input.to(rois.dtype), rois, output_size, spatial_scale, sampling_ratio, aligned)
+        return pooled.to(input.dtype)
     groups = min(torch.get_num_threads(), input.shape[1])
-    if input.device.type != "cpu" or groups < 2 or torch.is_autocast_enabled("cpu") or len(rois) == 0:
+    if (input.device.type != "cpu" or groups < 2 or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
+            or len(rois) == 0):  # a graph being traced or exported records torchvision's op
         return torchvision_roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
     return _ThreadedRoIAlign.apply(input, rois.to(input.dtype), output_size, float(spatial_scale),
                                    int(sampling_ratio), bool(aligned), groups)

@@ -37,6 +37,11 @@ def run_bucketed(head: nn.Module, rois: Tensor, search: bool | None = None) -> T
     if search is None:
         search = rois.is_cuda and torch.backends.cudnn.enabled and torch.backends.cudnn.benchmark
     count = rois.shape[0]
+    if torch.compiler.is_compiling():
+        # a traced graph knows the RoI count only at run time, and it may be zero, where a
+        # convolution's checks of an empty batch cannot be decided: one zero RoI more makes it
+        # non-empty (inference only: nothing is trained on the extra row)
+        return head(torch.cat([rois, rois.new_zeros((1, *rois.shape[1:]))]))[:count]
     if not search or count % ROI_BUCKET == 0 or not bucketable(head):
         return head(rois)
     padding = rois.new_zeros((ROI_BUCKET - count % ROI_BUCKET, *rois.shape[1:]))

@@ -9,11 +9,11 @@ import argparse
 import logging
 import sys
 
-from simpledet.cli import convert, data, evaluate, inspect, predict, score, train, zoo
+from simpledet.cli import convert, data, evaluate, export, inspect, plot, predict, score, serve, train, weights, zoo
 from simpledet.errors import UserError
 
 # in the order `simpledet --help` lists them
-COMMANDS = (train, evaluate, predict, convert, inspect, score, zoo, data)
+COMMANDS = (train, evaluate, predict, export, serve, plot, convert, weights, inspect, score, zoo, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,14 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        status = args.func(args)  # None, or an exit status of the command's own (`data check`: 1)
     except UserError as e:
         print(f"simpledet {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ if TYPE_CHECKING:
 
 def checkpoint_categories(weights: Path) -> tuple[list[str], list[int]] | None:
     meta = weights.with_suffix(".json")
-    if weights.suffix == ".safetensors" and meta.is_file():
-        data = json.loads(meta.read_text())
-        if "categories" in data and "category_ids" in data:
+    if meta.is_file():
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise UserError(f"{meta}: the JSON beside {weights.name} cannot be read ({e})") from None
+        if isinstance(data, dict) and "categories" in data and "category_ids" in data:
             return data["categories"], data["category_ids"]
     return None
 

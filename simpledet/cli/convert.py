@@ -9,11 +9,12 @@ from simpledet.errors import UserError
 def add_parser(sub) -> None:
     c = sub.add_parser("convert", help="convert weights from another framework")
     csub = c.add_subparsers(dest="source", required=True)
-    ct = csub.add_parser("torchvision", help="a torchvision detection state_dict")
+    ct = csub.add_parser("torchvision", help="a torchvision detection state_dict -> DST (.safetensors, .pt or .pth)")
     ct.add_argument("src")
     ct.add_argument("dst")
     ct.set_defaults(func=run_torchvision)
-    cm = csub.add_parser("mxnet", help="a SimpleDet ImageNet-pretrained backbone (.params) -> safetensors")
+    cm = csub.add_parser("mxnet",
+                         help="a SimpleDet ImageNet-pretrained backbone (.params) -> DST (.safetensors, .pt or .pth)")
     cm.add_argument("src")
     cm.add_argument("dst")
     cm.set_defaults(func=run_mxnet)
@@ -28,18 +29,17 @@ def add_parser(sub) -> None:
 
 
 def run_torchvision(args) -> None:
-    from safetensors.torch import save
-
-    from simpledet.engine.checkpoint import read_state_dict
-    from simpledet.files import atomic_write_bytes, atomic_write_text
+    from simpledet.files import atomic_write_text
+    from simpledet.weights.file_format import read_state_dict, writable_format, write_state_dict
     from simpledet.weights.torchvision import convert_torchvision, is_torchvision_detection
 
+    dst = Path(args.dst)
+    writable_format(dst)
     state = read_state_dict(args.src)
     if not is_torchvision_detection(state):
         raise UserError(f"{args.src}: not a torchvision detection checkpoint (no backbone.body.* parameters)")
     converted, skipped = convert_torchvision(state)
-    dst = Path(args.dst)
-    atomic_write_bytes(dst, save({k: v.contiguous() for k, v in converted.items()}))
+    write_state_dict(dst, converted)
     meta = {"source": str(args.src), "converted_from": "torchvision"}
     atomic_write_text(dst.with_suffix(".json"), json.dumps(meta) + "\n")
     print(f"converted {len(converted)} arrays ({len(skipped)} skipped: BatchNorm counters) -> {dst}")

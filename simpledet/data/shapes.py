@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from simpledet.data.voc import write_voc
+from simpledet.data.yolo import write_data_yaml, write_yolo
 from simpledet.files import atomic_write, atomic_write_text
 
 CATEGORIES: list[str] = ["circle", "square", "triangle", "cross"]
@@ -159,11 +162,14 @@ def _write_split(rng: np.random.Generator, count: int, image_size: int,
 
 
 def generate_shapes(out_dir: str | Path, num_train: int = 600, num_val: int = 100,
-                    seed: int = 0, image_size: int = 128) -> dict[str, Path]:
-    """Write train/val images and COCO json under out_dir; same seed gives identical bytes."""
+                    seed: int = 0, image_size: int = 128, format: str = "coco") -> dict[str, Path]:
+    """Write train/val images and COCO json under out_dir; same seed gives identical bytes.
+    format "voc" or "yolo": the same set in that layout, converted from the COCO one."""
     if image_size < 64:
         raise ValueError(f"image_size must be >= 64, got {image_size}")
     out = Path(out_dir)
+    if format != "coco":
+        return _write_in_layout(out, format, num_train, num_val, seed, image_size)
     # Independent streams so the val split does not depend on num_train.
     train_seq, val_seq = np.random.SeedSequence(seed).spawn(2)
     paths = {
@@ -177,3 +183,22 @@ def generate_shapes(out_dir: str | Path, num_train: int = 600, num_val: int = 10
     _write_split(np.random.default_rng(val_seq), num_val, image_size,
                  paths["val_images"], paths["val_ann"])
     return paths
+
+
+def _write_in_layout(out: Path, format: str, num_train: int, num_val: int, seed: int,
+                     image_size: int) -> dict[str, Path]:
+    """VOC: one root, ids prefixed by split (train_000000) as both splits share JPEGImages/.
+    YOLO: images/SPLIT, labels/SPLIT and data.yaml."""
+    if format not in ("voc", "yolo"):
+        raise ValueError(f"format must be coco, voc or yolo, got {format!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        coco_paths = generate_shapes(tmp, num_train, num_val, seed, image_size)
+        for split in ("train", "val"):
+            coco = json.loads(coco_paths[f"{split}_ann"].read_text())
+            if format == "voc":
+                write_voc(coco, coco_paths[f"{split}_images"], out, split, id_prefix=f"{split}_")
+            else:
+                write_yolo(coco, coco_paths[f"{split}_images"], out, split)
+    if format == "voc":
+        return {"root": out}
+    return {"data_yaml": write_data_yaml(out, ["train", "val"], CATEGORIES)}

@@ -1,16 +1,16 @@
-"""Checkpoints: weights as safetensors plus a small JSON (config, iteration, categories), and the
-weights files a model loads, read without executing code."""
+"""Checkpoints: weights plus a small JSON (config, iteration, categories), and the weights files a
+model loads, read without executing code. The format of a weights file is read off its content and
+written as its extension says (weights/file_format.py); the trainer writes safetensors."""
 
 import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 from torch import nn
 
 from simpledet.errors import UserError
-from simpledet.files import atomic_write, atomic_write_bytes, atomic_write_text
+from simpledet.files import atomic_write, atomic_write_text
+from simpledet.weights import file_format
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
@@ -18,10 +18,10 @@ def atomic_torch_save(obj, path: str | Path) -> None:
 
 
 def save_weights(model: nn.Module, path: str | Path, meta: dict | None = None) -> None:
-    """`path` (.safetensors) holds the weights; `path` with .json beside it the metadata."""
+    """`path` holds the weights (.safetensors, or .pt / .pth for torch.save); `path` with .json
+    beside it the metadata. An extension we cannot honour is refused before anything is written."""
     path = Path(path)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, save(state, metadata={"format": "pt", "producer": "simpledet"}))
+    file_format.write_state_dict(path, model.state_dict(), metadata={"format": "pt", "producer": "simpledet"})
     if meta is not None:
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
@@ -36,25 +36,8 @@ def read_training_state(path: Path) -> dict:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Loads a .safetensors or .pth/.pt weights file without executing code (weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, EOFError, ValueError, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"{path}: cannot read weights ({reason})") from None
-    except Exception as e:  # torch.load's unpickler refuses anything but tensors and containers
-        raise UserError(f"{path}: not a plain weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    for key in ("model", "state_dict"):  # common wrappers
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"{path}: expected a state_dict (name -> tensor)")
-    return obj
+    """A safetensors or torch.save weights file, told apart by content, read without executing code."""
+    return file_format.read_state_dict(path)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:

@@ -49,8 +49,10 @@ _IOU_TYPES = ("bbox", "segm")
 @dataclass
 class EvalResult:
     stats: dict[str, float]  # STAT_NAMES -> value in 0..1, or -1 (see module doc)
-    per_category: list[tuple[str, float]] = field(default_factory=list)  # (name, AP), nan: no GT
+    per_category: list[tuple[str, float]] = field(default_factory=list)  # (name, AP in 0..1), nan: no GT
     num_images: int = 0
+    # COCOeval's eval["precision"]: [T iou, R recall, K category, A area, M maxDets] (analysis/pr_curves.py)
+    precision: np.ndarray | None = None
 
 
 def _quiet(*args: object, **kwargs: object) -> None:
@@ -211,11 +213,13 @@ def _evaluate(ann_file: Path, ground_truth: Path | dict, detections: list[dict],
         values = precision[:, :, k]
         values = values[values > -1]
         per_category.append((str(names[cat_id]), float(values.mean()) if values.size else math.nan))
-    return EvalResult(stats=stats, per_category=per_category, num_images=len(gt.getImgIds()))
+    return EvalResult(stats=stats, per_category=per_category, num_images=len(gt.getImgIds()),
+                      precision=np.asarray(coco_eval.eval["precision"]))
 
 
 def format_results(result: EvalResult) -> str:
-    """The 12 stats in COCOeval.summarize() layout, then an aligned per-category AP table."""
+    """The 12 stats in COCOeval.summarize() layout, then an aligned per-category AP table; both
+    as fractions (0..1), as metrics.json holds them."""
     lines = []
     for name, (is_ap, iou, area, max_dets) in zip(STAT_NAMES, _STAT_ROWS):
         title, kind = ("Average Precision", "(AP)") if is_ap else ("Average Recall", "(AR)")
@@ -225,13 +229,13 @@ def format_results(result: EvalResult) -> str:
         )
     if result.per_category:
         lines += ["", f"Per-category AP @[ IoU=0.50:0.95 ] over {result.num_images} images:"]
-        lines += _category_table(result.per_category)
+        lines += category_table(result.per_category)
     return "\n".join(lines)
 
 
-def _category_table(per_category: list[tuple[str, float]], pairs_per_row: int = 3) -> list[str]:
-    """(name, AP) pairs laid out several to a row so 80 classes stay readable."""
-    cells = [(name, "-" if math.isnan(ap) else f"{100 * ap:.1f}") for name, ap in per_category]
+def category_table(per_category: list[tuple[str, float]], pairs_per_row: int = 3) -> list[str]:
+    """(name, AP) pairs laid out several to a row so 80 classes stay readable; '-': no ground truth."""
+    cells = [(name, "-" if math.isnan(ap) else f"{ap:.3f}") for name, ap in per_category]
     name_w = max(len("category"), *(len(n) for n, _ in cells))
     ap_w = max(len("AP"), *(len(a) for _, a in cells))
     columns = min(pairs_per_row, len(cells))
@@ -244,11 +248,13 @@ def _category_table(per_category: list[tuple[str, float]], pairs_per_row: int = 
     return [header, "-" * len(header), *rows]
 
 
-def write_metrics(path: str | Path, result: EvalResult) -> None:
-    """Writes the 12 stats plus per_category {name: AP} as JSON, atomically.
+def write_metrics(path: str | Path, result: EvalResult, extra: dict[str, object] | None = None) -> None:
+    """Writes the 12 stats plus per_class {name: AP} as JSON, atomically, all fractions in 0..1;
+    `extra` adds sections beside them (e.g. "voc").
 
     NaN (category without GT) becomes null, since NaN is not valid JSON.
     """
     payload: dict[str, object] = {name: float(result.stats[name]) for name in STAT_NAMES}
-    payload["per_category"] = {name: (None if math.isnan(ap) else ap) for name, ap in result.per_category}
+    payload["per_class"] = {name: (None if math.isnan(ap) else ap) for name, ap in result.per_category}
+    payload.update(extra or {})
     atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -14,6 +14,15 @@ state (model_NNNNNNN.state.pth) are each written whole (files.atomic_write), and
 `last_checkpoint` name it. Whatever instant the process dies, `last_checkpoint` names a complete
 checkpoint, which --resume continues from. A write the system refuses (disk full) stops the run
 with one message and leaves the previous checkpoint as it was.
+
+An iteration is one optimizer step over train.accumulate micro-batches. With train.eval_every the
+val split is scored every so many iterations and at the end (engine/validation.py): the stats go
+to metrics.jsonl and TensorBoard, the best weights by train.best_metric to model_best.safetensors,
+and train.patience stops a run that no longer improves. With train.ema_decay the weights files
+hold the moving average (engine/ema.py), which is also what evaluation scores; the trained weights
+are in the training state. Everything a resumed run needs to continue as if never stopped (the
+average, the best score so far, the evaluations since, where the data stream is) is in the
+training state too.
 """
 
 import contextlib
@@ -29,17 +38,21 @@ from tqdm import tqdm
 
 from simpledet.accel.cuda_graphs import enable_cuda_graphs
 from simpledet.api import build_model, resolve_device
-from simpledet.config import Config, save_config, to_dict
+from simpledet.config import Config, TrainConfig, parse_value, save_config, to_dict
 from simpledet.data.datasets import open_dataset
 from simpledet.data.loader import build_train_loader
 from simpledet.engine import distributed as dist_utils
 from simpledet.engine.checkpoint import atomic_torch_save, load_weights, read_training_state, save_weights
 from simpledet.engine.distill import build_distiller
-from simpledet.engine.labels import check_num_classes, label_lookup
+from simpledet.engine.ema import ModelEMA
+from simpledet.engine.evaluator import STAT_NAMES
+from simpledet.engine.labels import check_num_classes, label_lookup, model_label_to_category_id
 from simpledet.engine.optimizer import build_optimizer
 from simpledet.engine.precision import autocast, autocast_dtype
 from simpledet.engine.rng import rng_state, seed_everything, set_rng_state
 from simpledet.engine.schedule import lr_factor, scaled_lr
+from simpledet.engine.tensorboard_log import TensorBoardLog
+from simpledet.engine.validation import ModelEvaluation, evaluate_model
 from simpledet.errors import UserError
 from simpledet.files import atomic_write_text, make_dir, remove_temp_files, write_error
 from simpledet.modeling.norm import FrozenBatchNorm2d, SyncBatchNorm2d
@@ -48,6 +61,8 @@ from simpledet.structures.input_checks import check_targets, check_values
 log = logging.getLogger(__name__)
 
 LAST_FILE = "last_checkpoint"  # names the newest complete checkpoint: the commit point
+BEST_FILE = "model_best.safetensors"  # the weights that scored best by train.best_metric
+FINAL_FILE = "model_final.safetensors"
 
 
 def state_path(weights: Path) -> Path:
@@ -59,6 +74,7 @@ class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False) -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
+        check_loop_settings(cfg.train)
         if not resume and (self.out / LAST_FILE).exists():
             raise UserError(f"{self.out} already holds the checkpoints of a run (the newest: "
                             f"{(self.out / LAST_FILE).read_text().strip()}): continue it with --resume, "
@@ -77,16 +93,25 @@ class Trainer:
                                     with_masks=cfg.model.predicts_masks, key="data.train")
         check_num_classes(cfg, self.dataset)
         self.labels = label_lookup(cfg, self.dataset)
+        self.val_dataset = self._open_val() if cfg.train.eval_every else None
 
         self.model = build_model(cfg).to(self.device)
+        if cfg.train.init_from and not (resume and (self.out / LAST_FILE).exists()):
+            from simpledet.weights.init_from import init_from  # fine-tuning; a resumed run's checkpoint wins
+
+            init_from(self.model, cfg.train.init_from)
         refuse_frozen_bn_without_weights(cfg, self.model)
         self.model.check_input_values = False  # _to_device checks them on the CPU
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)  # convolutions pass NHWC on
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
+        # a plain copy of the model: made before the distiller hooks it and CUDA graphs replace its methods
+        self.ema = ModelEMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.distiller = build_distiller(cfg, self.model, self.device) if cfg.distill is not None else None
-        self.total_batch = cfg.train.batch_size * self.world_size
+        self.accumulate = cfg.train.accumulate
+        # images per optimizer step, what the linear scaling rule sees
+        self.total_batch = cfg.train.batch_size * self.world_size * self.accumulate
         self.base_lr = scaled_lr(cfg.train.lr, cfg.train.lr_reference_batch, self.total_batch)
         trainable = [self.model] + ([self.distiller] if self.distiller is not None else [])
         self.amp_dtype = autocast_dtype(cfg.train.amp, cfg.train.amp_dtype, self.device)
@@ -95,13 +120,16 @@ class Trainer:
         # finite, halves and skips the step when they overflow; its state is in the checkpoints
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.start_iter = 0
+        self.batches_done = 0  # micro-batches taken from the data stream: where a resumed run continues it
+        self.best: dict | None = None  # metric, value and iteration of the best evaluation so far
+        self.evals_since_best = 0
         if self.world_size > 1:
             # Each rank its own random stream for proposal/RoI sampling (the weights are built).
             seed_everything(cfg.train.seed + self.rank)
         if resume:
             self._resume()
         self.ddp_model = self._wrap(self.model)
-        self._speed_up()
+        self.graphed = self._speed_up()
         self.first_bad = torch.tensor(-1, device=self.device)  # see step()
         self.skipped_steps = torch.zeros((), dtype=torch.int64, device=self.device)  # see step()
         if self.is_main:
@@ -122,19 +150,42 @@ class Trainer:
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused,
                                        broadcast_buffers=has_per_rank_statistics(model))
 
-    def _speed_up(self) -> None:
-        """train.compile_backbone and train.cuda_graphs."""
+    def _speed_up(self) -> bool:
+        """train.compile_backbone and train.cuda_graphs; returns whether parts of the step are graphed."""
         train = self.cfg.train
         if train.compile_backbone:
             # the backbone alone: its shapes vary only with the padded batch size, while the
             # heads' data-dependent shapes (proposals, sampled RoIs) would recompile
             self.model.backbone.compile(dynamic=True)
-        if train.cuda_graphs:
+        graphs = cuda_graphs_mode(train.cuda_graphs)
+        if graphs == "auto":
+            if self.device.type != "cuda":
+                return False
+            if train.compile_backbone or self.distiller is not None:
+                log.info("train.cuda_graphs=auto: eager, since %s", "train.compile_backbone is on"
+                         if train.compile_backbone else "distillation reads features through hooks a graph skips")
+                return False
+            try:
+                return enable_cuda_graphs(self.model, train.cuda_graph_shapes, self.device,
+                                          heads=train.cuda_graph_heads)
+            except UserError as e:  # a model the capture would run wrongly (SyncBN): eager
+                log.info("train.cuda_graphs=auto: eager, since %s", e)
+                return False
+        if graphs:
             if train.compile_backbone or self.distiller is not None:
                 raise UserError("train.cuda_graphs does not combine with "
                                 + ("train.compile_backbone" if train.compile_backbone else
                                    "distillation (it reads the student's features through hooks a graph skips)"))
-            enable_cuda_graphs(self.model, train.cuda_graph_shapes, self.device, heads=train.cuda_graph_heads)
+            return enable_cuda_graphs(self.model, train.cuda_graph_shapes, self.device, heads=train.cuda_graph_heads)
+        return False
+
+    def _open_val(self):
+        """data.val, for evaluation during training: opened at the start, so that a mistake in it
+        stops the run before the first step rather than at the first evaluation."""
+        val = open_dataset(self.cfg.data.val, train=False, key="data.val")
+        # the same classes, matched by name (train and val may come in different formats)
+        model_label_to_category_id(self.cfg, val, self.dataset.category_names)
+        return val
 
     # ------------------------------------------------------------ checkpoints
     def _resume(self) -> None:
@@ -160,7 +211,26 @@ class Trainer:
         else:  # another number of processes: fresh per-rank streams, a function of the iteration
             seed_everything(self.cfg.train.seed + self.rank + 1000 * (state["iteration"] + 1))
         self.start_iter = state["iteration"]
+        self.batches_done = state.get("batches", self.start_iter)
+        self._resume_loop_state(state, weights)
         log.info("resuming from %s (iteration %d)", weights, self.start_iter)
+
+    def _resume_loop_state(self, state: dict, weights: Path) -> None:
+        """The average of the weights and the best evaluation so far, from a checkpoint's state."""
+        if "trained_weights" in state:  # saved with an average: `weights` holds it, the state what trained
+            if self.ema is not None:
+                self.ema.load(self.model.state_dict(), state["ema_updates"])
+            self.model.load_state_dict(state["trained_weights"])
+        elif self.ema is not None:
+            self.ema.load(self.model.state_dict(), 0)
+            log.info("train.ema_decay: %s holds no average of the weights; it starts from them", weights)
+        best = state.get("best")
+        if best is not None and best["metric"] != self.cfg.train.best_metric:
+            log.info("train.best_metric is %s, the checkpoint's best was by %s: the best model is chosen afresh",
+                     self.cfg.train.best_metric, best["metric"])
+            best = None
+        self.best = best
+        self.evals_since_best = state.get("evals_since_best", 0) if best is not None else 0
 
     def save_checkpoint(self, iteration: int, final: bool = False) -> None:
         """Collective under DDP: every rank calls it (its RNG state is gathered), rank 0 writes,
@@ -177,14 +247,25 @@ class Trainer:
         if failure is not None:
             raise UserError(failure)
 
+    def weights_to_save(self) -> torch.nn.Module:
+        """What the weights files hold and evaluation scores: the average with train.ema_decay."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _weights_meta(self, iteration: int) -> dict:
+        """The JSON beside a weights file: what `eval` and `predict` need besides the weights."""
+        return {"iteration": iteration, "config": to_dict(self.cfg),
+                "categories": self.dataset.category_names, "category_ids": self.dataset.category_ids}
+
     def _write_checkpoint(self, iteration: int, final: bool, rngs: list[dict] | None) -> None:
         """Weights, their JSON, the training state, then the commit: last_checkpoint names them."""
-        weights = self.out / ("model_final.safetensors" if final else f"model_{iteration:07d}.safetensors")
-        meta = {"iteration": iteration, "config": to_dict(self.cfg),
-                "categories": self.dataset.category_names, "category_ids": self.dataset.category_ids}
-        save_weights(self.model, weights, meta)
+        weights = self.out / (FINAL_FILE if final else f"model_{iteration:07d}.safetensors")
+        save_weights(self.weights_to_save(), weights, self._weights_meta(iteration))
         state = {"iteration": iteration, "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict(), "rng": rng_state()}
+                 "scaler": self.scaler.state_dict(), "rng": rng_state(), "batches": self.batches_done,
+                 "best": self.best, "evals_since_best": self.evals_since_best}
+        if self.ema is not None:  # the weights file holds the average; training goes on from these
+            state["trained_weights"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            state["ema_updates"] = self.ema.updates
         if rngs is not None:
             state["rng_ranks"] = rngs
         if self.distiller is not None:
@@ -227,28 +308,46 @@ class Trainer:
                    for t in mapped]
         return images, targets
 
-    def step(self, iteration: int, images: list[torch.Tensor], targets: list[dict]
+    def step(self, iteration: int, batches: list[tuple[list[torch.Tensor], list[dict]]]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One optimizer step on a batch: forward under autocast, backward, clipping, the update.
-        Returns the loss and its parts, without waiting for the device."""
+        """One optimizer step over train.accumulate micro-batches: each one's forward under autocast
+        and backward, its loss divided by their number so that the gradients add up to their mean;
+        then clipping and the update, once. Returns the loss and its parts averaged over the
+        micro-batches, without waiting for the device."""
         cfg = self.cfg.train
         lr = self.base_lr * lr_factor(iteration, cfg.warmup_iters, cfg.warmup_factor, cfg.steps, cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images, targets = self._to_device(images, targets)
-        with autocast(self.device, self.amp_dtype):
-            losses = self.ddp_model(images, targets)
-            if self.distiller is not None:
-                losses["loss_distill"] = self.distiller.loss()
-        loss = sum(losses.values())
-        # the first iteration whose loss was not finite (-1: none), kept on the device and read at
-        # log and checkpoint steps only, so that no step waits for the device to check it
-        bad = ~torch.isfinite(loss.detach())
-        self.first_bad = torch.where(bad & (self.first_bad < 0), iteration, self.first_bad)  # no host-to-device copy
         # to None, not zeroed: with train.cuda_graphs a .grad may alias a graph's static gradient
         # buffer, which the next replay overwrites and would then add to itself
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        count = len(batches)
+        total, parts = torch.zeros((), device=self.device), {}
+        for index, (images, targets) in enumerate(batches):
+            last = index == count - 1
+            images, targets = self._to_device(images, targets)
+            # under DDP the gradients are all-reduced once, in the last micro-batch's backward
+            no_sync = self.ddp_model.no_sync() if self.world_size > 1 and not last else contextlib.nullcontext()
+            with no_sync:
+                with autocast(self.device, self.amp_dtype):
+                    losses = self.ddp_model(images, targets)
+                    if self.distiller is not None:
+                        losses["loss_distill"] = self.distiller.loss()
+                loss = sum(losses.values())
+                # the first iteration whose loss was not finite (-1: none), kept on the device and read
+                # at log and checkpoint steps only, so that no step waits for the device to check it
+                bad = ~torch.isfinite(loss.detach())
+                self.first_bad = torch.where(bad & (self.first_bad < 0), iteration, self.first_bad)  # no copy
+                self.scaler.scale(loss / count).backward()
+            if self.graphed and not last:
+                # the next replay would overwrite a gradient that aliases a graph's buffer before
+                # autograd adds its own to it: from here on each .grad is a tensor of its own
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad = p.grad.clone()
+            total += loss.detach() / count
+            for name, value in losses.items():
+                parts[name] = parts.get(name, 0) + value.detach() / count
         if self.distiller is not None:
             dist_utils.average_gradients(self.distiller)  # DDP averages the model's only
         if cfg.clip_grad_norm:
@@ -262,7 +361,9 @@ class Trainer:
             scale = self.scaler._scale.clone()
             self.scaler.update()
             self.skipped_steps += self.scaler._scale < scale
-        return loss, losses
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return total, parts
 
     def _stop_if_diverged(self, done: int) -> None:
         """Reads the non-finite check and the loss scale (a wait for the device): every rank stops
@@ -280,47 +381,141 @@ class Trainer:
     # ------------------------------------------------------------ the loop
     def train(self) -> Path:
         cfg = self.cfg.train
+        if self._patience_spent():
+            return self.out / FINAL_FILE
         self.model.train()
         if self.distiller is not None:
             self.distiller.train()
         loader = build_train_loader(self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed,
-                                    start_iter=self.start_iter, num_replicas=self.world_size, rank=self.rank,
+                                    start_iter=self.batches_done, num_replicas=self.world_size, rank=self.rank,
                                     pin_memory=self.device.type == "cuda")
         batches = iter(loader)
         metrics = MetricsLog(self.out / "metrics.jsonl", self.world_size, self.start_iter) if self.is_main else None
+        board = TensorBoardLog(self.out / "tensorboard", self.start_iter) if self.is_main and cfg.tensorboard else None
         bar = tqdm(total=cfg.max_iter, initial=self.start_iter, desc="train", dynamic_ncols=True,
                    mininterval=1.0, disable=not self.is_main)
         try:
             for iteration in range(self.start_iter, cfg.max_iter):
-                try:
-                    images, targets = next(batches)
-                except UserError as e:  # an unreadable image
-                    raise UserError(f"{e}; training stopped at iteration {iteration + 1}: "
-                                    f"{self.newest_checkpoint()}") from None
-                loss, losses = self.step(iteration, images, targets)
+                micro_batches = [self._next_batch(batches, iteration) for _ in range(self.accumulate)]
+                loss, losses = self.step(iteration, micro_batches)
+                self.batches_done += len(micro_batches)
 
                 done = iteration + 1
                 is_log = done % cfg.log_every == 0 or done == cfg.max_iter
                 is_checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.max_iter
-                if is_log or is_checkpoint:
+                is_eval = cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.max_iter)
+                if is_log or is_checkpoint or is_eval:
                     self._stop_if_diverged(done)
-                images_done = len(images)
+                images_done = sum(len(images) for images, _ in micro_batches)
                 if is_log:
                     record = self._log_record(done, loss, losses)
                     if metrics is not None:
                         record = metrics.write(record, images_done)
                         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2g}",
                                         img_s=f"{record['images_per_s']:.1f}")
+                    if board is not None:
+                        board.log_step(record)
                 elif metrics is not None:
                     metrics.count(images_done)
-                if is_checkpoint:
-                    self.save_checkpoint(done, final=done == cfg.max_iter)
+                stop = is_eval and self.evaluate(done, metrics, board)
+                if is_checkpoint or stop:
+                    self.save_checkpoint(done, final=done == cfg.max_iter or stop)
+                    if board is not None:
+                        board.flush()  # the events up to a checkpoint are on disk with it
                 bar.update(1)
+                if stop:
+                    break
         finally:
             bar.close()
             if metrics is not None:
                 metrics.close()
-        return self.out / "model_final.safetensors"
+            if board is not None:
+                board.close()
+        return self.out / FINAL_FILE
+
+    def _next_batch(self, batches, iteration: int) -> tuple[list[torch.Tensor], list[dict]]:
+        try:
+            return next(batches)
+        except UserError as e:  # an unreadable image
+            raise UserError(f"{e}; training stopped at iteration {iteration + 1}: {self.newest_checkpoint()}") from None
+
+    # ------------------------------------------------------------ evaluation during training
+    def evaluate(self, done: int, metrics: "MetricsLog | None", board: TensorBoardLog | None) -> bool:
+        """Scores the weights (the average with train.ema_decay) on data.val, records the stats and
+        keeps the best weights; returns whether train.patience has run out. Collective under DDP:
+        every rank runs its shard of the images, rank 0 scores and writes, and every rank gets its
+        decision (or its failure to write)."""
+        model = self.weights_to_save()
+        started = time.perf_counter()
+        # evaluation draws nothing from training's random streams, and cuDNN does not time its
+        # algorithms for the many shapes of one pass (as `simpledet eval`)
+        rngs, benchmark = rng_state(), torch.backends.cudnn.benchmark
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+        try:
+            if self.world_size > 1 and has_per_rank_statistics(model):
+                for buffer in model.buffers():  # every rank scores rank 0's BatchNorm statistics, which are saved
+                    torch.distributed.broadcast(buffer, 0)
+            result = evaluate_model(model, self.cfg, self.val_dataset, self.device, show_progress=False,
+                                    model_categories=self.dataset.category_names)
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
+            set_rng_state(rngs)
+            self.model.train()
+        failure, stop = None, False
+        if result is not None:  # rank 0
+            try:
+                stop = self._record_evaluation(done, result, metrics, board, time.perf_counter() - started)
+            except UserError as e:
+                failure = f"{e}; training stopped at iteration {done}: {self.newest_checkpoint()}"
+        failure, stop, self.best, self.evals_since_best = dist_utils.broadcast_object(
+            (failure, stop, self.best, self.evals_since_best))
+        if failure is not None:
+            raise UserError(failure)
+        return stop
+
+    def _record_evaluation(self, done: int, result: ModelEvaluation, metrics: "MetricsLog | None",
+                           board: TensorBoardLog | None, seconds: float) -> bool:
+        cfg = self.cfg.train
+        stats = {name: result.stats[name] for name in STAT_NAMES}
+        if metrics is not None:
+            metrics.write_evaluation({"iteration": done, "eval": stats}, seconds)
+        if board is not None:
+            board.log_evaluation(done, stats, self.val_dataset, result.detections)
+        value = stats[cfg.best_metric]
+        if self.best is None and value < 0:
+            log.warning("train.best_metric=%s is -1 on %s: no ground truth there falls in its slice, so it "
+                        "cannot improve; choose another of %s", cfg.best_metric, self.val_dataset.ann_file,
+                        ", ".join(STAT_NAMES))
+        if self.best is None or value > self.best["value"]:
+            self.best = {"metric": cfg.best_metric, "value": value, "iteration": done}
+            self.evals_since_best = 0
+            save_weights(self.weights_to_save(), self.out / BEST_FILE, {**self._weights_meta(done), **self.best})
+        else:
+            self.evals_since_best += 1
+        log.info("iteration %d: %s %.4f on data.val (best %.4f, at iteration %d)", done, cfg.best_metric, value,
+                 self.best["value"], self.best["iteration"])
+        return self._patience_exhausted(done)
+
+    def _patience_exhausted(self, done: int) -> bool:
+        patience = self.cfg.train.patience
+        if not patience or self.evals_since_best < patience:
+            return False
+        log.info("stopping early at iteration %d: %s has not improved for %d evaluation%s (train.patience=%d); "
+                 "the best, %.4f at iteration %d, is in %s", done, self.best["metric"], self.evals_since_best,
+                 "" if self.evals_since_best == 1 else "s", patience, self.best["value"], self.best["iteration"],
+                 self.out / BEST_FILE)
+        return True
+
+    def _patience_spent(self) -> bool:
+        """A resumed run that had stopped early (or whose train.patience is now lower) trains no
+        further; it makes sure model_final is there."""
+        if not self.cfg.train.patience or self.evals_since_best < self.cfg.train.patience:
+            return False
+        self._patience_exhausted(self.start_iter)
+        if (self.out / LAST_FILE).read_text().strip() != FINAL_FILE:
+            self.save_checkpoint(self.start_iter, final=True)
+        return True
 
     def _log_record(self, done: int, loss: torch.Tensor, losses: dict[str, torch.Tensor]) -> dict:
         """The metrics of a log step: "loss" is the mean over ranks, its parts rank 0's."""
@@ -337,7 +532,8 @@ class Trainer:
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON line a log step, with the images per second since the last one.
+    """metrics.jsonl: one JSON line a log step, with the images per second since the last one, and
+    one an evaluation ({"iteration": i, "eval": {the 12 COCO stats}}).
 
     Opened for a run that starts at `start_iter`, it first drops the lines of later iterations
     (a resumed run writes them again) and a last line that a kill cut short."""
@@ -361,13 +557,21 @@ class MetricsLog:
         self.count(images)
         elapsed = time.perf_counter() - self.window_start
         record = {**record, "images_per_s": self.window_images * self.world_size / max(elapsed, 1e-9)}
+        self._append(record)
+        self.window_start, self.window_images = time.perf_counter(), 0
+        return record
+
+    def write_evaluation(self, record: dict, seconds: float) -> None:
+        """An evaluation's line; the `seconds` it took do not count against training's images per second."""
+        self._append(record)
+        self.window_start += seconds
+
+    def _append(self, record: dict) -> None:
         try:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
         except OSError as e:
             raise write_error(self.path, e) from None
-        self.window_start, self.window_images = time.perf_counter(), 0
-        return record
 
     def close(self) -> None:
         # every line was flushed when written: a failure here can only repeat one write() reported
@@ -383,19 +587,51 @@ def _iteration_of(line: str) -> int:
         return sys.maxsize
 
 
+def check_loop_settings(train: TrainConfig) -> None:
+    """The training loop's settings, checked before anything is written."""
+    if train.best_metric not in STAT_NAMES:
+        raise UserError(f"train.best_metric: unknown metric {train.best_metric!r}; choose one of "
+                        f"{', '.join(STAT_NAMES)}")
+    for key in ("eval_every", "patience"):
+        if getattr(train, key) < 0:
+            raise UserError(f"train.{key} must be 0 (off) or more, got {getattr(train, key)}")
+    if train.patience and not train.eval_every:
+        raise UserError(f"train.patience={train.patience} counts evaluations, but train.eval_every is 0 (no "
+                        "evaluation during training): set train.eval_every as well")
+    if train.accumulate < 1:
+        raise UserError(f"train.accumulate must be 1 or more (micro-batches per step), got {train.accumulate}")
+    if not 0.0 <= train.ema_decay < 1.0:
+        raise UserError(f"train.ema_decay must be in [0, 1) (0: off; 0.9998 is YOLOX's), got {train.ema_decay}")
+    cuda_graphs_mode(train.cuda_graphs)
+
+
+def cuda_graphs_mode(value: bool | str) -> bool | str:
+    """train.cuda_graphs as True, False or "auto" (a config file may spell any of them as a string)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    try:
+        return parse_value(text, bool)
+    except ValueError:
+        raise UserError(f"train.cuda_graphs must be true, false or auto, got {value!r}") from None
+
+
 def refuse_frozen_bn_without_weights(cfg: Config, model: torch.nn.Module) -> None:
     """Frozen BatchNorm keeps the statistics it is given. With nothing pretrained those are a
     fresh layer's (mean 0, variance 1): no normalisation at all, and activations that grow layer
     after layer until fp16 overflows. torchvision swaps in trainable BN when no backbone weights
     are given; we stop instead, so that the config saved with the run is the one that trained."""
-    if cfg.model.backbone.pretrained:
+    if cfg.model.backbone.pretrained or cfg.train.init_from:
         return
     frozen = [name for name, m in model.named_modules() if isinstance(m, FrozenBatchNorm2d)]
     if frozen:
         raise UserError(f"model.backbone.norm is frozen_bn ({len(frozen)} frozen BatchNorm layers, the first "
                         f"{frozen[0]}) but model.backbone.pretrained is None: frozen BatchNorm would keep a fresh "
                         "layer's statistics and not normalise at all. Give the pretrained weights "
-                        "(model.backbone.pretrained=PATH), or train the backbone from scratch with "
+                        "(model.backbone.pretrained=PATH, or train.init_from=CHECKPOINT), or train the backbone "
+                        "from scratch with "
                         "model.backbone.norm=bn (syncbn or gn across processes) and model.backbone.freeze_at=0")
 
 

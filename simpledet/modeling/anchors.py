@@ -52,7 +52,10 @@ class AnchorGenerator:
 
     def __call__(self, image_size: tuple[int, int], feature_sizes: list[tuple[int, int]],
                  device: torch.device) -> Anchors:
-        """The anchors of a padded batch of `image_size` (h, w), made once per size and cached."""
+        """The anchors of a padded batch of `image_size` (h, w), made once per size and cached
+        (not in a traced graph, whose sizes are symbolic: there they are part of the graph)."""
+        if torch.compiler.is_compiling():
+            return Anchors.of(self._grid_anchors(image_size, feature_sizes, device))
         key = (tuple(image_size), tuple(map(tuple, feature_sizes)), str(device))
         if key not in self._cache:
             if len(self._cache) > 64:  # many input sizes (multi-scale training): keep it bounded

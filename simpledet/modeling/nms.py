@@ -31,7 +31,7 @@ def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresh: float, 
     each pick vectorised over all candidates.
     """
     if method == "nms":
-        keep = batched_nms(boxes, scores, labels, iou_thresh)[:max_keep]
+        keep = nms_per_label(boxes, scores, labels, iou_thresh)[:max_keep]
         return keep, scores[keep]
     if method not in NMS_METHODS:
         raise ValueError(f"unknown NMS method {method!r}: use one of {NMS_METHODS}")
@@ -57,3 +57,21 @@ def class_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresh: float, 
     index = torch.tensor(picked, dtype=torch.int64, device=boxes.device)
     kept_scores = torch.stack(picked_scores) if picked_scores else scores.new_zeros(0)
     return index, kept_scores
+
+
+def nms_per_label(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresh: float) -> Tensor:
+    """torchvision's batched_nms, or offset_nms in a graph being traced or exported: batched_nms
+    chooses its method by the box count, which a graph knows only at run time."""
+    if torch.compiler.is_compiling():
+        return offset_nms(boxes, scores, labels, iou_thresh)
+    return batched_nms(boxes, scores, labels, iou_thresh)
+
+
+def offset_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thresh: float) -> Tensor:
+    """NMS within each label as one NMS call: each label's boxes are moved by label x (the largest
+    coordinate + 1), so boxes of different labels never overlap. batched_nms does this below its
+    size threshold and loops over the labels above it. No box needs to exist (the zero joined to
+    the coordinates)."""
+    largest = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
+    moved = boxes + (labels.to(boxes) * (largest + 1))[:, None]
+    return nms(moved, scores, iou_thresh)

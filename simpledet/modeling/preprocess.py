@@ -6,7 +6,6 @@ recomputed scale factor, then pad to a multiple of 32) is torchvision's, so conv
 models see bit-identical inputs.
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +62,9 @@ class ImagePreprocessor(nn.Module):
     def resize(self, image: Tensor, short_side: int) -> Tensor:
         h, w = image.shape[-2:]
         max_size = self.max_size if self.training else self.test_max_size
+        if torch.compiler.is_compiling():
+            size = traced_resize_size(image, short_side, max_size)
+            return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
         scale = min(short_side / min(h, w), max_size / max(h, w))
         return F.interpolate(image[None], scale_factor=scale, mode="bilinear",
                              recompute_scale_factor=True, align_corners=False)[0]
@@ -71,7 +73,7 @@ class ImagePreprocessor(nn.Module):
         """The padded batch's (h, w): the smallest multiple of size_divisible that holds every
         image or, with fixed_canvas in training, the largest size the resize rule can give in each
         image's orientation (landscape or portrait), so that every batch has one of few shapes."""
-        stride = float(self.size_divisible)
+        stride = self.size_divisible
         max_h = max(img.shape[-2] for img in images)
         max_w = max(img.shape[-1] for img in images)
         if self.fixed_canvas and self.training:
@@ -79,10 +81,15 @@ class ImagePreprocessor(nn.Module):
             landscape = [img.shape[-1] >= img.shape[-2] for img in images]
             max_h = max(max_h, max(short if wide else long for wide in landscape))
             max_w = max(max_w, max(long if wide else short for wide in landscape))
-        return int(math.ceil(max_h / stride) * stride), int(math.ceil(max_w / stride) * stride)
+        # rounded up in integers, without a negative floor division (an exported graph's integer
+        # division truncates towards zero)
+        return (max_h + stride - 1) // stride * stride, (max_w + stride - 1) // stride * stride
 
     def pad(self, images: list[Tensor]) -> Tensor:
         max_h, max_w = self.canvas(images)
+        if len(images) == 1:  # one op, which a graph traced at symbolic sizes follows without guards on them
+            image = images[0]
+            return F.pad(image, (0, max_w - image.shape[-1], 0, max_h - image.shape[-2]))[None]
         batch = images[0].new_zeros((len(images), images[0].shape[0], max_h, max_w))
         for i, img in enumerate(images):
             batch[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)
@@ -94,10 +101,10 @@ class ImagePreprocessor(nn.Module):
         short_side = self._target_short_side()
         resized, sizes, originals, new_targets = [], [], [], [] if targets is not None else None
         for i, image in enumerate(images):
-            originals.append((int(image.shape[-2]), int(image.shape[-1])))
+            originals.append((image.shape[-2], image.shape[-1]))  # ints (symbolic in a traced graph)
             image = self.resize(self.normalize(image), short_side)
             resized.append(image)
-            sizes.append((int(image.shape[-2]), int(image.shape[-1])))
+            sizes.append((image.shape[-2], image.shape[-1]))
             if targets is not None:
                 target = dict(targets[i])
                 target["boxes"] = scale_boxes(target["boxes"], originals[-1], sizes[-1])
@@ -113,6 +120,19 @@ class ImagePreprocessor(nn.Module):
         for det, size, original in zip(detections, sizes.resized, sizes.original):
             det["boxes"] = scale_boxes(det["boxes"], size, original)
         return detections
+
+
+def traced_resize_size(image: Tensor, short_side: int, max_size: int) -> tuple[int, int]:
+    """The (h, w) `resize` gives `image`, for a graph traced or exported at symbolic image sizes:
+    the same float64 arithmetic as Python's floats, done by tensors of the graph (an exported
+    graph's own size arithmetic may run in float32 and miss by a pixel), and read as sizes known
+    at run time."""
+    hw = torch.tensor(image.shape[-2:], dtype=torch.float64)
+    scale = torch.minimum(short_side / hw.min(), max_size / hw.max())
+    out_h, out_w = (hw * scale).floor().long().tolist()
+    torch._check(out_h >= 1)
+    torch._check(out_w >= 1)
+    return out_h, out_w
 
 
 def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:

@@ -1,6 +1,6 @@
-"""`simpledet inspect FILE`: the arrays (name, dtype, shape) of any weights file we read: MXNet
-`.params`, PyTorch `.pth` / `.pt` (loaded with weights_only=True, never unpickling code) and
-`.safetensors` (header only, no tensor data read)."""
+"""`simpledet inspect FILE`: the arrays (name, dtype, shape) of any weights file we read, told
+apart by content (weights/file_format.py): MXNet `.params`, PyTorch torch.save files (loaded with
+weights_only=True, never unpickling code) and safetensors (header only, no tensor data read)."""
 
 import math
 from collections.abc import Mapping
@@ -10,11 +10,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from simpledet.errors import UserError
-from simpledet.weights.mxnet_format import is_ndarray_file, read_ndarray_file
+from simpledet.weights.file_format import MXNET, SAFETENSORS, load_torch_file, sniff
+from simpledet.weights.mxnet_format import read_ndarray_file
 
 ArrayInfo = tuple[str, str, tuple[int, ...]]
 
-_TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 # safetensors dtype codes -> the numpy / torch names the other formats print
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
                        "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32",
@@ -25,33 +25,14 @@ def describe_weights(path: str | Path) -> list[ArrayInfo]:
     """(name, dtype, shape) of every array in `path`, in stored order. Unnamed MXNet lists are
     named by position ("0", "1", ...); nested .pth containers by dotted path."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    kind = _kind(path)
-    if kind == "mxnet":
+    kind = sniff(path)
+    if kind == MXNET:
         arrays = read_ndarray_file(path)
         items = arrays.items() if isinstance(arrays, dict) else ((str(i), a) for i, a in enumerate(arrays))
         return [(name, a.dtype.name, tuple(a.shape)) for name, a in items]
-    if kind == "safetensors":
+    if kind == SAFETENSORS:
         return _describe_safetensors(path)
     return _describe_torch(path)
-
-
-def _kind(path: Path) -> str:
-    """By suffix; for any other suffix, by the first bytes."""
-    if is_ndarray_file(path):
-        return "mxnet"
-    if path.suffix == ".safetensors":
-        return "safetensors"
-    if path.suffix in _TORCH_SUFFIXES:
-        return "torch"
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if head[:4] == b"PK\x03\x04":
-        return "torch"
-    if head[8:9] == b"{":
-        return "safetensors"
-    raise UserError(f"{path}: not a weights file we read (MXNet .params, PyTorch .pth, .safetensors)")
 
 
 def _describe_safetensors(path: Path) -> list[ArrayInfo]:
@@ -70,7 +51,7 @@ def _describe_safetensors(path: Path) -> list[ArrayInfo]:
 
 def _describe_torch(path: Path) -> list[ArrayInfo]:
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = load_torch_file(path)
     except Exception as e:  # the restricted unpickler refuses anything but tensors and containers
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{path}: not a plain PyTorch weights file ({first})") from None

@@ -7,7 +7,8 @@ The family of an MXNet file is read off its content (names and shapes), never it
     ResNeXt when conv2 is grouped (groups = conv2 out channels / conv2 in channels per group);
   - pre-activation units with a bare shortcut conv: ResNet v2;
   - `bn_data_*`: MXNet's input whitening BN (v2 and ResNeXt files), kept as `data_bn`;
-  - depth from the number of units per stage.
+  - depth from the number of units per stage, base width from the stem's channels (64 in
+    SimpleDet's files; less in the reduced files tests use).
 ResNet v1 (MSRA: stride in the 1x1 conv) and v1b (GluonCV: stride in the 3x3 conv) have the same
 names and shapes: the config's `variant` decides; a file name that says otherwise gets a warning.
 
@@ -25,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save
 from torch import nn
 
 from simpledet.errors import UserError
-from simpledet.files import atomic_write_bytes, atomic_write_text
+from simpledet.files import atomic_write_text
 from simpledet.modeling.backbones.resnet import ResNetConfig
 from simpledet.modeling.backbones.resnet_v2 import ResNetV2Config
 from simpledet.weights.backbone_weights import PretrainedWeights, place_weights
+from simpledet.weights.file_format import writable_format, write_state_dict
 from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
 from simpledet.weights.mxnet_names import MXNET_FIX_GAMMA, mxnet_resnet_key
 
@@ -58,17 +59,20 @@ class MXNetBackboneFamily:
     groups: int = 1
     width_per_group: int = 64  # at 64 planes, our ResNetConfig's convention
     data_bn: bool = False
+    base_width: int = 64  # the stem's channels and stage 1's planes
 
     def describe(self) -> str:
         name = {"resnet_v1": "ResNet v1/v1b", "resnet_v2": "ResNet v2 (pre-activation)",
                 "resnext": f"ResNeXt {self.groups}x{self.width_per_group}d"}[self.kind]
-        return f"{name}-{self.depth}" + (" with input whitening (bn_data)" if self.data_bn else "")
+        slim = f" at base width {self.base_width}" if self.base_width != 64 else ""
+        return f"{name}-{self.depth}{slim}" + (" with input whitening (bn_data)" if self.data_bn else "")
 
     def config_hint(self, variant: str | None = None) -> str:
         """The backbone config these weights fit (`variant`: what the file name says, if anything)."""
+        width = f", base_width={self.base_width}" if self.base_width != 64 else ""
         if self.kind == "resnet_v2":
-            return f"ResNetV2Config(depth={self.depth}, data_bn={self.data_bn})"
-        extra = f", variant={variant!r}" if variant else ""
+            return f"ResNetV2Config(depth={self.depth}{width}, data_bn={self.data_bn})"
+        extra = width + (f", variant={variant!r}" if variant else "")
         if self.kind == "resnext":
             extra += f", groups={self.groups}, width_per_group={self.width_per_group}"
         return f"ResNetConfig(depth={self.depth}{extra}, data_bn={self.data_bn})"
@@ -76,9 +80,9 @@ class MXNetBackboneFamily:
     def build(self, variant: str = "v1b") -> nn.Module:
         """A frozen-BN backbone of this family; `variant` (v1 / v1b) only moves strides."""
         if self.kind == "resnet_v2":
-            return ResNetV2Config(depth=self.depth, data_bn=self.data_bn).build()
+            return ResNetV2Config(depth=self.depth, data_bn=self.data_bn, base_width=self.base_width).build()
         return ResNetConfig(depth=self.depth, variant=variant, groups=self.groups, width_per_group=self.width_per_group,
-                            data_bn=self.data_bn).build()
+                            data_bn=self.data_bn, base_width=self.base_width).build()
 
 
 def detect_mxnet_family(shapes: Mapping[str, tuple[int, ...]], source: str = "<arrays>") -> MXNetBackboneFamily:
@@ -99,17 +103,18 @@ def detect_mxnet_family(shapes: Mapping[str, tuple[int, ...]], source: str = "<a
     if depth is None:
         raise UserError(f"{source}: {kind} units per stage {tuple(blocks)} match no ResNet depth")
     data_bn = "bn_data_moving_mean" in shapes or "bn_data_gamma" in shapes
+    base = shapes["conv0_weight"][0]
     if "sc_weight" in unit_layers and "sc_bn_moving_mean" not in unit_layers:
-        return MXNetBackboneFamily("resnet_v2", depth, data_bn=data_bn)
-    # groups from any bottleneck's 3x3 conv, (inner, inner / groups, 3, 3); planes 64 in stage 1, x2 per stage
+        return MXNetBackboneFamily("resnet_v2", depth, data_bn=data_bn, base_width=base)
+    # groups from any bottleneck's 3x3 conv, (inner, inner / groups, 3, 3); planes `base` in stage 1, x2 per stage
     conv2 = next(((int(m.group(1)), shape) for name, shape in shapes.items()
                   if (m := _UNIT.match(name)) and name.endswith("_conv2_weight")), None)
     if kind == "basic" or conv2 is None or len(conv2[1]) != 4 or conv2[1][0] == conv2[1][1]:
-        return MXNetBackboneFamily("resnet_v1", depth, data_bn=data_bn)
+        return MXNetBackboneFamily("resnet_v1", depth, data_bn=data_bn, base_width=base)
     stage, (inner, per_group) = conv2[0], conv2[1][:2]
-    groups, planes = inner // per_group, 64 * 2 ** (stage - 1)
+    groups, planes = inner // per_group, base * 2 ** (stage - 1)
     # ResNetConfig's rule: inner = int(planes * width_per_group / 64) * groups
-    return MXNetBackboneFamily("resnext", depth, groups, inner * 64 // (planes * groups), data_bn)
+    return MXNetBackboneFamily("resnext", depth, groups, inner * 64 // (planes * groups), data_bn, base)
 
 
 def _variant_from_name(path: str) -> str | None:
@@ -164,8 +169,10 @@ def _mxnet_name_of(key: str, v2: bool) -> str:
 
 
 def convert_mxnet_backbone(src: str | Path, dst: str | Path) -> str:
-    """`simpledet convert mxnet SRC.params DST`: the backbone's weights under our names, as
-    safetensors (+ a JSON beside it), checked by loading them into the family's backbone."""
+    """`simpledet convert mxnet SRC.params DST`: the backbone's weights under our names, in the
+    format DST's extension says (+ a JSON beside it), checked by loading them into the family's
+    backbone."""
+    writable_format(dst)
     weights, family = read_mxnet_backbone(src)
     # every parameter of the family must be there
     report = place_weights(family.build(weights.variant_hint or "v1b"), weights)
@@ -174,7 +181,7 @@ def convert_mxnet_backbone(src: str | Path, dst: str | Path) -> str:
             "family": family.describe(), "config": family.config_hint(weights.variant_hint),
             "variant_hint": weights.variant_hint or ""}
     tensors = {k: v.float().contiguous() for k, v in weights.state.items()}
-    atomic_write_bytes(dst, save(tensors, metadata=meta))
+    write_state_dict(dst, tensors, metadata=meta)
     info = dict(meta, skipped=report.skipped, notes=report.notes)
     atomic_write_text(dst.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
     lines = [f"{src}: {family.describe()}, {len(tensors)} arrays -> {dst}",

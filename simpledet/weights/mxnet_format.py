@@ -168,19 +168,6 @@ def _what_is_it(data: bytes) -> str:
     return f"magic number {struct.unpack_from('<Q', data)[0]:#x}, expected {LIST_MAGIC:#x}"
 
 
-def is_ndarray_file(path: str | Path) -> bool:
-    """True for a `.params` file or any file that starts with MXNet's list magic number."""
-    path = Path(path)
-    if path.suffix == ".params":
-        return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    return len(head) == 8 and struct.unpack("<Q", head)[0] == LIST_MAGIC
-
-
 def read_ndarray_file(path: str | Path) -> ArrayFile:
     """Reads an MXNet `.params` / `mx.nd.save` file: name -> numpy array (file order), or a list
     for an unnamed list. Module checkpoints keep their `arg:` / `aux:` prefixes (see split_prefixes)."""

@@ -236,11 +236,13 @@ def convert_arrays(arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[
 def convert_simpledet_checkpoint(src_params: str | Path, config_path: str | Path, dst: str | Path,
                                  overrides=()) -> str:
     """Convert SimpleDet's `src_params` into weights for our config `config_path`, written to
-    `dst` (safetensors + meta). Returns a one-line summary of what was placed and skipped."""
+    `dst` (the format its extension says, + meta). Returns a one-line summary of what was placed and skipped."""
     from simpledet.config import load_config, to_dict
     from simpledet.engine.checkpoint import save_weights
+    from simpledet.weights.file_format import writable_format
     from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
 
+    writable_format(dst)  # before the work
     loaded = read_ndarray_file(src_params)
     raw = loaded.arrays if hasattr(loaded, "arrays") else loaded
     if not isinstance(raw, Mapping):

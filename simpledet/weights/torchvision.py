@@ -39,7 +39,9 @@ TORCHVISION_RULES = (
 
 
 def is_torchvision_detection(state_dict: dict[str, Tensor]) -> bool:
-    return any(k.startswith("backbone.body.") for k in state_dict)
+    # torchvision's detectors are ResNet-FPN: body and fpn (our TridentNet has a backbone.body too)
+    return any(k.startswith("backbone.body.") for k in state_dict) and any(k.startswith("backbone.fpn.")
+                                                                          for k in state_dict)
 
 
 def convert_torchvision(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:

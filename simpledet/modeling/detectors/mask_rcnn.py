@@ -27,7 +27,7 @@ class MaskRCNN(TwoStageDetector):
         # torchvision's order: boxes are first rescaled to the original image, then the 28x28
         # masks pasted into those boxes at that size
         for det, image in zip(outputs, images):
-            det["masks"] = paste_masks(det["masks"], det["boxes"], (int(image.shape[-2]), int(image.shape[-1])))
+            det["masks"] = paste_masks(det["masks"], det["boxes"], (image.shape[-2], image.shape[-1]))
         return outputs
 
 

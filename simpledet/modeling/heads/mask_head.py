@@ -73,7 +73,7 @@ def mask_loss(logits: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
 
 def class_mask_probs(logits: Tensor, labels: Tensor) -> Tensor:
     """(R, 1, S, S) sigmoid probabilities of the map of each detection's predicted class."""
-    picked = logits[torch.arange(len(labels), device=labels.device), labels]
+    picked = logits[torch.arange(labels.shape[0], device=labels.device), labels]
     return picked.float().sigmoid()[:, None]
 
 
@@ -91,7 +91,7 @@ def _paste_weights(start: Tensor, end: Tensor, length: int, size: int) -> Tensor
     low = low.long().clamp(max=size - 1)
     high = (low + 1).clamp(max=size - 1)
     inside = ((p[None] >= start[:, None]) & (p[None] <= end[:, None])).float()
-    weights = start.new_zeros((len(start), length, size), dtype=torch.float32)
+    weights = start.new_zeros((start.shape[0], length, size), dtype=torch.float32)
     weights.scatter_add_(2, low[..., None], ((1 - frac) * inside)[..., None])
     weights.scatter_add_(2, high[..., None], (frac * inside)[..., None])
     return weights
@@ -107,7 +107,7 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
     rows @ mask @ cols^T with (h, S + 2) and (w, S + 2) weight matrices: one batched matmul
     instead of a resize per box."""
     h, w = image_size
-    if len(masks) == 0:
+    if not torch.compiler.is_compiling() and len(masks) == 0:  # a traced graph takes the general path
         return masks.new_zeros((0, 1, h, w))
     size = masks.shape[-1] + 2 * padding
     padded = F.pad(masks[:, 0].float(), (padding,) * 4)

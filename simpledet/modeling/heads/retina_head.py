@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
+from torchvision.ops import clip_boxes_to_image, sigmoid_focal_loss
 
 from simpledet.modeling.anchors import AnchorGenerator, Anchors
 from simpledet.modeling.box_coder import BoxCoder, matched_box_targets
 from simpledet.modeling.box_iou import batched_box_iou
 from simpledet.modeling.matcher import FOREGROUND, IGNORE, Matcher
+from simpledet.modeling.nms import nms_per_label
 from simpledet.structures.ground_truth import PaddedGroundTruth
 from simpledet.structures.image_sizes import ImageSizes
 
@@ -154,7 +155,7 @@ class RetinaHead(nn.Module):
             keep = img_scores > self.score_thresh
             img_boxes = clip_boxes_to_image(img_boxes[keep], size)
             img_scores, img_classes = img_scores[keep], img_classes[keep]
-            keep = batched_nms(img_boxes, img_scores, img_classes, self.nms_thresh)[: self.detections_per_img]
+            keep = nms_per_label(img_boxes, img_scores, img_classes, self.nms_thresh)[: self.detections_per_img]
             results.append({"boxes": img_boxes[keep], "scores": img_scores[keep],
                             "labels": img_classes[keep] + self.label_offset})
         return results

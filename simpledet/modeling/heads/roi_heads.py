@@ -185,7 +185,7 @@ class RoIHeads(nn.Module):
         """Proposals moved by class-agnostic deltas and clipped: the next cascade stage's input.
         Clipped as clip_boxes_to_image does, in 1 + images kernels instead of 5 per image."""
         boxes = self.box_coder.decode(deltas.float().detach()[:, :4], torch.cat(proposals))[:, 0].clamp(min=0)
-        return [torch.minimum(b, limit) for b, limit in zip(boxes.split([len(p) for p in proposals]), sizes.limits)]
+        return [torch.minimum(b, limit) for b, limit in zip(boxes.split([p.shape[0] for p in proposals]), sizes.limits)]
 
     def postprocess(self, scores: Tensor, deltas: Tensor, proposals: list[Tensor], sizes: ImageSizes) -> list[dict]:
         """scores: (R, num_classes + 1) class probabilities; deltas: per class or agnostic."""
@@ -194,7 +194,7 @@ class RoIHeads(nn.Module):
         boxes = self.box_coder.decode(deltas, torch.cat(proposals))  # (R, K or 1, 4)
         if boxes.shape[1] == 1:
             boxes = boxes.expand(-1, num_classes, -1)
-        counts = [len(p) for p in proposals]
+        counts = [p.shape[0] for p in proposals]
         results = []
         for img_boxes, img_scores, size in zip(boxes.split(counts), scores.split(counts), sizes.resized):
             img_boxes = clip_boxes_to_image(img_boxes, size)
@@ -218,7 +218,7 @@ class RoIHeads(nn.Module):
         logits = self.run_head(self.mask_head, self.mask_pooler(features, boxes, sizes.resized))
         labels = torch.cat([d["labels"] for d in detections])
         probs = class_mask_probs(logits, labels)
-        for det, masks in zip(detections, probs.split([len(b) for b in boxes])):
+        for det, masks in zip(detections, probs.split([b.shape[0] for b in boxes])):
             det["masks"] = masks
 
 

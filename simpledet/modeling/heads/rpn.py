@@ -83,7 +83,7 @@ class RPN(nn.Module):
         logits, deltas = outputs
         with torch.no_grad():
             boxes = self.box_coder.decode(deltas.detach(), anchors.all[None])[:, :, 0]
-            return self.select_proposals(boxes, logits.detach(), [len(a) for a in anchors.levels], sizes)
+            return self.select_proposals(boxes, logits.detach(), [a.shape[0] for a in anchors.levels], sizes)
 
     def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int], sizes: ImageSizes) -> list[Tensor]:
         """Top-k per level by objectness, clip, drop tiny and low-scoring boxes, NMS within each
@@ -119,7 +119,7 @@ class RPN(nn.Module):
         keep = keep[by_image]  # then by image, best first within
         per_image = [0] * num_images  # NMS has returned, so each call's output size is known here
         for (image, _, _), k in zip(segments, kept):
-            per_image[image] += len(k)
+            per_image[image] += k.shape[0]
         # the valid boxes among each image's kept ones, counted by a scatter-add: the one wait
         # outside NMS (torch.bincount on CUDA would wait twice more)
         valid_per_image = torch.zeros(num_images, dtype=torch.int64, device=keep.device).scatter_add_(

@@ -26,7 +26,8 @@ class LevelSortedRoIAlign(MultiScaleRoIAlign):
         features = [v for k, v in x.items() if k in self.featmap_names]  # torchvision's order: x's
         if self.scales is None:
             self.scales, self.map_levels = self._scales_and_mapper(features, image_shapes)
-        image_ids = torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)])
+        image_ids = torch.cat([torch.full((b.shape[0], 1), i, dtype=b.dtype, device=b.device)
+                               for i, b in enumerate(boxes)])
         rois = torch.cat([image_ids, torch.cat(boxes)], dim=1)
         if len(features) == 1:
             return roi_align(features[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
@@ -37,7 +38,7 @@ class LevelSortedRoIAlign(MultiScaleRoIAlign):
         pooled = [roi_align(feature, level_rois, self.output_size, scale, self.sampling_ratio)
                   for feature, level_rois, scale in zip(features, rois[order].split(counts), self.scales)]
         first = features[0]
-        result = torch.empty((len(rois), first.shape[1], *self.output_size), dtype=first.dtype, device=first.device)
+        result = torch.empty((rois.shape[0], first.shape[1], *self.output_size), dtype=first.dtype, device=first.device)
         result[order] = torch.cat([p.to(first.dtype) for p in pooled])  # back in the RoIs' order
         return result
 

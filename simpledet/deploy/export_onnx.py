@@ -1,0 +1,79 @@
+"""The detector as one ONNX graph: resize and normalisation, backbone, heads, box decoding, NMS
+and (Mask R-CNN) mask pasting. Input `image` float32 [3, H, W], RGB in [0, 1], any H and W;
+outputs `boxes` [K, 4], `scores` [K], `labels` [K] (category ids) and `masks` [K, 1, H, W].
+
+Made by torch's ONNX exporter from the ExportedProgram (export_program.py): the same graph as
+the .pt2 file, operator by operator. The category names go into the model's metadata_props,
+which onnx_runtime.OnnxDetector reads."""
+
+import contextlib
+import io
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from simpledet.deploy.export_program import nms_keeps_any_count
+from simpledet.errors import UserError
+from simpledet.files import atomic_write_bytes
+
+DEFAULT_OPSET = 19  # the first with DeformConv (the DCN configs); RoiAlign and NonMaxSuppression are older
+METADATA_NAMES = "simpledet.category_names"
+METADATA_IDS = "simpledet.category_ids"
+INSTALL_HINT = "pip install 'simpledet-torch[deploy]'"
+
+
+def require_deploy_packages() -> None:
+    """UserError naming the extra to install when onnx, onnxscript or onnxruntime is missing."""
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            __import__(name)
+        except ImportError:
+            raise UserError(f"ONNX export and runtime need the `{name}` package: {INSTALL_HINT}") from None
+
+
+def _stable_sort(self, stable=None, dim: int = -1, descending: bool = False):
+    """aten::sort(stable=True) as ONNX TopK over the whole axis, which keeps the order of equal
+    elements (the lower index first, as the ONNX operator specifies); torch's exporter has no
+    translation for the stable overload."""
+    from onnxscript import opset18 as op
+
+    count = op.Reshape(op.Gather(op.Shape(self), dim, axis=0), op.Constant(value_ints=[1]))
+    return op.TopK(self, count, axis=dim, largest=descending, sorted=True)
+
+
+def onnx_model(program: torch.export.ExportedProgram, output_names: tuple[str, ...], opset: int = DEFAULT_OPSET,
+               category_names: list[str] | None = None, category_ids: list[int] | None = None):
+    """The onnx.ModelProto of an ExportedProgram of ExportableDetector, with the categories in
+    its metadata_props."""
+    require_deploy_packages()
+    # the exporter reports its steps on stdout and each rewrite of its optimiser as an INFO log
+    # the exporter traces the program again (its decompositions): NMS's sizes as in export_program
+    with contextlib.redirect_stdout(io.StringIO()), _quiet("onnx_ir", "onnxscript"), nms_keeps_any_count():
+        onnx_program = torch.onnx.export(
+            program, dynamo=True, input_names=["image"], output_names=list(output_names), opset_version=opset,
+            custom_translation_table={torch.ops.aten.sort.stable: _stable_sort}, verbose=False)
+    model = onnx_program.model_proto
+    for key, value in ((METADATA_NAMES, category_names), (METADATA_IDS, category_ids)):
+        if value is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, json.dumps(value)
+    return model
+
+
+def save_onnx(model, path: str | Path) -> None:
+    atomic_write_bytes(path, model.SerializeToString())
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """The named loggers at WARNING for the duration."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
