@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from simpledet.config import DatasetConfig
-from simpledet.data.coco import _SCHEMA, _short, _where
+from simpledet.data.coco import COCO_SCHEMA, record_where, short_repr
 from simpledet.data.datasets import read_records
 from simpledet.data.image_io import read_image
 from simpledet.data.records import IMAGE_READ_ERRORS, DatasetRecords, Problem, Problems, read_error_reason
@@ -76,14 +76,14 @@ def read_coco_leniently(ann_file: Path, image_dir: Path, problems: Problems) -> 
         raise UserError(f"{ann_file}: expected a JSON object with 'images', 'annotations' and 'categories' lists")
     records = DatasetRecords(coco={}, image_dir=image_dir, source=ann_file)
     kept: dict[str, list[tuple[int, dict]]] = {}
-    for section, schema in _SCHEMA.items():
+    for section, schema in COCO_SCHEMA.items():
         entries = data.get(section, [])
         if not isinstance(entries, list):
             raise UserError(f"{ann_file}: '{section}' must be a list, got {type(entries).__name__}")
         seen: dict[int, int] = {}
         kept[section] = []
         for i, rec in enumerate(entries):
-            where = f"{ann_file}: {_where(section, i, rec)}"
+            where = f"{ann_file}: {record_where(section, i, rec)}"
             problem = _record_problem(rec, schema)
             if problem is None and rec["id"] in seen:
                 problem = f"duplicate id (also {section}[{seen[rec['id']]}])"
@@ -98,7 +98,7 @@ def read_coco_leniently(ann_file: Path, image_dir: Path, problems: Problems) -> 
     category_ids = {rec["id"] for _, rec in kept["categories"]}
     annotations = []
     for i, ann in kept["annotations"]:
-        where = f"{ann_file}: {_where('annotations', i, ann)}"
+        where = f"{ann_file}: {record_where('annotations', i, ann)}"
         if ann["image_id"] not in image_ids:
             problems.error(where, f"image_id {ann['image_id']} does not match any image")
         elif ann["category_id"] not in category_ids:
@@ -107,7 +107,7 @@ def read_coco_leniently(ann_file: Path, image_dir: Path, problems: Problems) -> 
             annotations.append(ann)
             records.annotation_where[ann["id"]] = where
     for i, img in kept["images"]:
-        records.image_where[img["id"]] = f"{ann_file}: {_where('images', i, img)}"
+        records.image_where[img["id"]] = f"{ann_file}: {record_where('images', i, img)}"
     records.coco = {"images": [img for _, img in kept["images"]], "annotations": annotations,
                     "categories": [cat for _, cat in kept["categories"]]}
     return records
@@ -120,7 +120,7 @@ def _record_problem(rec: Any, schema) -> str | None:
         if key not in rec:
             return f"missing required key '{key}'"
         if not ok(rec[key]):
-            return f"{key} must be {what}, got {_short(rec[key])}"
+            return f"{key} must be {what}, got {short_repr(rec[key])}"
     return None
 
 

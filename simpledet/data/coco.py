@@ -49,8 +49,8 @@ def _is_box(v: Any) -> bool:
     return isinstance(v, list) and len(v) == 4 and all(_is_num(x) for x in v)
 
 
-# Required keys per section: (key, check, what the value must be).
-_SCHEMA: dict[str, tuple[tuple[str, Callable[[Any], bool], str], ...]] = {
+# Required keys per section: (key, check, what the value must be); `data check` applies them too.
+COCO_SCHEMA: dict[str, tuple[tuple[str, Callable[[Any], bool], str], ...]] = {
     "images": (("id", _is_int, "an integer"), ("file_name", _is_name, "a non-empty string"),
                ("width", _is_size, "a positive number"), ("height", _is_size, "a positive number")),
     "annotations": (("id", _is_int, "an integer"), ("image_id", _is_int, "an integer"),
@@ -64,16 +64,16 @@ def _segmentation_problem(segm: Any, height: int, width: int) -> str | None:
     if isinstance(segm, list):
         for part in segm:
             if not isinstance(part, list) or not all(_is_num(x) for x in part) or len(part) % 2:
-                return f"polygons must be lists of x, y numbers, got {_short(part)}"
+                return f"polygons must be lists of x, y numbers, got {short_repr(part)}"
         return None
     if isinstance(segm, dict):
         counts, size = segm.get("counts"), segm.get("size")
         if not (isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(c) for c in counts))):
-            return f"RLE counts must be a string or a list of integers, got {_short(counts)}"
+            return f"RLE counts must be a string or a list of integers, got {short_repr(counts)}"
         if size != [height, width]:
-            return f"RLE size {_short(size)} is not the image's [height, width] [{height}, {width}]"
+            return f"RLE size {short_repr(size)} is not the image's [height, width] [{height}, {width}]"
         return None
-    return f"must be a list of polygons or an RLE object, got {_short(segm)}"
+    return f"must be a list of polygons or an RLE object, got {short_repr(segm)}"
 
 
 def _to_rle(segm: list | dict, height: int, width: int) -> dict:
@@ -88,14 +88,16 @@ def _to_rle(segm: list | dict, height: int, width: int) -> dict:
     return segm
 
 
-def _short(v: Any) -> str:
+def short_repr(v: Any) -> str:
+    """A value as a message quotes it: its repr, cut at 80 characters."""
     text = repr(v)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _where(section: str, i: int, rec: Any) -> str:
+def record_where(section: str, i: int, rec: Any) -> str:
+    """Where a record sits, for messages: `annotations[3] (id 17)`."""
     rid = rec.get("id") if isinstance(rec, dict) else None
-    return f"{section}[{i}]" + (f" (id {_short(rid)})" if rid is not None else "")
+    return f"{section}[{i}]" + (f" (id {short_repr(rid)})" if rid is not None else "")
 
 
 def load_coco_json(path: Path, image_files: bool = True) -> dict[str, list[dict]]:
@@ -117,7 +119,7 @@ def load_coco_json(path: Path, image_files: bool = True) -> dict[str, list[dict]
         raise UserError(f"{path}: top level must be a JSON object with 'images', 'annotations' "
                         f"and 'categories', got {type(data).__name__}")
     data.setdefault("annotations", [])  # image-info-only files (test sets) have none
-    for section, schema in _SCHEMA.items():
+    for section, schema in COCO_SCHEMA.items():
         if section not in data:
             raise UserError(f"{path}: missing top-level key '{section}'")
         records = data[section]
@@ -131,21 +133,21 @@ def load_coco_json(path: Path, image_files: bool = True) -> dict[str, list[dict]
                                 f"got {type(rec).__name__}")
             for key, ok, what in schema:
                 if key not in rec:
-                    raise UserError(f"{path}: {_where(section, i, rec)}: "
+                    raise UserError(f"{path}: {record_where(section, i, rec)}: "
                                     f"missing required key '{key}'")
                 if not ok(rec[key]):
-                    raise UserError(f"{path}: {_where(section, i, rec)}: {key} must be {what}, "
-                                    f"got {_short(rec[key])}")
+                    raise UserError(f"{path}: {record_where(section, i, rec)}: {key} must be {what}, "
+                                    f"got {short_repr(rec[key])}")
     if not data["categories"]:
         raise UserError(f"{path}: 'categories' is empty; at least one category is needed")
     image_ids = _unique_ids(path, "images", data["images"])
     category_ids = _unique_ids(path, "categories", data["categories"])
     for i, ann in enumerate(data["annotations"]):
         if ann["image_id"] not in image_ids:
-            raise UserError(f"{path}: {_where('annotations', i, ann)}: image_id "
+            raise UserError(f"{path}: {record_where('annotations', i, ann)}: image_id "
                             f"{ann['image_id']} does not match any image")
         if ann["category_id"] not in category_ids:
-            raise UserError(f"{path}: {_where('annotations', i, ann)}: category_id "
+            raise UserError(f"{path}: {record_where('annotations', i, ann)}: category_id "
                             f"{ann['category_id']} does not match any category")
     return data
 
@@ -213,7 +215,7 @@ class CocoDetection(torch.utils.data.Dataset):
             img = images_by_id[ann["image_id"]]
             box = self._clean_box(ann, img["width"], img["height"])
             if box is None and not ann.get("iscrowd", 0) and len(dropped) < 3:
-                dropped.append(f"{_where('annotations', i, ann)} bbox {_short(ann['bbox'])}")
+                dropped.append(f"{record_where('annotations', i, ann)} bbox {short_repr(ann['bbox'])}")
             if box is not None:
                 label = self.category_id_to_label[ann["category_id"]]
                 segm = self._check_segmentation(i, ann, img) if with_masks else None
@@ -265,11 +267,11 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def _check_segmentation(self, i: int, ann: dict, img: dict) -> list | dict:
         if "segmentation" not in ann:
-            raise UserError(f"{self.ann_file}: {_where('annotations', i, ann)}: missing 'segmentation' "
+            raise UserError(f"{self.ann_file}: {record_where('annotations', i, ann)}: missing 'segmentation' "
                             "(instance masks are needed for this model)")
         problem = _segmentation_problem(ann["segmentation"], int(img["height"]), int(img["width"]))
         if problem:
-            raise UserError(f"{self.ann_file}: {_where('annotations', i, ann)}: segmentation {problem}")
+            raise UserError(f"{self.ann_file}: {record_where('annotations', i, ann)}: segmentation {problem}")
         return ann["segmentation"]
 
     def _masks(self, base: int, height: int, width: int) -> Tensor:
