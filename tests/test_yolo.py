@@ -188,3 +188,14 @@ def test_train_on_voc_and_evaluate_on_yolo_through_the_cli(tmp_path: Path) -> No
         orders.append(val.category_names)
     assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
     assert named[0] and named[0] == named[1]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"format": "voc", "ann_file": "root"}, "data.val.split: set it to the VOC split to read"),
+    ({"format": "yolo", "split": "val"}, "data.val.ann_file: set it to the data.yaml (data.val.format=yolo)"),
+    ({"format": "pascal", "ann_file": "x"}, "data.val.format: unknown format 'pascal'; choose one of coco, voc, yolo"),
+])
+def test_an_incomplete_split_names_the_key_to_set(fields, message) -> None:
+    with pytest.raises(UserError) as caught:
+        open_dataset(DatasetConfig(**fields), key="data.val")
+    assert message in str(caught.value)

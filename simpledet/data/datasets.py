@@ -31,19 +31,21 @@ def open_dataset(split: DatasetConfig, *, train: bool = False, flip_copies: bool
                          data=records.coco)
 
 
+# format -> (its reader, what ann_file names, what split names); every message below comes from here
+READERS = {
+    "voc": (read_voc, "the VOC root folder", "the VOC split to read (ImageSets/Main/SPLIT.txt), e.g. trainval"),
+    "yolo": (read_yolo, "the data.yaml", "the data.yaml's key of the split to read, e.g. train or val"),
+}
+
+
 def read_records(split: DatasetConfig, *, key: str = "data.train", problems: Problems | None = None) -> DatasetRecords:
     """A VOC or YOLO split as COCO records. Strict by default: the first bad line, object or file
     is a UserError naming it; `problems` in collecting mode gathers them all instead."""
-    if split.format == "voc":
-        if not split.ann_file:
-            raise UserError(f"{key}.ann_file: set it to the VOC root folder ({key}.format=voc)")
-        if not split.split:
-            raise UserError(f"{key}.split: set it to the VOC split to read (ImageSets/Main/SPLIT.txt), e.g. trainval")
-        return read_voc(split.ann_file, split.split, problems)
-    if split.format == "yolo":
-        if not split.ann_file:
-            raise UserError(f"{key}.ann_file: set it to the data.yaml ({key}.format=yolo)")
-        if not split.split:
-            raise UserError(f"{key}.split: set it to the data.yaml's key of the split to read, e.g. train or val")
-        return read_yolo(split.ann_file, split.split, problems)
-    raise UserError(f"{key}.format: unknown format {split.format!r}; choose one of {', '.join(FORMATS)}")
+    if split.format not in READERS:
+        raise UserError(f"{key}.format: unknown format {split.format!r}; choose one of {', '.join(FORMATS)}")
+    reader, ann_file_is, split_is = READERS[split.format]
+    if not split.ann_file:
+        raise UserError(f"{key}.ann_file: set it to {ann_file_is} ({key}.format={split.format})")
+    if not split.split:
+        raise UserError(f"{key}.split: set it to {split_is}")
+    return reader(split.ann_file, split.split, problems)
