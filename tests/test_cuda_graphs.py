@@ -142,10 +142,13 @@ def test_fixed_canvas_pads_every_training_batch_to_the_largest_resize(sizes, can
 def test_fixed_canvas_leaves_evaluation_and_the_default_alone():
     images = [torch.rand(3, 60, 80)]
     fixed_eval, _, _ = preprocessor(True).eval()(images)
-    default_train, _, _ = preprocessor(False).train()(images)
+    default_train, train_sizes, _ = preprocessor(False).train()(images)
     default_eval, _, _ = preprocessor(False).eval()(images)
     assert torch.equal(fixed_eval, default_eval)
-    assert tuple(default_train.shape[-2:]) == (96, 128)  # the image itself, padded to 32
+    # the image itself (its short side drawn from min_size), padded to 32, not the fixed canvas
+    (height, width), = train_sizes.resized
+    assert min(height, width) in (96, 128)
+    assert tuple(default_train.shape[-2:]) == (-(-height // 32) * 32, -(-width // 32) * 32)
 
 
 def test_retinanet_subnets_join_the_captured_part_and_the_eager_path_is_unchanged():

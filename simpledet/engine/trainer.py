@@ -322,7 +322,7 @@ class Trainer:
         # buffer, which the next replay overwrites and would then add to itself
         self.optimizer.zero_grad(set_to_none=True)
         count = len(batches)
-        total, parts = torch.zeros((), device=self.device), {}
+        micro_losses: list[dict[str, torch.Tensor]] = []  # each micro-batch's loss parts, detached
         for index, (images, targets) in enumerate(batches):
             last = index == count - 1
             images, targets = self._to_device(images, targets)
@@ -338,16 +338,14 @@ class Trainer:
                 # at log and checkpoint steps only, so that no step waits for the device to check it
                 bad = ~torch.isfinite(loss.detach())
                 self.first_bad = torch.where(bad & (self.first_bad < 0), iteration, self.first_bad)  # no copy
-                self.scaler.scale(loss / count).backward()
+                self.scaler.scale(loss if count == 1 else loss / count).backward()
             if self.graphed and not last:
                 # the next replay would overwrite a gradient that aliases a graph's buffer before
                 # autograd adds its own to it: from here on each .grad is a tensor of its own
                 for p in self.model.parameters():
                     if p.grad is not None:
                         p.grad = p.grad.clone()
-            total += loss.detach() / count
-            for name, value in losses.items():
-                parts[name] = parts.get(name, 0) + value.detach() / count
+            micro_losses.append({"loss": loss.detach(), **{name: value.detach() for name, value in losses.items()}})
         if self.distiller is not None:
             dist_utils.average_gradients(self.distiller)  # DDP averages the model's only
         if cfg.clip_grad_norm:
@@ -363,7 +361,11 @@ class Trainer:
             self.skipped_steps += self.scaler._scale < scale
         if self.ema is not None:
             self.ema.update(self.model)
-        return total, parts
+        # one micro-batch (the default) adds no kernel to the step; several are averaged
+        mean = micro_losses[0] if count == 1 else {name: sum(m[name] for m in micro_losses) / count
+                                                   for name in micro_losses[0]}
+        total = mean.pop("loss")
+        return total, mean
 
     def _stop_if_diverged(self, done: int) -> None:
         """Reads the non-finite check and the loss scale (a wait for the device): every rank stops
