@@ -93,6 +93,7 @@ def _register_standins():
         return [(ins[1][0], ins[1][1], 4)]
 
     rules = {"proposal": proposal, "roi_align": roi_align, "same": lambda ins, p: [ins[0]],
+             "group_norm": lambda ins, p: [ins[0]],
              "gen_anchor": gen_anchor, "decode_bbox": decode_bbox}
 
     class StandIn(mx.operator.CustomOp):
@@ -120,6 +121,8 @@ def _register_standins():
         def infer_shape(self, in_shape):
             ins = [_shape(s) for s in in_shape]
             outs = rules[self.rule](ins, self.params)
+            if self.rule == "group_norm":  # SimpleDet's GroupNorm: gamma and beta per channel
+                in_shape = [in_shape[0], [ins[0][1]], [ins[0][1]]]
             return in_shape, outs[: len(self.outputs)], []
 
         def create_operator(self, ctx, shapes, dtypes):
@@ -128,6 +131,8 @@ def _register_standins():
     def standin(stands_for, rule, inputs, outputs):
         def op(*args, name=None, **kwargs):
             data = list(args) + [kwargs.pop(k) for k in inputs[len(args):] if k in kwargs]
+            # an input passed as None is a parameter the operator creates (GroupNorm's gamma / beta)
+            data = [mx.sym.var(f"{name}_{inputs[i]}") if d is None else d for i, d in enumerate(data)]
             outs = outputs
             if rule == "proposal" and str(kwargs.get("output_score", False)).lower() not in ("true", "1"):
                 outs = outputs[:1]
@@ -151,8 +156,19 @@ def _register_standins():
         "FocalLoss": standin("FocalLoss", "same", ["data", "label"], ["output"]),
         "DecodeBBox": standin("DecodeBBox", "decode_bbox", ["rois", "bbox_pred", "im_info"], ["output"]),
         "GenAnchor": standin("GenAnchor", "gen_anchor", ["cls_prob"], ["output"]),
+        # operator_cxx/contrib/group_norm: gamma / beta (C,), where stock MXNet's GroupNorm has (groups,)
+        "GroupNorm": standin("GroupNorm", "group_norm", ["data", "gamma", "beta"], ["output"]),
     }
     added = []
+    # SimpleDet's fork accepts concat(..., axis=); stock MXNet names it dim
+    # (models/crowdhuman/builder.py)
+    stock_concat = mx.sym.concat
+
+    def concat(*args, axis=None, **kwargs):
+        if axis is not None:
+            kwargs["dim"] = axis
+        return stock_concat(*args, **kwargs)
+    mx.sym.concat = concat
     for name, op in stand_ins.items():
         if name == "Proposal" or not hasattr(contrib, name):
             setattr(contrib, name, op)
@@ -200,19 +216,42 @@ def build_one(simpledet_root: str, config: str) -> dict:
 
     added = _register_standins()
     _stub_data_modules()
+    detection_input = importlib.import_module("core.detection_input")
+    if not hasattr(detection_input, "Resize2DImageBboxByRoidb"):
+        # config/faster_r50v2c4_c5_256roi_multiscale_2x.py imports a transform its
+        # core/detection_input.py no longer has; the symbol never uses it
+        detection_input.Resize2DImageBboxByRoidb = type("Resize2DImageBboxByRoidb", (), {})
     module = importlib.import_module("config." + config.replace("/", "."))
     (pGen, pKv, pRpn, pRoi, pBbox, pDataset, pModel, pOpt, pTest,
      transform, data_name, label_name, metric_list) = module.get_config(is_train=False)
-    sym = pModel.test_symbol
+    # the RPN-only configs have no R-CNN test symbol: rpn_test.py runs rpn_test_symbol
+    sym = pModel.test_symbol if pModel.test_symbol is not None else pModel.rpn_test_symbol
     shapes = {k: v for k, v in DATA_SHAPES.items() if k in sym.list_arguments()}
-    arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
+    try:
+        arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
+    except mx.base.MXNetError:
+        # networks built for one padded size (NAS-FPN, SEPC's iBN, EfficientNet): the config's PadParam
+        pad = getattr(module, "PadParam", None) or _pad_param(module)
+        shapes["data"] = (1, 3, pad.short, pad.long)
+        arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
     if arg_shapes is None:
         raise RuntimeError("shape inference incomplete")
     args = {n: list(s) for n, s in zip(sym.list_arguments(), arg_shapes) if n not in DATA_SHAPES}
     aux = {n: list(s) for n, s in zip(sym.list_auxiliary_states(), aux_shapes)}
     used = sorted({node["attrs"]["stands_for"] for node in json.loads(sym.tojson())["nodes"]
                    if node.get("attrs", {}).get("op_type") == "simpledet_standin"})
-    return {"arg": args, "aux": aux, "stand_ins": used, "registered": added, "mxnet": mx.__version__}
+    return {"arg": args, "aux": aux, "stand_ins": used, "registered": added, "mxnet": mx.__version__,
+            "data": list(shapes["data"])}
+
+
+def _pad_param(module):
+    """The PadParam class get_config defines (a local class: read from the test transforms)."""
+    transform = module.get_config(is_train=False)[9]
+    for t in transform:
+        p = getattr(t, "p", None)
+        if p is not None and hasattr(p, "short") and hasattr(p, "long") and type(t).__name__.startswith("Pad"):
+            return p
+    raise RuntimeError("no PadParam in the test transforms")
 
 
 # ---------------------------------------------------------------- in the parent
@@ -254,7 +293,7 @@ def generate(configs: list[str], simpledet_git: Path, mxnext_git: Path) -> list[
             source = (f"TuSimple/simpledet@{sd_commit} config/{config}.py "
                       f"(mxnext RogerChern/mxnext@{mxnext_commit}, mxnet {built['mxnet']}; "
                       f"shape-only stand-ins: {', '.join(built['stand_ins']) or 'none'}; "
-                      f"data {DATA_SHAPES['data']})")
+                      f"data {tuple(built['data'])})")
             manifest = {"source": source, "arg": built["arg"], "aux": built["aux"]}
             dest = OUT / f"{config}.json"
             dest.parent.mkdir(parents=True, exist_ok=True)

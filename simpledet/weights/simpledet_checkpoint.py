@@ -59,11 +59,17 @@ import numpy as np
 import torch
 
 from simpledet.errors import UserError
+from simpledet.weights import simpledet_families
 from simpledet.weights.mxnet_names import MXNET_PARAMS, mxnet_resnet_key
-from simpledet.weights.rename import RenameRule, rename, same_layout
+from simpledet.weights.rename import RenameRule, same_layout
 
-_SKIP = (re.compile(r"^anchor_stride\d+$"), re.compile(r"^student_hint"), re.compile(r"^teacher_"))
-_NO_BIAS = ("offset_conv.bias", "neck.reduce.bias")
+_ANCHORS = "precomputed anchors: recomputed by our anchor generator"
+_TRAINING_ONLY = "training-only (distillation), absent at test time"
+_SKIP = ((re.compile(r"^anchor_stride\d+$"), _ANCHORS), (re.compile(r"^student_hint"), _TRAINING_ONLY),
+         (re.compile(r"^teacher_"), _TRAINING_ONLY)) + \
+    tuple((re.compile(pattern), why) for pattern, why in simpledet_families.SKIP)
+# our biases that SimpleDet's convs lack (DCN offsets, C5-red, and those the families name)
+NO_BIAS = ("offset_conv.bias", "neck.reduce.bias") + simpledet_families.NO_BIAS
 _BACKBONE_PREFIXES = ("backbone.", "backbone.body.", "roi_heads.box_head.")
 _NAME = re.compile(r"^(.*)_(weight|bias|gamma|beta|moving_mean|moving_var)$")
 
@@ -167,24 +173,32 @@ def head_rules(lowest_fpn_level: int) -> tuple[RenameRule, ...]:
         # RetinaNet head
         RenameRule(r"(cls|bbox)_conv(\d+)$", lambda m: f"head.{_SUBNET[m[1]]}.convs.{int(m[2]) - 1}"),
         RenameRule(r"(cls|bbox)_pred$", lambda m: f"head.{_SUBNET[m[1]]}.pred"),
-    )
+    ) + simpledet_families.RULES
 
 
 def resolve_name(name: str, keys: Mapping[str, object]) -> Target | str | None:
     """SimpleDet name -> Target, a str (the reason it is skipped), or None (unmapped)."""
-    for pattern in _SKIP:
+    for pattern, why in _SKIP:
         if pattern.match(name):
-            return ("precomputed anchors: recomputed by our anchor generator" if name.startswith("anchor")
-                    else "training-only (distillation), absent at test time")
+            return why
     m = _NAME.match(name)
     if m is None:
         return None
     base, param = m[1], MXNET_PARAMS[m[2]]
     laterals = sum(1 for k in keys if re.match(r"^neck\.lateral_convs\.\d+\.weight$", k))
-    renamed = rename(base, head_rules(lowest_fpn_level=6 - laterals))
-    if renamed is not None:
-        key = f"{renamed[0]}.{param}"
-        return Target(key, renamed[1].layout) if key in keys else None
+    # the first rule whose name exists in this model: families may reuse a name another family has
+    matched = False
+    for rule in head_rules(lowest_fpn_level=6 - laterals):
+        match = re.match(rule.pattern, base)
+        if match is None:
+            continue
+        matched = True
+        head = match.expand(rule.target) if isinstance(rule.target, str) else rule.target(match)
+        key = f"{head}{base[match.end():]}.{param}"
+        if key in keys:
+            return Target(key, rule.layout)
+    if matched:
+        return None
     # the backbone (and the C5 head's stage-4 units)
     try:
         ours = mxnet_resnet_key(name, v2=any(k.endswith("final_bn.weight") for k in keys))
@@ -218,7 +232,7 @@ def convert_arrays(arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[
     for key, shape in shapes.items():
         if key in report.state:
             continue
-        if key.endswith(_NO_BIAS) and key[:-len("bias")] + "weight" in report.state:
+        if key.endswith(NO_BIAS) and key[:-len("bias")] + "weight" in report.state:
             # SimpleDet's DCN offset conv and C5-red reduce conv have no bias: zero is the same function
             report.state[key] = np.zeros(tuple(shape), np.float32)
             report.initialised[key] = "zero (SimpleDet's conv has no bias)"
