@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simpledet.data.scale_jitter import ScaleJitterConfig
 from simpledet.engine.distill import DistillConfig
 from simpledet.errors import UserError
 from simpledet.files import atomic_write_text
@@ -40,11 +41,16 @@ class DatasetConfig:
     image_dir: str = ""
     format: str = "coco"
     split: str = ""
+    # more sets of the same format read into this split: (ann_file, image_dir) pairs for COCO,
+    # (ann_file, split) for VOC and YOLO; SimpleDet's image_set tuples (train2017 + val2017,
+    # VOC 2007 + 2012 trainval)
+    extra_sets: tuple[tuple[str, str], ...] = ()
 
 
 # COCO 2017 where the zoo's configs expect it: an annotation file and its image folder
 COCO_TRAIN2017 = ("data/coco/annotations/instances_train2017.json", "data/coco/train2017")
 COCO_VAL2017 = ("data/coco/annotations/instances_val2017.json", "data/coco/val2017")
+COCO_TESTDEV2017 = ("data/coco/annotations/image_info_test-dev2017.json", "data/coco/test2017")
 
 
 @dataclass
@@ -57,6 +63,8 @@ class DataConfig:
     eval_batch_size: int = 1
     # False: model labels are the category ids themselves (torchvision's 91-class COCO layout)
     contiguous_labels: bool = True
+    # large-scale jitter of the training images (SimpleDet's NAS-FPN configs); None: off
+    scale_jitter: ScaleJitterConfig | None = None
 
 
 def coco2017(**options: Any) -> "DataConfig":

@@ -134,10 +134,11 @@ def test_simpledet_network_converts_every_parameter(config):
 @pytest.mark.parametrize("config", MANIFESTS)
 def test_simpledet_head_layouts(config):
     """The layouts the converter changes, as SimpleDet's symbol has them: RPN objectness 2A (softmax
-    bg/fg) vs our A, box regression 2 x 4 (class-agnostic) or 81 x 4 vs our 4 or 81 x 4, 81 classes
-    with background, bbox_fc* as 1x1 convs vs our Linear."""
+    bg/fg) vs our A, box regression 2 x 4 (class-agnostic) or C x 4 vs our 4 or C x 4, C classes
+    with background (C = num_classes + 1: 81 on COCO, 21 on VOC), bbox_fc* as 1x1 convs vs our Linear."""
     theirs = generated(config)
     shapes = model_shapes(config)
+    classes = load_config(REPO / "configs" / f"{config}.py").model.num_classes + 1
     seen = set()
     for name, shape in theirs.items():
         rule = resolve_name(name, shapes)
@@ -148,16 +149,17 @@ def test_simpledet_head_layouts(config):
             assert shape[0] == 2 * ours[0] and shape[1:] == ours[1:], (name, shape, ours)
             seen.add("rpn_cls")
         elif rule.layout is bbox_delta_layout and name.endswith("_weight"):
-            assert (shape[0], ours[0]) in ((8, 4), (324, 324)), (name, shape, ours)
+            assert (shape[0], ours[0]) in ((8, 4), (4 * classes, 4 * classes)), (name, shape, ours)
             seen.add("bbox_delta")
         elif re.match(r"^bbox_cls_logit(_\w+)?_weight$", name):
-            assert shape[0] == ours[0] == 81, (name, shape, ours)
+            assert shape[0] == ours[0] == classes, (name, shape, ours)
         elif re.match(r"^bbox_fc[12](_\w+)?_weight$", name):
             assert len(shape) == 4 and shape[2:] == (1, 1) and shape[:2] == ours, (name, shape, ours)
         elif re.match(r"^(cls|bbox)_pred_weight$", name):  # RetinaNet: 9 anchors x 80 classes / 4 deltas
-            assert shape[0] == ours[0] == 9 * (80 if name.startswith("cls") else 4), (name, shape, ours)
+            assert shape[0] == ours[0] == 9 * ((classes - 1) if name.startswith("cls") else 4), (name, shape, ours)
     two_stage = any(k.startswith("rpn.") for k in shapes)
-    assert seen == ({"rpn_cls", "bbox_delta"} if two_stage else set()), seen
+    rcnn = any(k.startswith("roi_heads.") and ".box_predictor." in k for k in shapes)
+    assert seen == ({"rpn_cls"} if two_stage else set()) | ({"bbox_delta"} if rcnn else set()), seen
 
 
 def test_generated_manifests_come_from_simpledet():

@@ -112,7 +112,11 @@ def plot_training_curves(history: MetricsHistory, out_dir: str | Path) -> list[P
 
     if history.evaluations:
         figure = new_figure(12, 4.5)
-        for i, (names, title) in enumerate(((AP_NAMES, "average precision"), (AR_NAMES, "average recall"))):
+        # COCO's 12 stats, or whatever else an evaluation reports (an RPN's AR@100 ... ARl@1000)
+        seen = list(dict.fromkeys(name for _, stats in history.evaluations for name in stats))
+        ap_names = [n for n in seen if n in AP_NAMES or (n.startswith("AP") and n not in STAT_NAMES)]
+        ar_names = [n for n in seen if n in AR_NAMES or (n.startswith("AR") and n not in STAT_NAMES)]
+        for i, (names, title) in enumerate(((ap_names, "average precision"), (ar_names, "average recall"))):
             axes = figure.add_subplot(1, 2, i + 1)
             for name in names:
                 iterations, values = _series(history.evaluations, name)

@@ -57,6 +57,13 @@ def run(args) -> None:
     if result is None:  # not rank 0: its detections went to rank 0, which evaluates and writes
         return
     records = result.detections
+    if cfg.model.proposals_only:  # SimpleDet's rpn_test.py: the proposals, and their recall
+        from simpledet.engine.proposal_recall import format_recall
+        atomic_write_text(out / "proposals.json", json.dumps(records))
+        print(format_recall(result))
+        write_metrics(out / "metrics.json", result)
+        print(f"wrote {out / 'metrics.json'} and {out / 'proposals.json'}")
+        return
     atomic_write_text(out / "detections.json", json.dumps(records))
     print(format_results(result))
     write_metrics(out / "metrics.json", result, _voc_section(args, dataset, records))

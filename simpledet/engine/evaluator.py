@@ -76,12 +76,13 @@ def encode_masks(masks: torch.Tensor) -> list[dict]:
 
 def detections_to_coco(outputs: list[dict], images: list, label_to_category_id: dict[int, int],
                        box_decimals: int = 4, score_decimals: int = 6) -> list[dict]:
-    """Model outputs (boxes x1y1x2y2, labels, scores[, masks]) -> COCO result records, for `eval`'s
-    detections.json and `predict`'s output alike.
+    """Model outputs (boxes x1y1x2y2, labels, scores[, masks[, mask_scores]]) -> COCO result records,
+    for `eval`'s detections.json and `predict`'s output alike.
 
     images: one per output, each an image id (int) or a dict of the fields that name the image in
     every record ({"file_name": ...}). Boxes become [x, y, w, h], computed in float64 and rounded
-    to box_decimals, so that rounding adds no float32 noise; masks become RLE `segmentation`."""
+    to box_decimals, so that rounding adds no float32 noise; masks become RLE `segmentation`, mask
+    scores `mask_score`."""
     if len(outputs) != len(images):
         raise ValueError(f"{len(outputs)} outputs but {len(images)} image ids")
     # A lookup table turns label -> category id into one indexing op per image.
@@ -108,16 +109,21 @@ def detections_to_coco(outputs: list[dict], images: list, label_to_category_id: 
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).round(decimals=box_decimals)
         scores = output["scores"].detach().cpu().double().round(decimals=score_decimals)
         segms = encode_masks(output["masks"]) if "masks" in output else None
+        # Mask Scoring R-CNN ranks its masks by their own score (segm AP); the box keeps `score`
+        mask_scores = (output["mask_scores"].detach().cpu().double().round(decimals=score_decimals).tolist()
+                       if "mask_scores" in output else None)
         where = image if isinstance(image, dict) else {"image_id": int(image)}
         for i, (cat_id, bbox, score) in enumerate(zip(cat_ids.tolist(), xywh.tolist(), scores.tolist())):
             record = {**where, "category_id": cat_id, "bbox": bbox, "score": score}
             if segms is not None:
                 record["segmentation"] = segms[i]
+            if mask_scores is not None:
+                record["mask_score"] = mask_scores[i]
             records.append(record)
     return records
 
 
-def _load_gt(ground_truth: Path | dict) -> dict:
+def load_ground_truth(ground_truth: Path | dict) -> dict:
     """COCO ground truth: a file, checked as the datasets check theirs (image records need only
     their ids here), or a dataset's in-memory `ground_truth` (read from VOC, YOLO, ...), copied;
     with what COCOeval takes for granted filled in."""
@@ -133,7 +139,7 @@ def _load_gt(ground_truth: Path | dict) -> dict:
     return data
 
 
-def _check_detections(ann_file: Path, gt: COCO, detections: list[dict]) -> None:
+def check_detection_ids(ann_file: Path, gt: COCO, detections: list[dict]) -> None:
     """COCO would assert (unknown image) or silently drop (unknown category); say why instead."""
     bad_images = {d["image_id"] for d in detections} - set(gt.getImgIds())
     if bad_images:
@@ -167,7 +173,7 @@ def _box_results(ann_file: Path, gt: COCO, detections: list[dict]) -> COCO:
 
 
 @contextlib.contextmanager
-def _gc_paused():
+def gc_paused():
     """Scoring makes and keeps millions of small dicts and lists, none of them garbage. CPython's
     cyclic collector would rescan them again and again as they pile up: paused, a 500,000-result
     set's records are built in 0.2 s instead of 0.65 s. Restored afterwards, whatever happens."""
@@ -190,13 +196,13 @@ def evaluate_detections(ground_truth: str | Path | dict, detections: list[dict],
         ann_file, data = Path(source or "the ground truth"), ground_truth
     else:
         ann_file = data = Path(ground_truth)
-    with _gc_paused():
+    with gc_paused():
         return _evaluate(ann_file, data, detections, iou_type)
 
 
 def _evaluate(ann_file: Path, ground_truth: Path | dict, detections: list[dict], iou_type: str) -> EvalResult:
-    gt = COCO(_load_gt(ground_truth), print_function=_quiet)
-    _check_detections(ann_file, gt, detections)
+    gt = COCO(load_ground_truth(ground_truth), print_function=_quiet)
+    check_detection_ids(ann_file, gt, detections)
     dt = _box_results(ann_file, gt, detections) if iou_type == "bbox" else gt.loadRes([dict(d) for d in detections])
     dt.print_function = _quiet
     coco_eval = COCOeval_faster(gt, dt, iou_type, print_function=_quiet)
@@ -249,12 +255,12 @@ def category_table(per_category: list[tuple[str, float]], pairs_per_row: int = 3
 
 
 def write_metrics(path: str | Path, result: EvalResult, extra: dict[str, object] | None = None) -> None:
-    """Writes the 12 stats plus per_class {name: AP} as JSON, atomically, all fractions in 0..1;
-    `extra` adds sections beside them (e.g. "voc").
+    """Writes the stats (COCO's 12, or an RPN's recall) plus per_class {name: AP} as JSON,
+    atomically, all fractions in 0..1; `extra` adds sections beside them (e.g. "voc").
 
     NaN (category without GT) becomes null, since NaN is not valid JSON.
     """
-    payload: dict[str, object] = {name: float(result.stats[name]) for name in STAT_NAMES}
+    payload: dict[str, object] = {name: float(value) for name, value in result.stats.items()}
     payload["per_class"] = {name: (None if math.isnan(ap) else ap) for name, ap in result.per_category}
     payload.update(extra or {})
     atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")

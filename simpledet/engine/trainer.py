@@ -49,6 +49,7 @@ from simpledet.engine.evaluator import STAT_NAMES
 from simpledet.engine.labels import check_num_classes, label_lookup, model_label_to_category_id
 from simpledet.engine.optimizer import build_optimizer
 from simpledet.engine.precision import autocast, autocast_dtype
+from simpledet.engine.proposal_recall import AR_NAMES
 from simpledet.engine.rng import rng_state, seed_everything, set_rng_state
 from simpledet.engine.schedule import lr_factor, scaled_lr
 from simpledet.engine.tensorboard_log import TensorBoardLog
@@ -74,7 +75,7 @@ class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False) -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
-        check_loop_settings(cfg.train)
+        check_loop_settings(cfg.train, metric_names(cfg))
         if not resume and (self.out / LAST_FILE).exists():
             raise UserError(f"{self.out} already holds the checkpoints of a run (the newest: "
                             f"{(self.out / LAST_FILE).read_text().strip()}): continue it with --resume, "
@@ -390,7 +391,7 @@ class Trainer:
             self.distiller.train()
         loader = build_train_loader(self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed,
                                     start_iter=self.batches_done, num_replicas=self.world_size, rank=self.rank,
-                                    pin_memory=self.device.type == "cuda")
+                                    pin_memory=self.device.type == "cuda", scale_jitter=self.cfg.data.scale_jitter)
         batches = iter(loader)
         metrics = MetricsLog(self.out / "metrics.jsonl", self.world_size, self.start_iter) if self.is_main else None
         board = TensorBoardLog(self.out / "tensorboard", self.start_iter) if self.is_main and cfg.tensorboard else None
@@ -479,7 +480,7 @@ class Trainer:
     def _record_evaluation(self, done: int, result: ModelEvaluation, metrics: "MetricsLog | None",
                            board: TensorBoardLog | None, seconds: float) -> bool:
         cfg = self.cfg.train
-        stats = {name: result.stats[name] for name in STAT_NAMES}
+        stats = dict(result.stats)
         if metrics is not None:
             metrics.write_evaluation({"iteration": done, "eval": stats}, seconds)
         if board is not None:
@@ -488,7 +489,7 @@ class Trainer:
         if self.best is None and value < 0:
             log.warning("train.best_metric=%s is -1 on %s: no ground truth there falls in its slice, so it "
                         "cannot improve; choose another of %s", cfg.best_metric, self.val_dataset.ann_file,
-                        ", ".join(STAT_NAMES))
+                        ", ".join(stats))
         if self.best is None or value > self.best["value"]:
             self.best = {"metric": cfg.best_metric, "value": value, "iteration": done}
             self.evals_since_best = 0
@@ -589,11 +590,16 @@ def _iteration_of(line: str) -> int:
         return sys.maxsize
 
 
-def check_loop_settings(train: TrainConfig) -> None:
+def metric_names(cfg: Config) -> tuple[str, ...]:
+    """What evaluation reports for this model: COCO's 12 box stats, or an RPN's proposal recall."""
+    return AR_NAMES if cfg.model.proposals_only else STAT_NAMES
+
+
+def check_loop_settings(train: TrainConfig, names: tuple[str, ...] = STAT_NAMES) -> None:
     """The training loop's settings, checked before anything is written."""
-    if train.best_metric not in STAT_NAMES:
+    if train.best_metric not in names:
         raise UserError(f"train.best_metric: unknown metric {train.best_metric!r}; choose one of "
-                        f"{', '.join(STAT_NAMES)}")
+                        f"{', '.join(names)}")
     for key in ("eval_every", "patience"):
         if getattr(train, key) < 0:
             raise UserError(f"train.{key} must be 0 (off) or more, got {getattr(train, key)}")

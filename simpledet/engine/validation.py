@@ -15,6 +15,7 @@ from simpledet.data.coco import CocoDetection
 from simpledet.engine.evaluator import EvalResult, evaluate_detections
 from simpledet.engine.inference import run_on_dataset
 from simpledet.engine.labels import model_label_to_category_id
+from simpledet.engine.proposal_recall import evaluate_proposals
 from simpledet.engine.tta import inference_fn
 
 
@@ -37,6 +38,9 @@ def evaluate_model(model: nn.Module, cfg: Config, dataset: CocoDetection, device
                              detect=inference_fn(model, cfg))
     if records is None:  # not rank 0: its detections went to rank 0
         return None
-    result = evaluate_detections(dataset.ground_truth, records, source=dataset.ann_file)
+    if cfg.model.proposals_only:  # an RPN alone: class-agnostic proposals, scored by recall
+        result = evaluate_proposals(dataset.ground_truth, records, source=dataset.ann_file)
+    else:
+        result = evaluate_detections(dataset.ground_truth, records, source=dataset.ann_file)
     scored = {f.name: getattr(result, f.name) for f in dataclasses.fields(EvalResult)}
     return ModelEvaluation(**scored, detections=records)

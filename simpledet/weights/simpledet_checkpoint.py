@@ -182,9 +182,8 @@ def resolve_name(name: str, keys: Mapping[str, object]) -> Target | str | None:
         if pattern.match(name):
             return why
     m = _NAME.match(name)
-    if m is None:
-        return None
-    base, param = m[1], MXNET_PARAMS[m[2]]
+    # a variable without a _weight / _gamma / ... suffix (RepPoints' moment_transfer) is named whole by a rule
+    base, suffix = (m[1], "." + MXNET_PARAMS[m[2]]) if m else (name, "")
     laterals = sum(1 for k in keys if re.match(r"^neck\.lateral_convs\.\d+\.weight$", k))
     # the first rule whose name exists in this model: families may reuse a name another family has
     matched = False
@@ -194,14 +193,15 @@ def resolve_name(name: str, keys: Mapping[str, object]) -> Target | str | None:
             continue
         matched = True
         head = match.expand(rule.target) if isinstance(rule.target, str) else rule.target(match)
-        key = f"{head}{base[match.end():]}.{param}"
+        key = f"{head}{base[match.end():]}{suffix}"
         if key in keys:
             return Target(key, rule.layout)
-    if matched:
+    if matched or m is None:
         return None
     # the backbone (and the C5 head's stage-4 units)
     try:
-        ours = mxnet_resnet_key(name, v2=any(k.endswith("final_bn.weight") for k in keys))
+        # ResNet v2: the C5 head's final BN, or a bare shortcut conv (v1's has a BN: downsample.0 / .1)
+        ours = mxnet_resnet_key(name, v2=any(k.endswith(("final_bn.weight", ".downsample.weight")) for k in keys))
     except KeyError:
         return None
     return next((Target(prefix + ours) for prefix in _BACKBONE_PREFIXES if prefix + ours in keys), None)

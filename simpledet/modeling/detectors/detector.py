@@ -78,6 +78,8 @@ class DetectorConfig:
     input: InputConfig = field(default_factory=InputConfig)
     # whether the model trains on and predicts instance masks (the trainer loads them, `eval` adds mask AP)
     predicts_masks: ClassVar[bool] = False
+    # whether its outputs are class-agnostic proposals (RPN-only: `eval` scores proposal recall)
+    proposals_only: ClassVar[bool] = False
 
     @property
     def final_head(self) -> Any:

@@ -78,14 +78,18 @@ class RPN(nn.Module):
         feature_sizes = [features[name].shape[-2:] for name in self.in_features]
         return self.anchor_generator(sizes.padded, feature_sizes, features[self.in_features[0]].device)
 
-    def postprocess(self, outputs: tuple[Tensor, Tensor], anchors: Anchors, sizes: ImageSizes) -> list[Tensor]:
-        """Each image's proposals (x1y1x2y2 in its resized pixels), best first."""
+    def postprocess(self, outputs: tuple[Tensor, Tensor], anchors: Anchors, sizes: ImageSizes,
+                    with_scores: bool = False) -> list[Tensor] | list[tuple[Tensor, Tensor]]:
+        """Each image's proposals (x1y1x2y2 in its resized pixels), best first; with_scores: each
+        as (boxes, objectness probabilities), what an RPN-only model reports."""
         logits, deltas = outputs
         with torch.no_grad():
             boxes = self.box_coder.decode(deltas.detach(), anchors.all[None])[:, :, 0]
-            return self.select_proposals(boxes, logits.detach(), [a.shape[0] for a in anchors.levels], sizes)
+            return self.select_proposals(boxes, logits.detach(), [a.shape[0] for a in anchors.levels], sizes,
+                                         with_scores)
 
-    def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int], sizes: ImageSizes) -> list[Tensor]:
+    def select_proposals(self, boxes: Tensor, logits: Tensor, per_level: list[int], sizes: ImageSizes,
+                         with_scores: bool = False) -> list[Tensor] | list[tuple[Tensor, Tensor]]:
         """Top-k per level by objectness, clip, drop tiny and low-scoring boxes, NMS within each
         (image, level), keep each image's best post_nms_top_n.
 
@@ -125,7 +129,10 @@ class RPN(nn.Module):
         valid_per_image = torch.zeros(num_images, dtype=torch.int64, device=keep.device).scatter_add_(
             0, kept_images, valid[keep].long()).tolist()
         post_nms = self.post_nms_top_n[self.training]
-        return [boxes[k[:min(n, post_nms)]] for k, n in zip(keep.split(per_image), valid_per_image)]
+        kept_per_image = [k[:min(n, post_nms)] for k, n in zip(keep.split(per_image), valid_per_image)]
+        if with_scores:
+            return [(boxes[k], scores[k]) for k in kept_per_image]
+        return [boxes[k] for k in kept_per_image]
 
     def losses(self, outputs: tuple[Tensor, Tensor], anchors: Anchors, gt: PaddedGroundTruth,
                sizes: ImageSizes) -> dict[str, Tensor]:
