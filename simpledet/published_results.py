@@ -17,6 +17,8 @@ class ZooRow:
     mask_ap: float | None = None
     train_mem: str | None = None  # e.g. "5.9G(4.5G)"
     train_speed: str | None = None  # e.g. "20 img/s on 8X 1080Ti, 2 img/GPU"
+    # where the figure is not COCO minival box AP: "test-dev", "CrowdHuman AP; MR 46.72", ...
+    note: str | None = None
 
 
 def _v1b_rows() -> dict[str, ZooRow]:
@@ -93,4 +95,189 @@ def _baseline_rows() -> dict[str, ZooRow]:
             for name, model, backbone, head, ap, mask, mem, speed, gpus, per_gpu in table}
 
 
-ZOO: dict[str, ZooRow] = {**_v1b_rows(), **_baseline_rows()}
+def _family_rows() -> dict[str, ZooRow]:
+    """The families' own READMEs in SimpleDet's models/ (and config/int8/README.md): box AP on COCO
+    minival / val2017 unless a note says otherwise."""
+    on = "8X 1080Ti"
+    rows = {
+        "NASFPN/retina_r50v1b_fpn_640_1@256_25epoch": ZooRow(
+            "RetinaNet", "R50v1b-FPN 1@256", "4Conv", "25 epoch", 37.4, None, "6.6G", f"85 img/s on {on}, 8 img/GPU"),
+        "NASFPN/retina_r50v1b_nasfpn_640_7@256_25epoch": ZooRow(
+            "NAS-FPN", "R50v1b-NASFPN 7@256", "4Conv", "25 epoch", 40.1, None, "7.8G", f"66 img/s on {on}, 8 img/GPU"),
+        "NASFPN/retina_r50v1b_nasfpn_1024_7@256_25epoch": ZooRow(
+            "NAS-FPN", "R50v1b-NASFPN 7@256", "4Conv", "25 epoch", 44.2, None, "9.1G", f"17 img/s on {on}, 4 img/GPU"),
+        "NASFPN/retina_r50v1b_nasfpn_1280_7@384_25epoch": ZooRow(
+            "NAS-FPN", "R50v1b-NASFPN 7@384", "4Conv", "25 epoch", 45.3, None, "8.9G", f"10 img/s on {on}, 2 img/GPU"),
+        # SimpleDet's README row is TD-BU at 1280 (its model file retina_r50v1b_tdbu_1280_3@384); the
+        # config in its tree is the 640 one
+        "NASFPN/retina_r50v1b_tdbu_640_3@384_25epoch": ZooRow(
+            "TD-BU", "R50v1b-TDBU 3@384", "4Conv", "25 epoch", 44.7, None, "10.5G", f"12 img/s on {on}, 3 img/GPU",
+            note="README's row is at 1280 px"),
+        "FPG/faster_r50v1b_fpg6@128_syncbn_1x": ZooRow("Faster", "R50v1b-FPG 6@128", "2MLP", "1X", 38.7),
+        "FPG/faster_r50v1b_pafpn3@256_syncbn_1x": ZooRow("Faster", "R50v1b-PAFPN 3@256", "2MLP", "1X", 38.6),
+        "FPG/faster_r50v1b_pafpn3@384_syncbn_1x": ZooRow("Faster", "R50v1b-PAFPN 3@384", "2MLP", "1X", 39.4),
+        "FreeAnchor/free_anchor_r50v1_fpn_1x": ZooRow("FreeAnchor", "R50v1-FPN", "4Conv", "1X", 38.3),
+        "FreeAnchor/free_anchor_r101v1_fpn_1x": ZooRow("FreeAnchor", "R101v1-FPN", "4Conv", "1X", 40.4),
+        "RepPoints/reppoints_minmax_r50v1_fpn_1x": ZooRow("RepPoints", "R50v1-FPN", "MinMax", "1X", 38.0),
+        "RepPoints/reppoints_moment_r50v1_fpn_1x": ZooRow("RepPoints", "R50v1-FPN", "Moment", "1X", 38.3),
+        "RepPoints/reppoints_moment_r101v1_fpn_2x": ZooRow("RepPoints", "R101v1-FPN", "Moment", "2X", 40.7),
+        "RepPoints/reppoints_moment_dcn_r101v1b_fpn_multiscale_2x": ZooRow(
+            "RepPoints", "R101v1b-FPN-DCNv1", "Moment", "2X", 46.4, note="multi-scale training and testing"),
+        "RepPoints/reppoints_moment_dcnv2_r101v1b_fpn_multiscale_2x": ZooRow(
+            "RepPoints", "R101v1b-FPN-DCNv2", "Moment", "2X", 47.0, note="multi-scale training and testing"),
+        "efficientnet/efficientnet_b5_fpn_bn_scratch_400_6x": ZooRow(
+            "Faster", "B5-FPN", "2MLP", "6X", 37.2, None, None, f"75 img/s on {on}, 8 img/GPU"),
+        "efficientnet/efficientnet_b5_fpn_bn_scratch_400_9x": ZooRow(
+            "Faster", "B5-FPN", "2MLP", "9X", 37.9, None, None, f"75 img/s on {on}, 8 img/GPU"),
+        "efficientnet/efficientnet_b5_fpn_bn_scratch_400_12x": ZooRow(
+            "Faster", "B5-FPN", "2MLP", "12X", 38.3, None, None, f"75 img/s on {on}, 8 img/GPU"),
+        "ms_r50v1_fpn_1x": ZooRow("Mask Scoring", "R50v1-FPN", "2MLP+4CONV", "1X", 37.2, 35.0, "8.1G(3.6G)",
+                                  f"23 img/s on {on}, 2 img/GPU"),
+        "int8/faster_r50v1bc4_c5_512roi_1x": ZooRow(
+            "Faster-INT8", "R50v1b-C4", "C5-512ROI", "1X", 35.8,
+            note="fp32 35.7; TensorRT 100 ms vs 260 ms on GTX 1080"),
+        "tridentnet_r101v2c4_c5_addminival_2x": ZooRow("Trident", "R101v2-C4", "C5-128ROI", "2X", 42.8,
+                                                       note="test-dev"),
+        "tridentnet_r101v2c4_c5_multiscale_addminival_3x_fp16": ZooRow(
+            "Trident*", "R101v2-C4-DCNv1", "C5-128ROI", "3X", 48.4,
+            note="test-dev; multi-scale training and testing, soft-NMS, SyncBN"),
+        "crowdhuman/faster_r50v1b_fpn_1x": ZooRow("Faster", "R50v1b-FPN", "2MLP", "1X", 84.77,
+                                                  note="CrowdHuman AP; MR 46.72"),
+        "crowdhuman/doublepred_r50v1b_fpn_1x": ZooRow("DoublePred", "R50v1b-FPN", "2MLP", "1X", 88.64,
+                                                      note="CrowdHuman AP; MR 45.52"),
+        "crowdhuman/doublepred_r50v1b_fpn_1x_refine": ZooRow("DoublePred+Refine", "R50v1b-FPN", "2MLP", "1X", 88.81,
+                                                             note="CrowdHuman AP; MR 45.02"),
+    }
+    sepc = {"retina_r50v1b_fpn_1x": ("retinanet (baseline)", 35.9, "8653M", 44),
+            "retina_r50v1b_fpn_pconv_1x": ("retinanet_pconv", 37.2, "9111M", 43),
+            "retina_r50v1b_fpn_pconv_ibn_1x": ("retinanet_pconv+ibn", 37.6, "9467M", 40),
+            "retina_r50v1b_fpn_sepclite_1x": ("retinanet_sepclite", 38.6, "9467M", 36),
+            "retina_r50v1b_fpn_sepc_1x": ("retinanet_sepc", 39.7, "9471M", 25)}
+    for name, (model, box, memory, speed) in sepc.items():
+        rows[f"sepc/{name}"] = ZooRow(model, "R50v1b-FPN", "4Conv", "1X", box, None, memory,
+                                      f"{speed} img/s on 8X 2080Ti, 4 img/GPU", note="val2017")
+    return rows
+
+
+ZOO: dict[str, ZooRow] = {**_v1b_rows(), **_baseline_rows(), **_family_rows()}
+
+# Every config in SimpleDet's tree (TuSimple/simpledet@339a478, config/), published figure or not:
+# `simpledet zoo` reports any without a twin in configs/.
+SIMPLEDET_CONFIGS: tuple[str, ...] = (
+    "FPG/faster_r50v1b_fpg6@128_syncbn_1x",
+    "FPG/faster_r50v1b_fpg6@256_syncbn_1x",
+    "FPG/faster_r50v1b_pafpn3@256_syncbn_1x",
+    "FPG/faster_r50v1b_pafpn3@384_syncbn_1x",
+    "FreeAnchor/free_anchor_r101v1_fpn_1x",
+    "FreeAnchor/free_anchor_r50v1_fpn_1x",
+    "NASFPN/retina_r50v1b_fpn_640_1@256_25epoch",
+    "NASFPN/retina_r50v1b_nasfpn_1024_7@256_25epoch",
+    "NASFPN/retina_r50v1b_nasfpn_1280_7@384_25epoch",
+    "NASFPN/retina_r50v1b_nasfpn_640_7@256_25epoch",
+    "NASFPN/retina_r50v1b_tdbu_640_3@384_25epoch",
+    "RepPoints/reppoints_minmax_r50v1_fpn_1x",
+    "RepPoints/reppoints_moment_dcn_r101v1b_fpn_multiscale_2x",
+    "RepPoints/reppoints_moment_dcnv2_r101v1b_fpn_multiscale_2x",
+    "RepPoints/reppoints_moment_r101v1_fpn_2x",
+    "RepPoints/reppoints_moment_r50v1_fpn_1x",
+    "cascade_r101v1_fpn_1x",
+    "cascade_r101v2_c5_red_1x",
+    "cascade_r50v1_fpn_1x",
+    "cascade_r50v2_c5_red_1x",
+    "crowdhuman/doublepred_r50v1b_fpn_1x",
+    "crowdhuman/doublepred_r50v1b_fpn_1x_refine",
+    "crowdhuman/faster_r50v1b_fpn_1x",
+    "dcn/faster_dcn_r101v1bc4_c5_512roi_1x",
+    "dcn/faster_dcn_r50v1bc4_c5_512roi_1x",
+    "dcn/faster_dcnv2_r101v1bc4_c5_512roi_1x",
+    "dcn/faster_dcnv2_r101v1bc4_c5_512roi_2x",
+    "dcn/faster_dcnv2_r50v1bc4_c5_512roi_1x",
+    "dcn/faster_dcnv2_r50v1bc4_c5_512roi_2x",
+    "efficientnet/efficientnet_b5_fpn_bn_scratch_400_12x",
+    "efficientnet/efficientnet_b5_fpn_bn_scratch_400_6x",
+    "efficientnet/efficientnet_b5_fpn_bn_scratch_400_9x",
+    "faster_r101v1_fpn_1x",
+    "faster_r101v1_fpn_2x",
+    "faster_r101v1c4_c5_512roi_1x",
+    "faster_r101v1c4_c5_512roi_1x_fp16",
+    "faster_r101v1c4_c5_512roi_2x",
+    "faster_r101v2c4_c5_256roi_1x",
+    "faster_r101v2c4_c5_256roi_syncbn_1x",
+    "faster_r50v1_fpn_1x",
+    "faster_r50v1_fpn_2x",
+    "faster_r50v1c4_c5_512roi_1x",
+    "faster_r50v1c4_c5_512roi_1x_fp16",
+    "faster_r50v2c4_c5_256roi_1x",
+    "faster_r50v2c4_c5_256roi_multiscale_2x",
+    "fcos_r50v1_fpn_1x",
+    "finetune/faster_r50v1_fpn_voc07_1x",
+    "finetune/faster_r50v1_fpn_voc07_finetune_1x",
+    "int8/faster_r50v1bc4_c5_512roi_1x",
+    "kd/faster_r50v1b_fpn_1x_fitnet_g5",
+    "kd/faster_r50v1b_fpn_2x_fitnet_g5",
+    "kd/retina_r50v1b_fpn_1x_fitnet_g10",
+    "kd/retina_r50v1b_fpn_2x_fitnet_g10",
+    "mask_r50v1_fpn_1x",
+    "ms_r50v1_fpn_1x",
+    "resnet_v1b/faster_r101v1b_fpn_1x",
+    "resnet_v1b/faster_r101v1b_fpn_2x",
+    "resnet_v1b/faster_r101v1bc4_c5_512roi_1x",
+    "resnet_v1b/faster_r101v1bc4_c5_512roi_2x",
+    "resnet_v1b/faster_r152v1b_fpn_1x",
+    "resnet_v1b/faster_r152v1b_fpn_2x",
+    "resnet_v1b/faster_r152v1bc4_c5_512roi_1x",
+    "resnet_v1b/faster_r152v1bc4_c5_512roi_2x",
+    "resnet_v1b/faster_r50v1b_fpn_1x",
+    "resnet_v1b/faster_r50v1b_fpn_2x",
+    "resnet_v1b/faster_r50v1b_fpn_dualheadsmall_1x",
+    "resnet_v1b/faster_r50v1bc4_c5_512roi_1x",
+    "resnet_v1b/faster_r50v1bc4_c5_512roi_2x",
+    "resnet_v1b/mask_r101v1b_fpn_1x",
+    "resnet_v1b/mask_r101v1b_fpn_2x",
+    "resnet_v1b/mask_r152v1b_fpn_1x",
+    "resnet_v1b/mask_r152v1b_fpn_2x",
+    "resnet_v1b/mask_r50v1b_fpn_1x",
+    "resnet_v1b/mask_r50v1b_fpn_2x",
+    "resnet_v1b/ms_r50v1b_fpn_1x",
+    "resnet_v1b/retina_r101v1b_fpn_1x",
+    "resnet_v1b/retina_r152v1b_fpn_1x",
+    "resnet_v1b/retina_r50v1b_fpn_1x",
+    "resnet_v1b/tridentnet_fast_r101v1bc4_c5_1x",
+    "resnet_v1b/tridentnet_fast_r101v1bc4_c5_2x",
+    "resnet_v1b/tridentnet_fast_r152v1bc4_c5_1x",
+    "resnet_v1b/tridentnet_fast_r152v1bc4_c5_2x",
+    "resnet_v1b/tridentnet_fast_r50v1bc4_c5_1x",
+    "resnet_v1b/tridentnet_fast_r50v1bc4_c5_2x",
+    "resnet_v1b/tridentnet_r101v1bc4_c5_1x",
+    "resnet_v1b/tridentnet_r101v1bc4_c5_2x",
+    "resnet_v1b/tridentnet_r152v1bc4_c5_1x",
+    "resnet_v1b/tridentnet_r152v1bc4_c5_2x",
+    "resnet_v1b/tridentnet_r50v1bc4_c5_1x",
+    "resnet_v1b/tridentnet_r50v1bc4_c5_2x",
+    "retina_r101v1_fpn_1x",
+    "retina_r50v1_fpn_1x",
+    "rpn_r50v1_fpn_1x",
+    "rpn_r50v2c4_1x",
+    "scratch/mask_r50v1b_fpn_bn_scratch_2x",
+    "scratch/mask_r50v1b_fpn_gn_scratch_2x",
+    "scratch/tridentnet_r50v1bc4_c5_syncbn_scratch_2x",
+    "scratch/tridentnet_r50v1bc4_c5_syncbn_scratch_multiscale_2x",
+    "se/mask_se-r50v1b_fpn_bn_scratch_2x",
+    "sepc/retina_r50v1b_fpn_1x",
+    "sepc/retina_r50v1b_fpn_pconv_1x",
+    "sepc/retina_r50v1b_fpn_pconv_ibn_1x",
+    "sepc/retina_r50v1b_fpn_sepc_1x",
+    "sepc/retina_r50v1b_fpn_sepclite_1x",
+    "tridentnet_r101v1c4_c5_1x",
+    "tridentnet_r101v1c4_c5_2x",
+    "tridentnet_r101v2c4_c5_1x",
+    "tridentnet_r101v2c4_c5_2x",
+    "tridentnet_r101v2c4_c5_addminival_2x",
+    "tridentnet_r101v2c4_c5_fastapprox_1x",
+    "tridentnet_r101v2c4_c5_multiscale_addminival_3x_fp16",
+    "tridentnet_r50v1c4_c5_1x",
+    "tridentnet_r50v1c4_c5_2x",
+    "tridentnet_r50v2c4_c5_1x",
+    "tridentnet_r50v2c4_c5_2x",
+)
+

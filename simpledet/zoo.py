@@ -13,7 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from simpledet.config import load_config
-from simpledet.published_results import ZOO, ZooRow
+from simpledet.published_results import SIMPLEDET_CONFIGS, ZOO, ZooRow
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 
@@ -82,7 +82,8 @@ def format_table(entries: list[ZooEntry], markdown: bool = False) -> str:
     rows = []
     for e in entries:
         r = e.reference
-        ap = "" if r is None else (f"{r.ap}" + (f" ({r.mask_ap})" if r.mask_ap is not None else ""))
+        ap = "" if r is None else (f"{r.ap}" + (f" ({r.mask_ap})" if r.mask_ap is not None else "")
+                                   + (f" [{r.note}]" if r.note else ""))
         rows.append([e.name, r.model if r else "-", r.backbone if r else "-", r.head if r else "-",
                      r.schedule if r else "-", ap or "-", (r.train_mem or "-") if r else "-",
                      (r.train_speed or "-") if r else "-", f"{e.params_m:.1f}",
@@ -97,6 +98,6 @@ def format_table(entries: list[ZooEntry], markdown: bool = False) -> str:
 
 
 def missing_configs(root: Path = CONFIG_ROOT) -> list[str]:
-    """Rows of SimpleDet's zoo that have no config here yet."""
+    """SimpleDet's configs (its whole config/ tree) and zoo rows that have no config here."""
     have = set(config_names(root))
-    return sorted(name for name in ZOO if name not in have)
+    return sorted(name for name in set(SIMPLEDET_CONFIGS) | set(ZOO) if name not in have)

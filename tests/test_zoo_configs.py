@@ -77,3 +77,17 @@ def test_config_builds_trains_and_predicts(name):
         assert det["boxes"].shape[1] == 4 and len(det["boxes"]) == len(det["scores"]) == len(det["labels"])
         if len(det["boxes"]):
             assert det["boxes"][:, 2].max() <= img.shape[-1] + 1e-3 and det["boxes"][:, 3].max() <= img.shape[-2] + 1e-3
+
+
+def test_simpledet_config_list_matches_its_manifests():
+    """The list `simpledet zoo` checks against is SimpleDet's whole config tree: one MXNet-made
+    manifest of SimpleDet's test symbol per config (tests/fixtures/simpledet_manifests)."""
+    from simpledet.published_results import SIMPLEDET_CONFIGS, ZOO
+    from simpledet.zoo import config_names, missing_configs
+
+    manifests = REPO / "tests/fixtures/simpledet_manifests"
+    assert len(SIMPLEDET_CONFIGS) == len(set(SIMPLEDET_CONFIGS)) == 115
+    assert set(SIMPLEDET_CONFIGS) == {p.relative_to(manifests).with_suffix("").as_posix()
+                                      for p in manifests.rglob("*.json")}
+    assert set(ZOO) <= set(SIMPLEDET_CONFIGS)
+    assert missing_configs() == sorted(set(SIMPLEDET_CONFIGS) - set(config_names()))
