@@ -6,6 +6,7 @@ heads on as many RoIs as the model keeps at test time (RPN proposals for box hea
 detections for the mask head). FLOPs count a multiply-add as two.
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,20 @@ class ZooEntry:
     gflops: float | None
 
 
+def _deform_conv_flops(input_shape, weight_shape, *args, out_shape, **kwargs) -> int:
+    """torchvision's deform_conv2d as the convolution it is (2 FLOPs per multiply-add; the bilinear
+    sampling of the offsets is not counted): FlopCounterMode knows no formula for it."""
+    out_channels, in_per_group, kh, kw = weight_shape
+    return 2 * math.prod(out_shape) * in_per_group * kh * kw
+
+
+def _flop_counter() -> FlopCounterMode:
+    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.torchvision.deform_conv2d:
+                                                          _deform_conv_flops})
+
+
 def _roi_flops(stages: list, num_rois: int, channels: int) -> float:
     """FLOPs of the per-RoI part of the R-CNN stages (box head + predictor of each; a cascade's
     earlier classifiers run again on the last stage's RoIs) and of a mask branch, on the number of
@@ -33,7 +48,7 @@ def _roi_flops(stages: list, num_rois: int, channels: int) -> float:
     total = 0.0
     for stage in stages:
         pooled = torch.empty(num_rois, channels, *stage.pooler.output_size, device="meta")
-        with FlopCounterMode(display=False) as counter:
+        with _flop_counter() as counter:
             stage.predict_pooled(pooled)
         total += counter.get_total_flops()
     if len(stages) > 1:
@@ -41,7 +56,7 @@ def _roi_flops(stages: list, num_rois: int, channels: int) -> float:
     for stage in stages:
         if stage.mask_head is not None:  # on the detections
             pooled = torch.empty(stage.detections_per_img, channels, *stage.mask_pooler.output_size, device="meta")
-            with FlopCounterMode(display=False) as counter:
+            with _flop_counter() as counter:
                 stage.mask_head(pooled)
             total += counter.get_total_flops()
     return total
@@ -53,7 +68,7 @@ def count_params_and_flops(cfg, height: int = 800, width: int = 1333) -> tuple[f
     params = sum(p.numel() for p in model.parameters()) / 1e6
     pad = 32
     image = torch.empty(1, 3, -(-height // pad) * pad, -(-width // pad) * pad, device="meta")
-    with FlopCounterMode(display=False) as counter:
+    with _flop_counter() as counter:
         features, _ = model.dense_step(image)  # backbone, neck and the dense head's convolutions
     flops = counter.get_total_flops()
     stages = model.rcnn_stages()

@@ -91,3 +91,18 @@ def test_simpledet_config_list_matches_its_manifests():
                                       for p in manifests.rglob("*.json")}
     assert set(ZOO) <= set(SIMPLEDET_CONFIGS)
     assert missing_configs() == sorted(set(SIMPLEDET_CONFIGS) - set(config_names()))
+
+
+def test_zoo_counts_deformable_convolutions_as_convolutions():
+    """FlopCounterMode has no formula for torchvision's deform_conv2d; the zoo's counter counts it
+    as the convolution it is (2 x output elements x input channels per group x kernel area)."""
+    from torchvision.ops import deform_conv2d
+
+    from simpledet.zoo import _flop_counter
+
+    x = torch.randn(1, 8, 10, 12, device="meta")
+    weight = torch.randn(16, 4, 3, 3, device="meta")  # 2 groups
+    offset = torch.zeros(1, 2 * 9, 10, 12, device="meta")
+    with _flop_counter() as counter:
+        deform_conv2d(x, offset, weight, padding=1)
+    assert counter.get_total_flops() == 2 * (16 * 10 * 12) * 4 * 9
