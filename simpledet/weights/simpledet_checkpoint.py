@@ -38,8 +38,9 @@ models/retinanet/builder.py, models/maskrcnn/builder.py):
   reshape (0, A, C, -1)), as our head's view(n, A, C, h, w).
 - Knowledge-distilled students: the test-time network is the plain student; training-only arrays
   (`student_hint*`, teacher arrays) are skipped with a note.
-Not mapped (no config of ours, or no counterpart): FCOS (`shared_conv*`, `offset_*`, GroupNorm),
-the dual-head (`bbox_cls_fc*`, `bbox_reg_block*`).
+- The families beyond the zoo tables (FCOS, FreeAnchor, RepPoints, NAS-FPN, FPG, SEPC, EfficientNet,
+  Mask Scoring, the dual head, CrowdHuman, GN / SE scratch models) name their parts in
+  weights/simpledet_families/, one module each, read after the rules here.
 - C5-red (Cascade): `backbone_reduce_weight` (ReduceNeck's X.convrelu, no bias) -> neck.reduce.weight,
   our bias set to zero.
 - Cascade's 2fc heads have biases in SimpleDet (`bbox_fc1_<stage>_bias`), the FPN / C4 2fc head

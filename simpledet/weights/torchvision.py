@@ -1,9 +1,10 @@
 """torchvision detection checkpoints (state_dicts) -> our parameter names.
 
-Covers fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn and retinanet_resnet50_fpn (v1), and any
-torchvision ResNet-FPN model of those families, in the current module layout (Conv2dNormActivation:
-`conv.0.0`, `mask_head.0.0`) and that of older checkpoint files. Names map one to one; BatchNorm's
-`num_batches_tracked` counters have no counterpart in a frozen BN and are dropped.
+Covers fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn, retinanet_resnet50_fpn (v1) and
+fcos_resnet50_fpn, and any torchvision ResNet-FPN model of those families, in the current module
+layout (Conv2dNormActivation: `conv.0.0`, `mask_head.0.0`) and that of older checkpoint files.
+Names map one to one; BatchNorm's `num_batches_tracked` counters have no counterpart in a frozen
+BN and are dropped.
 """
 
 from torch import Tensor
@@ -37,6 +38,23 @@ TORCHVISION_RULES = (
     RenameRule(r"head\.regression_head\.bbox_reg\.", "head.box_subnet.pred."),
 )
 
+# FCOS: its towers are Sequential (conv, GroupNorm, ReLU) x 4, so conv.0 / 3 / 6 / 9 are the convs
+# and conv.1 / 4 / 7 / 10 the GroupNorms (one set for every level: our norms.0). RetinaNet's older
+# layout also has conv.0 and conv.6, so these rules are used, first, for FCOS files only.
+_TOWER = {"classification": "cls_tower", "regression": "box_tower"}
+FCOS_RULES = (
+    RenameRule(r"head\.(classification|regression)_head\.conv\.(\d+)\.",
+               lambda m: f"head.{_TOWER[m[1]]}." + (f"convs.{int(m[2]) // 3}." if int(m[2]) % 3 == 0
+                                                    else f"norms.0.{int(m[2]) // 3}.")),
+    RenameRule(r"head\.classification_head\.cls_logits\.", "head.cls_pred."),
+    RenameRule(r"head\.regression_head\.bbox_reg\.", "head.box_pred."),
+    RenameRule(r"head\.regression_head\.bbox_ctrness\.", "head.centerness."),
+)
+
+
+def is_torchvision_fcos(state_dict: dict[str, Tensor]) -> bool:
+    return any(k.startswith("head.regression_head.bbox_ctrness.") for k in state_dict)
+
 
 def is_torchvision_detection(state_dict: dict[str, Tensor]) -> bool:
     # torchvision's detectors are ResNet-FPN: body and fpn (our TridentNet has a backbone.body too)
@@ -47,8 +65,9 @@ def is_torchvision_detection(state_dict: dict[str, Tensor]) -> bool:
 def convert_torchvision(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """Returns (our state_dict, names that were skipped)."""
     out, skipped = {}, []
+    rules = FCOS_RULES + TORCHVISION_RULES if is_torchvision_fcos(state_dict) else TORCHVISION_RULES
     for name, value in state_dict.items():
-        renamed = None if name.endswith("num_batches_tracked") else rename(name, TORCHVISION_RULES)
+        renamed = None if name.endswith("num_batches_tracked") else rename(name, rules)
         if renamed is None:
             skipped.append(name)
         else:
