@@ -124,7 +124,9 @@ def test_simpledet_network_converts_every_parameter(config):
         if isinstance(rule, str):
             continue
         assert isinstance(rule, Target), f"SimpleDet's {name} {shape} maps to nothing in our {config}"
-        assert simpledet_shape(name, rule, shapes[rule.key]) == shape, \
+        # a 2fc head is 1x1 convs in symbol/builder.py, fully-connected layers in some families' heads
+        fc_as_linear = rule.layout is fc_layout and shape == shapes[rule.key]
+        assert simpledet_shape(name, rule, shapes[rule.key]) == shape or fc_as_linear, \
             (name, shape, rule, shapes[rule.key])
     arrays = {name: np.broadcast_to(np.float32(0), shape) for name, shape in theirs.items()}
     report = convert_arrays(arrays, shapes, config)
@@ -153,12 +155,14 @@ def test_simpledet_head_layouts(config):
             seen.add("bbox_delta")
         elif re.match(r"^bbox_cls_logit(_\w+)?_weight$", name):
             assert shape[0] == ours[0] == classes, (name, shape, ours)
-        elif re.match(r"^bbox_fc[12](_\w+)?_weight$", name):
-            assert len(shape) == 4 and shape[2:] == (1, 1) and shape[:2] == ours, (name, shape, ours)
+        elif re.match(r"^bbox_fc[12](_\w+)?_weight$", name):  # 1x1 convs, or fully-connected (DoublePred)
+            assert (len(shape) == 4 and shape[2:] == (1, 1) and shape[:2] == ours) or shape == ours, \
+                (name, shape, ours)
         elif re.match(r"^(cls|bbox)_pred_weight$", name):  # RetinaNet: 9 anchors x 80 classes / 4 deltas
             assert shape[0] == ours[0] == 9 * ((classes - 1) if name.startswith("cls") else 4), (name, shape, ours)
     two_stage = any(k.startswith("rpn.") for k in shapes)
-    rcnn = any(k.startswith("roi_heads.") and ".box_predictor." in k for k in shapes)
+    # SimpleDet's R-CNN box regression (DoublePred's two, bbox_reg_delta1 / 2, are per class as ours)
+    rcnn = any(re.match(r"^bbox_reg_delta(_(1st|2nd|3rd))?_weight$", name) for name in theirs)
     assert seen == ({"rpn_cls"} if two_stage else set()) | ({"bbox_delta"} if rcnn else set()), seen
 
 

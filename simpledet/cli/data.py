@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                          "ImageSets/Main/{train,val}.txt; yolo: images/, labels/, data.yaml (default: coco)")
     ds.set_defaults(func=run_shapes)
 
-    dc = dsub.add_parser("convert", help="write a VOC or YOLO split as a COCO JSON file")
+    dc = dsub.add_parser("convert", help="write a VOC, YOLO or CrowdHuman split as a COCO JSON file")
     csub = dc.add_subparsers(dest="source_format", required=True)
     for name, source, split_help in (
             ("voc", "VOC root folder (JPEGImages/, Annotations/, ImageSets/Main/)",
@@ -43,6 +43,11 @@ def add_parser(sub) -> None:
         c.add_argument("--split", required=True, help=split_help)
         c.add_argument("--out", required=True, help="the COCO JSON file to write")
         c.set_defaults(func=run_convert)
+    c = csub.add_parser("crowdhuman", help="a CrowdHuman .odgt file to COCO JSON (ignore regions as crowd boxes)")
+    c.add_argument("source", help="the .odgt annotation file, e.g. annotation_train.odgt")
+    c.add_argument("--images", required=True, help="the folder of its images (ID.jpg), CrowdHuman's Images/")
+    c.add_argument("--out", required=True, help="the COCO JSON file to write")
+    c.set_defaults(func=run_convert)
 
     dk = dsub.add_parser("check", help="count a dataset's boxes and list its problems (exit 1 if any)",
                          description=CHECK_DESCRIPTION, epilog=CHECK_EPILOG,
@@ -73,7 +78,8 @@ def run_convert(args) -> None:
     from simpledet.data.datasets import read_records
     from simpledet.files import atomic_write_text
 
-    split = DatasetConfig(ann_file=args.source, format=args.source_format, split=args.split)
+    split = DatasetConfig(ann_file=args.source, format=args.source_format, split=getattr(args, "split", ""),
+                          image_dir=getattr(args, "images", ""))
     records = read_records(split, key=f"data convert {args.source_format}")
     coco = records.coco
     atomic_write_text(args.out, json.dumps(coco))

@@ -65,6 +65,12 @@ def run(args) -> None:
         print(f"wrote {out / 'metrics.json'} and {out / 'proposals.json'}")
         return
     atomic_write_text(out / "detections.json", json.dumps(records))
+    if cfg.model.crowdhuman_metrics:  # CrowdHuman: AP and MR^-2 with ignore regions
+        from simpledet.engine.crowdhuman_metrics import format_crowdhuman
+        print(format_crowdhuman(result))
+        write_metrics(out / "metrics.json", result)
+        print(f"wrote {out / 'metrics.json'} and {out / 'detections.json'}")
+        return
     print(format_results(result))
     write_metrics(out / "metrics.json", result, _voc_section(args, dataset, records))
     print(f"wrote {out / 'metrics.json'} and {out / 'detections.json'}")

@@ -4,18 +4,20 @@ format "coco": `ann_file` is the COCO JSON and `image_dir` the folder its file_n
 to. format "voc": `ann_file` is the VOC root and `split` names ImageSets/Main/SPLIT.txt. format
 "yolo": `ann_file` is the data.yaml and `split` one of its keys (train, val, test). VOC and YOLO
 splits are read into the COCO records their converters write (`simpledet data convert`), with
-their own image folder; `image_dir` is not used for them."""
+their own image folder; `image_dir` is not used for them. format "crowdhuman": `ann_file` is the
+.odgt file (one file per split) and `image_dir` the folder of its images; `split` is not used."""
 
 from pathlib import Path
 
 from simpledet.config import DatasetConfig
 from simpledet.data.coco import CocoDetection, load_coco_json
+from simpledet.data.crowdhuman import read_crowdhuman
 from simpledet.data.records import DatasetRecords, Problems
 from simpledet.data.voc import read_voc
 from simpledet.data.yolo import read_yolo
 from simpledet.errors import UserError
 
-FORMATS = ("coco", "voc", "yolo")
+FORMATS = ("coco", "voc", "yolo", "crowdhuman")
 
 
 def open_dataset(split: DatasetConfig, *, train: bool = False, flip_copies: bool = False,
@@ -42,6 +44,7 @@ def open_dataset(split: DatasetConfig, *, train: bool = False, flip_copies: bool
 READERS = {
     "voc": (read_voc, "the VOC root folder", "the VOC split to read (ImageSets/Main/SPLIT.txt), e.g. trainval"),
     "yolo": (read_yolo, "the data.yaml", "the data.yaml's key of the split to read, e.g. train or val"),
+    "crowdhuman": (read_crowdhuman, "the .odgt file", "the folder of its images (CrowdHuman's Images/)"),
 }
 
 
@@ -53,9 +56,10 @@ def read_records(split: DatasetConfig, *, key: str = "data.train", problems: Pro
     reader, ann_file_is, split_is = READERS[split.format]
     if not split.ann_file:
         raise UserError(f"{key}.ann_file: set it to {ann_file_is} ({key}.format={split.format})")
-    if not split.split:
-        raise UserError(f"{key}.split: set it to {split_is}")
-    return reader(split.ann_file, split.split, problems)
+    second = "image_dir" if split.format == "crowdhuman" else "split"  # an .odgt file is one split
+    if not getattr(split, second):
+        raise UserError(f"{key}.{second}: set it to {split_is}")
+    return reader(split.ann_file, getattr(split, second), problems)
 
 
 

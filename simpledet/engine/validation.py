@@ -12,6 +12,7 @@ from torch import nn
 
 from simpledet.config import Config
 from simpledet.data.coco import CocoDetection
+from simpledet.engine.crowdhuman_metrics import evaluate_crowdhuman
 from simpledet.engine.evaluator import EvalResult, evaluate_detections
 from simpledet.engine.inference import run_on_dataset
 from simpledet.engine.labels import model_label_to_category_id
@@ -40,6 +41,8 @@ def evaluate_model(model: nn.Module, cfg: Config, dataset: CocoDetection, device
         return None
     if cfg.model.proposals_only:  # an RPN alone: class-agnostic proposals, scored by recall
         result = evaluate_proposals(dataset.ground_truth, records, source=dataset.ann_file)
+    elif cfg.model.crowdhuman_metrics:  # CrowdHuman: AP and MR^-2 with ignore regions
+        result = evaluate_crowdhuman(dataset.ground_truth, records, source=dataset.ann_file)
     else:
         result = evaluate_detections(dataset.ground_truth, records, source=dataset.ann_file)
     scored = {f.name: getattr(result, f.name) for f in dataclasses.fields(EvalResult)}

@@ -80,6 +80,8 @@ class DetectorConfig:
     predicts_masks: ClassVar[bool] = False
     # whether its outputs are class-agnostic proposals (RPN-only: `eval` scores proposal recall)
     proposals_only: ClassVar[bool] = False
+    # whether `eval` scores it by CrowdHuman's AP and MR^-2 (engine/crowdhuman_metrics.py) instead of COCO's stats
+    crowdhuman_metrics: ClassVar[bool] = False
 
     @property
     def final_head(self) -> Any:
