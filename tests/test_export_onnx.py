@@ -303,3 +303,25 @@ def test_half_precision_export_runs_to_its_own_tolerance(quickstart_checkpoint, 
     for image in sample_images(photo_path, shapes_dir):
         assert_same_detections(eager_detections(eager, image), exported(image), box_tol=1.0, score_tol=1e-2,
                                min_matched=0.9, mask_iou=0.9)
+
+
+def test_export_refuses_a_graph_that_does_not_reproduce_the_model(quickstart_checkpoint, quickstart_onnx):
+    """`simpledet export` runs the graph it made in ONNX Runtime and compares it with the model
+    before writing it: the written file passed; the same graph checked against a model whose
+    classifier was changed is refused, naming what differs."""
+    import onnx
+
+    from simpledet.deploy.export_onnx import verify_onnx
+    from simpledet.engine.checkpoint import load_weights
+
+    graph = onnx.load(str(quickstart_onnx))
+    model = build_model(load_config(MASK_CONFIG), load_pretrained=False).eval()
+    load_weights(model, quickstart_checkpoint)
+    image = example_image(112, 144, seed=1)
+    same = ExportableDetector(model, category_ids=CATEGORIES[1], masks=True, dtype=torch.float32)
+    verify_onnx(graph, same, image)  # what the export wrote
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1:] -= 5.0  # every class far less likely
+    with pytest.raises(UserError, match="the ONNX graph does not reproduce the model on a 112x144 test image"):
+        verify_onnx(graph, ExportableDetector(model, category_ids=CATEGORIES[1], masks=True, dtype=torch.float32),
+                    image)

@@ -12,7 +12,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from simpledet.data.coco import CocoDetection, collate
+from simpledet.data.rand_resize_crop import RandResizeCrop, RandResizeCropConfig
 from simpledet.data.sampler import GroupedBatchSampler
+from simpledet.data.scale_jitter import KeyedBatches, ScaleJitter, ScaleJitterConfig
 from simpledet.errors import UserError
 
 
@@ -54,8 +56,16 @@ class _Loader(DataLoader):
 
 def build_train_loader(dataset: CocoDetection, batch_size: int, num_workers: int, seed: int,
                        start_iter: int = 0, num_replicas: int = 1, rank: int = 0,
-                       pin_memory: bool = False) -> DataLoader:
+                       pin_memory: bool = False, scale_jitter: ScaleJitterConfig | None = None,
+                       rand_resize_crop: RandResizeCropConfig | None = None) -> DataLoader:
     sampler = GroupedBatchSampler(dataset.aspect_ratios, batch_size, seed, start_iter, num_replicas, rank)
+    if scale_jitter is not None and rand_resize_crop is not None:
+        raise UserError("data.scale_jitter and data.rand_resize_crop are two ways to resize training images: "
+                        "set one of them")
+    if scale_jitter is not None or rand_resize_crop is not None:  # draws keyed by (seed, iteration, place)
+        sampler = KeyedBatches(sampler, seed=seed, start_iter=start_iter, rank=rank)
+        dataset = ScaleJitter(dataset, scale_jitter) if scale_jitter is not None else \
+            RandResizeCrop(dataset, rand_resize_crop)
     # A private generator: creating the iterator would otherwise draw from the global RNG, which
     # the model's samplers use, and a resumed run would see a shifted random stream.
     generator = torch.Generator().manual_seed(seed)

@@ -29,9 +29,10 @@ class ImagePreprocessor(nn.Module):
     def __init__(self, min_size: tuple[int, ...], max_size: int, mean: tuple[float, float, float],
                  std: tuple[float, float, float], pixel_scale: float = 1.0, bgr: bool = False,
                  size_divisible: int = 32, test_min_size: int | None = None,
-                 test_max_size: int | None = None, fixed_canvas: bool = False) -> None:
+                 test_max_size: int | None = None, fixed_canvas: bool = False, train_resize: bool = True) -> None:
         super().__init__()
         self.fixed_canvas = fixed_canvas
+        self.train_resize = train_resize
         self.min_size = tuple(min_size)
         self.test_min_size = test_min_size if test_min_size is not None else self.min_size[-1]
         self.max_size = max_size
@@ -102,7 +103,9 @@ class ImagePreprocessor(nn.Module):
         resized, sizes, originals, new_targets = [], [], [], [] if targets is not None else None
         for i, image in enumerate(images):
             originals.append((image.shape[-2], image.shape[-1]))  # ints (symbolic in a traced graph)
-            image = self.resize(self.normalize(image), short_side)
+            image = self.normalize(image)
+            if self.train_resize or not self.training:
+                image = self.resize(image, short_side)
             resized.append(image)
             sizes.append((image.shape[-2], image.shape[-1]))
             if targets is not None:
@@ -164,8 +167,11 @@ class InputConfig:
     # (800x1344 or 1344x800 for COCO's 800/1333), as SimpleDet's MXNet models did: two padded
     # shapes for the whole run, which train.cuda_graphs needs, at the cost of the padding's compute
     fixed_canvas: bool = False
+    # False: training images come at the model's size already (data.scale_jitter made them) and
+    # are normalised and padded only; evaluation still resizes
+    train_resize: bool = True
 
     def build(self) -> ImagePreprocessor:
         return ImagePreprocessor(self.min_size, self.max_size, self.mean, self.std, self.pixel_scale,
                                  self.bgr, self.size_divisible, self.test_min_size, self.test_max_size,
-                                 self.fixed_canvas)
+                                 self.fixed_canvas, self.train_resize)
