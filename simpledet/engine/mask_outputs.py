@@ -15,9 +15,12 @@ def evaluate_masks(ground_truth: str | Path | dict, records: list[dict],
     """Mask AP ("segm") of COCO result records that carry `segmentation`.
 
     The box is left out of each record: given one, COCO takes the box's area as the instance's,
-    which files masks under the wrong small / medium / large range (detectron2 does the same)."""
-    return evaluate_detections(ground_truth, [{k: v for k, v in r.items() if k != "bbox"} for r in records],
-                               iou_type="segm", source=source)
+    which files masks under the wrong small / medium / large range (detectron2 does the same).
+    A record's `mask_score` (Mask Scoring R-CNN), where there is one, ranks its mask instead of its
+    `score`, as SimpleDet's mask_test.py rescores masks."""
+    segm = [{**{k: v for k, v in r.items() if k not in ("bbox", "mask_score")},
+             "score": r.get("mask_score", r["score"])} for r in records]
+    return evaluate_detections(ground_truth, segm, iou_type="segm", source=source)
 
 
 def masks_for_drawing(det: dict, zoom: int = 1) -> Tensor | None:

@@ -265,12 +265,14 @@ class RoIHeadsConfig:
         return LevelSortedRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
 
     def build(self, in_channels: int, num_classes: int, *, run_head: RunHead = run_head_directly,
-              pooler: nn.Module | None = None, mask: MaskHeadConfig | None = None) -> RoIHeads:
-        """pooler: one to share (a cascade's stages); mask: the mask branch, for Mask R-CNN."""
+              pooler: nn.Module | None = None, mask: MaskHeadConfig | None = None,
+              heads: type[RoIHeads] = RoIHeads, **parts: nn.Module) -> RoIHeads:
+        """pooler: one to share (a cascade's stages); mask: the mask branch, for Mask R-CNN; heads
+        and parts: a RoIHeads subclass and the parts it adds (Mask Scoring R-CNN's MaskIoU head)."""
         box_head = self.box_head.build(in_channels, self.pooler_resolution)
         predictor = BoxPredictor(in_features=box_head.output_size, num_classes=num_classes,
                                  class_agnostic=self.class_agnostic)
-        return RoIHeads(pooler if pooler is not None else self.build_pooler(), box_head, predictor,
+        return heads(pooler if pooler is not None else self.build_pooler(), box_head, predictor,
                         fg_iou=self.fg_iou, bg_iou=self.bg_iou, batch_size_per_image=self.batch_size_per_image,
                         positive_fraction=self.positive_fraction, box_weights=self.box_weights,
                         box_loss_beta=self.box_loss_beta, score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
@@ -278,4 +280,4 @@ class RoIHeadsConfig:
                         soft_nms_sigma=self.soft_nms_sigma,
                         mask_pooler=mask.build_pooler() if mask is not None else None,
                         mask_head=mask.build(in_channels, num_classes) if mask is not None else None,
-                        run_head=run_head)
+                        run_head=run_head, **parts)
