@@ -1,8 +1,8 @@
 """`simpledet zoo`: every config with SimpleDet's published figures beside our model's size.
 
 Parameters and FLOPs are counted on the meta device (no memory, no arithmetic): the dense part
-(backbone, neck, RPN or dense head) on one 800x1333 image padded to 800x1344, and the per-RoI
-heads on as many RoIs as the model keeps at test time (RPN proposals for box heads, the
+(backbone, neck, RPN or dense head) on one 800x1333 image padded as the model pads it (800x1344;
+896x1408 for NAS-FPN's multiples of 128), and the per-RoI heads on as many RoIs as the model keeps at test time (RPN proposals for box heads, the
 detections for the mask head). FLOPs count a multiply-add as two.
 """
 
@@ -66,7 +66,7 @@ def count_params_and_flops(cfg, height: int = 800, width: int = 1333) -> tuple[f
     with torch.device("meta"):
         model = cfg.model.build()
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    pad = 32
+    pad = cfg.model.input.size_divisible  # as the model pads: 32, or 128 for NAS-FPN's pooled cells
     image = torch.empty(1, 3, -(-height // pad) * pad, -(-width // pad) * pad, device="meta")
     with _flop_counter() as counter:
         features, _ = model.dense_step(image)  # backbone, neck and the dense head's convolutions
