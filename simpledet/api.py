@@ -24,6 +24,10 @@ def build_model(cfg: Config, load_pretrained: bool = True) -> nn.Module:
 
         for report in load_pretrained_weights(model.pretrained_modules(), path):
             log.info("%s: %s", path, report.summary())
+    if cfg.qat is not None:  # after the pretrained weights, which are float
+        from simpledet.engine.qat import prepare_qat
+
+        prepare_qat(model, cfg.qat)
     return model
 
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simpledet.data.rand_resize_crop import RandResizeCropConfig
 from simpledet.data.scale_jitter import ScaleJitterConfig
 from simpledet.engine.distill import DistillConfig
+from simpledet.engine.qat import QATConfig
 from simpledet.errors import UserError
 from simpledet.files import atomic_write_text
 from simpledet.modeling.detectors.detector import DetectorConfig
@@ -65,6 +67,8 @@ class DataConfig:
     contiguous_labels: bool = True
     # large-scale jitter of the training images (SimpleDet's NAS-FPN configs); None: off
     scale_jitter: ScaleJitterConfig | None = None
+    # SimpleDet's multi-scale random resize + crop of the training images (data/rand_resize_crop.py); None: off
+    rand_resize_crop: RandResizeCropConfig | None = None
 
 
 def coco2017(**options: Any) -> "DataConfig":
@@ -169,6 +173,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     distill: DistillConfig | None = None  # FitNet distillation from a teacher (configs/kd/)
+    qat: QATConfig | None = None  # INT8 quantisation-aware training (configs/int8/; engine/qat.py)
 
 
 # ---------------------------------------------------------------- loading and overrides

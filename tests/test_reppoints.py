@@ -282,7 +282,7 @@ def test_bad_settings_are_named(override, message):
 def test_overfits_a_few_shapes(tmp_path):
     data = tmp_path / "shapes"
     generate_shapes(data, num_train=8, num_val=4, seed=1)
-    iters = 160
+    iters = 600
     overrides = shapes_overrides(data, val_split="train") + [
         f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
         "train.clip_grad_norm=10", "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)",

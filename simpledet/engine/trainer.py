@@ -391,7 +391,8 @@ class Trainer:
             self.distiller.train()
         loader = build_train_loader(self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed,
                                     start_iter=self.batches_done, num_replicas=self.world_size, rank=self.rank,
-                                    pin_memory=self.device.type == "cuda", scale_jitter=self.cfg.data.scale_jitter)
+                                    pin_memory=self.device.type == "cuda", scale_jitter=self.cfg.data.scale_jitter,
+                                    rand_resize_crop=self.cfg.data.rand_resize_crop)
         batches = iter(loader)
         metrics = MetricsLog(self.out / "metrics.jsonl", self.world_size, self.start_iter) if self.is_main else None
         board = TensorBoardLog(self.out / "tensorboard", self.start_iter) if self.is_main and cfg.tensorboard else None

@@ -66,6 +66,9 @@ def read_init_source(spec: str) -> dict[str, Tensor]:
 def init_from(model: nn.Module, spec: str) -> InitReport:
     """Copies every tensor of `spec` whose name and shape match into `model`, logs the rest."""
     source = read_init_source(spec)
+    from simpledet.engine.qat import float_state_dict_keys  # a float checkpoint into a QAT model: weight names
+
+    source = float_state_dict_keys(source, model)
     report = InitReport(spec)
     target = model.state_dict()
     with torch.no_grad():

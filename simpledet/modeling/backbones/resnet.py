@@ -100,6 +100,7 @@ class Bottleneck(nn.Module):
         self.bn3 = make_norm(norm, out_ch)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _shortcut(in_ch, out_ch, stride, norm)
+        self.se: nn.Module | None = None  # squeeze-excitation after the 3x3 conv (SE-ResNet, se_resnet.py)
 
     @property
     def out_channels(self) -> int:
@@ -112,6 +113,8 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else conv_norm(self.downsample[0], self.downsample[1], x, fuse)
         out = self.relu(conv_norm(self.conv1, self.bn1, x, fuse))
         out = self.relu(_conv_norm(self.conv2, self.bn2, out, fuse, dilation))
+        if self.se is not None:
+            out = self.se(out)
         out = conv_norm(self.conv3, self.bn3, out, fuse)
         out += identity  # in place, as torchvision's blocks: no extra full-size tensor
         return self.relu(out)

@@ -112,6 +112,11 @@ class TridentConfig:
     train_scale_aware: bool = True
     test_scale_aware: bool = True
     test_branches: tuple[int, ...] = (0, 1, 2)
+    # SimpleDet's branch_bn_shared: False gives each branch norms of its own (its scratch configs)
+    shared_norms: bool = True
+    # SimpleDet's branch_deform: the last `deform_blocks` trident blocks (it uses 3) get a deformable
+    # conv2, sampled at each branch's dilation (ResNet v2 only; backbones/trident_v2.py); 0: none
+    deform_blocks: int = 0
 
 
 @dataclass
@@ -133,7 +138,8 @@ class TridentNetConfig(DetectorConfig):
         if len(t.valid_ranges) != len(t.dilations):
             raise ValueError("TridentNet needs one valid range per branch")
         backbone = TridentBackbone(self.backbone.build(), dilations=t.dilations,
-                                   num_trident_blocks=t.num_trident_blocks, test_branches=t.test_branches)
+                                   num_trident_blocks=t.num_trident_blocks, test_branches=t.test_branches,
+                                   shared_norms=t.shared_norms, deform_blocks=t.deform_blocks)
         channels = backbone.output_shape()["c4"]
         return TridentDetector(preprocess=self.input.build(), num_classes=self.num_classes, backbone=backbone,
                                neck=None,

@@ -4,6 +4,10 @@ SimpleDet's MaskFasterRcnn4ConvHead: RoIAlign 14x14 on P2-P5, four 3x3 convoluti
 ReLU, a 2x2 stride-2 deconvolution (256) with ReLU and a 1x1 convolution giving one 28x28 mask
 logit map per class (background included, as the box classifier). Trained with sigmoid
 cross-entropy on the ground-truth class's map of the foreground RoIs only.
+
+Trained from scratch (config/scratch, config/se), each 3x3 conv is followed by a norm (`norm`: BN,
+SyncBN or GroupNorm, named `norms.{i}`) before its ReLU, and SimpleDet's MaskRcnnSe4convHead
+(models/se/builder.py) adds a squeeze-excitation (256 -> 64 -> 256, `se.{i}`) after each ReLU.
 """
 
 from dataclasses import dataclass
@@ -13,16 +17,30 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from simpledet.errors import UserError
+from simpledet.modeling.backbones.efficientnet import SqueezeExcite
 from simpledet.modeling.layers.roi_pooler import LevelSortedRoIAlign
+from simpledet.modeling.norm import make_norm
+
+NORMS = ("bn", "syncbn", "gn")
 
 
 class MaskHead(nn.Module):
     """(R, C, S, S) pooled RoI features -> (R, num_classes + 1, 2S, 2S) mask logits."""
 
-    def __init__(self, *, in_channels: int, num_classes: int, num_convs: int, conv_dim: int) -> None:
+    def __init__(self, *, in_channels: int, num_classes: int, num_convs: int, conv_dim: int,
+                 norm: str | None = None, squeeze_excitation: bool = False) -> None:
         super().__init__()
         dims = [in_channels] + [conv_dim] * num_convs
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(dims[:-1], dims[1:]))
+        # None unless asked for, so the plain head's parameters (and checkpoints) stay as they were
+        self.norms = nn.ModuleList(make_norm(norm, conv_dim) for _ in range(num_convs)) if norm else None
+        self.se = nn.ModuleList(SqueezeExcite(conv_dim, conv_dim // 4) for _ in range(num_convs)) \
+            if squeeze_excitation else None
+        if self.se is not None:
+            for excite in self.se:
+                for conv in (excite.fc1, excite.fc2):  # SimpleDet's default init: He fan_in
+                    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
         self.deconv = nn.ConvTranspose2d(dims[-1], conv_dim, 2, stride=2)
         self.logits = nn.Conv2d(conv_dim, num_classes + 1, 1)
         # SimpleDet's msra init (Xavier gaussian, fan_out, magnitude 2) is He's fan_out init
@@ -31,8 +49,13 @@ class MaskHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        for conv in self.convs:
-            x = F.relu(conv(x), inplace=True)
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = F.relu(x, inplace=True)
+            if self.se is not None:
+                x = self.se[i](x)
         return self.logits(F.relu(self.deconv(x), inplace=True))
 
 
@@ -134,10 +157,16 @@ class MaskHeadConfig:
     pooler_sampling_ratio: int = 2
     num_convs: int = 4
     conv_dim: int = 256
+    # from scratch: a norm after each conv ("bn", "syncbn", "gn"; None: none), SimpleDet's
+    # MaskRcnnSe4convHead's squeeze-excitation after each conv's ReLU
+    norm: str | None = None
+    squeeze_excitation: bool = False
 
     def build_pooler(self) -> LevelSortedRoIAlign:
         return LevelSortedRoIAlign(list(self.in_features), self.pooler_resolution, self.pooler_sampling_ratio)
 
     def build(self, in_channels: int, num_classes: int) -> MaskHead:
+        if self.norm is not None and self.norm not in NORMS:
+            raise UserError(f"model.mask_head.norm must be one of {', '.join(NORMS)} or None, got {self.norm!r}")
         return MaskHead(in_channels=in_channels, num_classes=num_classes, num_convs=self.num_convs,
-                        conv_dim=self.conv_dim)
+                        conv_dim=self.conv_dim, norm=self.norm, squeeze_excitation=self.squeeze_excitation)

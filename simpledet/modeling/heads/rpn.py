@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simpledet.errors import UserError
 from simpledet.modeling.anchors import AnchorGenerator, Anchors
 from simpledet.modeling.box_coder import BoxCoder, matched_box_targets
 from simpledet.modeling.box_iou import batched_box_iou
 from simpledet.modeling.matcher import IGNORE, Matcher
 from simpledet.modeling.nms import NmsEach, nms_each
+from simpledet.modeling.norm import make_norm
 from simpledet.modeling.sampler import BalancedSampler
 from simpledet.structures.ground_truth import PaddedGroundTruth
 from simpledet.structures.image_sizes import ImageSizes
@@ -22,9 +24,12 @@ from simpledet.structures.image_sizes import ImageSizes
 class RPNHead(nn.Module):
     """A shared 3x3 conv, then per-anchor objectness logits and box deltas, on every level."""
 
-    def __init__(self, *, in_channels: int, num_anchors: int, conv_channels: int) -> None:
+    def __init__(self, *, in_channels: int, num_anchors: int, conv_channels: int, norm: str | None = None) -> None:
+        """norm: a norm between the 3x3 conv and its ReLU (SimpleDet's RpnHead with a SyncBN or GN
+        normalizer: TridentNet from scratch); None, the usual head, has no such layer."""
         super().__init__()
         self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
+        self.norm = make_norm(norm, conv_channels) if norm is not None else None
         self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
         self.box_deltas = nn.Conv2d(conv_channels, num_anchors * 4, 1)
         for layer in (self.conv, self.objectness, self.box_deltas):
@@ -35,7 +40,8 @@ class RPNHead(nn.Module):
         """Per level: logits (N, H*W*A) and deltas (N, H*W*A, 4), ordered like the anchors."""
         logits, deltas = [], []
         for x in features:
-            t = F.relu(self.conv(x), inplace=True)  # in place: no second full-size tensor per level
+            t = self.conv(x) if self.norm is None else self.norm(self.conv(x))
+            t = F.relu(t, inplace=True)  # in place: no second full-size tensor per level
             n, _, h, w = t.shape
             logits.append(self.objectness(t).permute(0, 2, 3, 1).reshape(n, -1))
             d = self.box_deltas(t)
@@ -189,11 +195,14 @@ class RPNConfig:
     box_loss_beta: float = 1.0 / 9
     allowed_border: float | None = 0.0
     conv_channels: int | None = None  # the 3x3 conv's width; None: as its input (FPN: 256; C4: 512)
+    conv_norm: str | None = None  # a norm after the 3x3 conv ("bn", "syncbn", "gn"), as TridentNet from scratch
 
     def build(self, in_channels: int, *, nms_each: NmsEach = nms_each) -> RPN:
+        if self.conv_norm is not None and self.conv_norm not in ("bn", "syncbn", "gn"):
+            raise UserError(f"model.rpn.conv_norm must be bn, syncbn, gn or None, got {self.conv_norm!r}")
         anchors = AnchorGenerator(self.anchor_sizes, (self.aspect_ratios,) * len(self.anchor_sizes))
         head = RPNHead(in_channels=in_channels, num_anchors=anchors.num_anchors_per_location[0],
-                       conv_channels=self.conv_channels or in_channels)
+                       conv_channels=self.conv_channels or in_channels, norm=self.conv_norm)
         return RPN(head, anchors, in_features=self.in_features, fg_iou=self.fg_iou, bg_iou=self.bg_iou,
                    batch_size_per_image=self.batch_size_per_image, positive_fraction=self.positive_fraction,
                    pre_nms_top_n_train=self.pre_nms_top_n_train, pre_nms_top_n_test=self.pre_nms_top_n_test,

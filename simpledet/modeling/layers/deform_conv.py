@@ -67,15 +67,21 @@ class DeformConv2d(nn.Module):
         nn.init.zeros_(self.offset_conv.weight)
         nn.init.zeros_(self.offset_conv.bias)
 
-    def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None,
+                dilation: int | None = None) -> Tensor:
         """With `scale` / `shift` (a frozen BN's, per output channel) the BN is folded into the
-        weight and bias, as `conv_norm` does for plain convs."""
+        weight and bias, as `conv_norm` does for plain convs. `dilation`: the sampling grid's
+        dilation and padding for this call instead of the layer's own (TridentNet's branches); the
+        offsets' conv keeps its own."""
+        padding, dilated = self.padding, self.dilation
+        if dilation is not None:
+            padding = dilated = (dilation, dilation)
         out = self.offset_conv(x)
         offset, mask = out[:, : self.num_offsets], None
         if self.modulated:
             mask = out[:, self.num_offsets:].sigmoid()
         if self.mxnet_v1_border:
-            offset = self._mxnet_v1_offsets(offset, x.shape[-2], x.shape[-1])
+            offset = self._mxnet_v1_offsets(offset, x.shape[-2], x.shape[-1], padding, dilated)
         weight, bias = self.weight, self.bias
         if scale is not None:
             weight = weight * scale.reshape(-1, 1, 1, 1)
@@ -83,23 +89,26 @@ class DeformConv2d(nn.Module):
         # one dtype for torchvision's kernel: under autocast x arrives in bf16 / fp16 while the weights
         # are fp32; its CUDA autocast wrapper runs the op in fp32, and so do we, on any device
         dtype = weight.dtype
-        return deform_conv2d(x.to(dtype), offset.to(dtype), weight, bias, self.stride, self.padding, self.dilation,
+        return deform_conv2d(x.to(dtype), offset.to(dtype), weight, bias, self.stride, padding, dilated,
                              None if mask is None else mask.to(dtype))
 
-    def _mxnet_v1_offsets(self, offset: Tensor, height: int, width: int) -> Tensor:
+    def _mxnet_v1_offsets(self, offset: Tensor, height: int, width: int, padding: tuple[int, int] | None = None,
+                          dilation: tuple[int, int] | None = None) -> Tensor:
         """Offsets under which torchvision's zero-padded bilinear sampling reads what MXNet's
         DeformableConvolution reads: points outside [0, H) x [0, W) read nothing, points in
         [H - 1, H) / [W - 1, W) read the last row / column. Other offsets are kept bit for bit.
         Positions are compared in float32 (bfloat16 holds integers exactly only up to 256)."""
         n, _, out_h, out_w = offset.shape
+        padding = self.padding if padding is None else padding
+        dilation = self.dilation if dilation is None else dilation
         k = self.weight.shape[-1]
         f32 = dict(device=offset.device, dtype=torch.float32)
         taps = torch.arange(k, **f32)
         # where each tap of each output position sits without offset: (k*k, out_h, out_w)
-        rows = torch.arange(out_h, **f32) * self.stride[0] - self.padding[0]
-        cols = torch.arange(out_w, **f32) * self.stride[1] - self.padding[1]
-        base_y = (rows.view(1, 1, -1, 1) + taps.view(k, 1, 1, 1) * self.dilation[0]).expand(k, k, out_h, out_w)
-        base_x = (cols.view(1, 1, 1, -1) + taps.view(1, k, 1, 1) * self.dilation[1]).expand(k, k, out_h, out_w)
+        rows = torch.arange(out_h, **f32) * self.stride[0] - padding[0]
+        cols = torch.arange(out_w, **f32) * self.stride[1] - padding[1]
+        base_y = (rows.view(1, 1, -1, 1) + taps.view(k, 1, 1, 1) * dilation[0]).expand(k, k, out_h, out_w)
+        base_x = (cols.view(1, 1, 1, -1) + taps.view(1, k, 1, 1) * dilation[1]).expand(k, k, out_h, out_w)
         base_y, base_x = base_y.reshape(k * k, out_h, out_w), base_x.reshape(k * k, out_h, out_w)
         off = offset.float().reshape(n, -1, k * k, 2, out_h, out_w)  # channel g*2*k*k + 2*p + (0: y, 1: x)
         dy, dx = off[:, :, :, 0], off[:, :, :, 1]
