@@ -2,8 +2,9 @@
 
 Parameters and FLOPs are counted on the meta device (no memory, no arithmetic): the dense part
 (backbone, neck, RPN or dense head) on one 800x1333 image padded as the model pads it (800x1344;
-896x1408 for NAS-FPN's multiples of 128), and the per-RoI heads on as many RoIs as the model keeps at test time (RPN proposals for box heads, the
-detections for the mask head). FLOPs count a multiply-add as two.
+896x1408 for NAS-FPN's multiples of 128), and the per-RoI heads on as many RoIs as the model keeps
+at test time (RPN proposals for box heads, the detections for the mask head). FLOPs count a
+multiply-add as two.
 """
 
 import math
