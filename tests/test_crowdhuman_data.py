@@ -59,7 +59,7 @@ def test_reads_full_boxes_ignore_regions_and_sizes(odgt: Path) -> None:
     assert records.image_where[2] == f"{odgt}:2" and records.annotation_where[3] == f"{odgt}:1: gtboxes[2]"
 
 
-def test_config_format_crowdhuman_trains_without_ignore_regions(odgt: Path) -> None:
+def test_config_format_crowdhuman_keeps_ignore_regions_apart(odgt: Path) -> None:
     split = DatasetConfig(ann_file=str(odgt), image_dir=str(odgt.parent / "Images"), format="crowdhuman")
     dataset = open_dataset(split, train=True)
     assert dataset.ground_truth == read_crowdhuman(odgt, odgt.parent / "Images").coco
@@ -67,6 +67,11 @@ def test_config_format_crowdhuman_trains_without_ignore_regions(odgt: Path) -> N
     assert tuple(image.shape) == (3, 48, 64)
     assert target["boxes"].tolist() == [[4.0, 5.0, 24.0, 45.0]]  # the two ignore regions are not targets
     assert target["labels"].tolist() == [1]
+    assert "ignore_boxes" not in target
+    # for an RPN with ignore_iof, the regions ride along, flipped with the image's copy
+    with_regions = open_dataset(split, train=True, flip_copies=True, with_ignore_regions=True)
+    assert with_regions[0][1]["ignore_boxes"].tolist() == [[30.0, 2.0, 55.0, 32.0], [40.0, 10.0, 50.0, 40.0]]
+    assert with_regions[2][1]["ignore_boxes"].tolist() == [[9.0, 2.0, 34.0, 32.0], [14.0, 10.0, 24.0, 40.0]]
     with pytest.raises(UserError, match=r"data.train.image_dir: set it to the folder of its images"):
         open_dataset(DatasetConfig(ann_file=str(odgt), format="crowdhuman"), train=True)
 

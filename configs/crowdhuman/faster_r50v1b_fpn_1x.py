@@ -10,7 +10,8 @@ The FPN has a trainable BN after every convolution (SimpleDet's "localbn": per-G
 
 Data: SimpleDet's layout, data/crowdhuman/images/ID.jpg and the .odgt files read directly
 (simpledet/data/crowdhuman.py): ignore regions ('mask' boxes, extra.ignore) are COCO crowd boxes,
-kept out of the training targets and ignored by the evaluation; `eval` reports CrowdHuman's AP and
+not objects to learn; the RPN does not take anchors they cover to 0.3 or more as background
+(rpn.ignore_iof), and the evaluation ignores detections on them; `eval` reports CrowdHuman's AP and
 MR^-2 (simpledet/engine/crowdhuman_metrics.py).
 """
 
@@ -37,7 +38,7 @@ config = Config(
                       fg_iou=0.7, bg_iou=0.3, batch_size_per_image=256, positive_fraction=0.5,
                       pre_nms_top_n_train=3000, pre_nms_top_n_test=2000,
                       post_nms_top_n_train=2000, post_nms_top_n_test=1000, nms_thresh=0.7, min_size=2.0,
-                      allowed_border=1000.0),
+                      allowed_border=1000.0, ignore_iof=0.3),
         roi_heads=RoIHeadsConfig(in_features=("p2", "p3", "p4", "p5"), pooler_resolution=7,
                                  box_head=MLPHeadConfig(fc_dim=1024, num_fc=2, fc_bias=False),
                                  batch_size_per_image=512, positive_fraction=0.5, fg_iou=0.5, bg_iou=0.5,

@@ -179,11 +179,14 @@ class CocoDetection(torch.utils.data.Dataset):
     """Images and x1y1x2y2 boxes with contiguous labels 1..K (0 is background).
 
     with_masks: targets also hold `masks`, (N, H, W) uint8 in the image's pixels, one per box
-    (crowd and dropped boxes drop theirs), mirrored with the flipped copies."""
+    (crowd and dropped boxes drop theirs), mirrored with the flipped copies.
+    with_ignore_regions: targets also hold `ignore_boxes`, (R, 4) x1y1x2y2: the image's crowd
+    boxes (CrowdHuman's ignore regions), clipped and flipped as the boxes are, for an RPN that
+    keeps its negatives out of them (RPNConfig.ignore_iof)."""
 
     def __init__(self, ann_file: str | Path, image_dir: str | Path, *,
                  train: bool = False, flip_copies: bool = False, with_masks: bool = False,
-                 data: dict[str, list[dict]] | None = None) -> None:
+                 with_ignore_regions: bool = False, data: dict[str, list[dict]] | None = None) -> None:
         """data: the COCO-format records when they were read from another format (VOC, YOLO);
         ann_file then names that source in messages. Kept as `ground_truth` for evaluation."""
         self.ann_file = Path(ann_file)
@@ -191,6 +194,7 @@ class CocoDetection(torch.utils.data.Dataset):
         self.train = train
         self.flip_copies = flip_copies
         self.with_masks = with_masks
+        self.with_ignore_regions = with_ignore_regions
         if data is None:
             data = load_coco_json(self.ann_file)
         self.ground_truth = data
@@ -210,6 +214,7 @@ class CocoDetection(torch.utils.data.Dataset):
                                       "size_mismatch": 0}
         images_by_id = {im["id"]: im for im in data["images"]}
         per_image: dict[int, list[tuple[list[float], int, Any]]] = {i: [] for i in images_by_id}
+        ignored: dict[int, list[list[float]]] = {i: [] for i in images_by_id}
         dropped: list[str] = []  # where the first dropped boxes are, for the warning
         for i, ann in enumerate(data["annotations"]):
             img = images_by_id[ann["image_id"]]
@@ -220,6 +225,10 @@ class CocoDetection(torch.utils.data.Dataset):
                 label = self.category_id_to_label[ann["category_id"]]
                 segm = self._check_segmentation(i, ann, img) if with_masks else None
                 per_image[ann["image_id"]].append((box, label, segm))
+            elif ann.get("iscrowd", 0) and with_ignore_regions:
+                region = _clip_box(ann["bbox"], img["width"], img["height"])
+                if region is not None:
+                    ignored[ann["image_id"]].append(region)
         if any(self.stats[k] for k in ("boxes_clipped", "boxes_dropped", "crowd_boxes")):
             log.warning("%s: %d boxes clipped to the image, %d dropped (empty after clipping "
                         "or non-positive size%s), %d crowd boxes ignored", self.ann_file,
@@ -231,6 +240,7 @@ class CocoDetection(torch.utils.data.Dataset):
         self._boxes: list[Tensor] = []
         self._labels: list[Tensor] = []
         self._segms: list[list[Any]] = []  # raw COCO segmentations, rasterised when read
+        self._ignore_boxes: list[Tensor] = []
         for im in data["images"]:
             objs = per_image[im["id"]]
             if train and not objs:
@@ -240,6 +250,7 @@ class CocoDetection(torch.utils.data.Dataset):
             self._boxes.append(boxes.reshape(-1, 4))
             self._labels.append(torch.tensor([lab for _, lab, _ in objs], dtype=torch.int64))
             self._segms.append([segm for _, _, segm in objs] if with_masks else [])
+            self._ignore_boxes.append(torch.tensor(ignored[im["id"]], dtype=torch.float32).reshape(-1, 4))
         if train and not self._records:
             raise UserError(f"{self.ann_file}: no image has a usable (non-crowd, non-empty) box; "
                             "nothing to train on")
@@ -252,18 +263,13 @@ class CocoDetection(torch.utils.data.Dataset):
         if ann.get("iscrowd", 0):
             self.stats["crowd_boxes"] += 1
             return None
+        box = _clip_box(ann["bbox"], width, height)
         x, y, w, h = (float(v) for v in ann["bbox"])
-        if w <= 0 or h <= 0:
+        if box is None:
             self.stats["boxes_dropped"] += 1
-            return None
-        x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
-        x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-        if x2 - x1 <= 0 or y2 - y1 <= 0:
-            self.stats["boxes_dropped"] += 1
-            return None
-        if (x1, y1, x2, y2) != (x, y, x + w, y + h):
+        elif box != [x, y, x + w, y + h]:
             self.stats["boxes_clipped"] += 1
-        return [x1, y1, x2, y2]
+        return box
 
     def _check_segmentation(self, i: int, ann: dict, img: dict) -> list | dict:
         if "segmentation" not in ann:
@@ -320,18 +326,21 @@ class CocoDetection(torch.utils.data.Dataset):
         image = F.to_dtype(F.pil_to_tensor(rgb), torch.float32, scale=True)
         height, width = image.shape[-2:]
         boxes = self._boxes[base]
+        ignore_boxes = self._ignore_boxes[base]
         if (width, height) != (rec["width"], rec["height"]):
             self._warn_once(base, "size_mismatch",
                             "%s: image is %dx%d but the annotation file says %sx%s; "
                             "rescaling its boxes", path, width, height, rec["width"], rec["height"])
             scale = torch.tensor([width / rec["width"], height / rec["height"]] * 2)
-            boxes = boxes * scale
+            boxes, ignore_boxes = boxes * scale, ignore_boxes * scale
         masks = self._masks(base, int(height), int(width)) if self.with_masks else None
         if flipped:
             image = F.horizontal_flip(image)
             boxes = F.horizontal_flip(tv_tensors.BoundingBoxes(
                 boxes, format="XYXY", canvas_size=(height, width)))
             masks = masks.flip(-1) if masks is not None else None
+            ignore_boxes = F.horizontal_flip(tv_tensors.BoundingBoxes(
+                ignore_boxes, format="XYXY", canvas_size=(height, width)))
         target = {
             "boxes": boxes.as_subclass(Tensor).clone(),
             "labels": self._labels[base].clone(),
@@ -340,7 +349,21 @@ class CocoDetection(torch.utils.data.Dataset):
         }
         if masks is not None:
             target["masks"] = masks
+        if self.with_ignore_regions:
+            target["ignore_boxes"] = ignore_boxes.as_subclass(Tensor).clone()
         return image, target
+
+
+def _clip_box(bbox: list[float], width: float, height: float) -> list[float] | None:
+    """A COCO [x, y, w, h] as x1y1x2y2 clipped to the image, or None where nothing is left."""
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return None
+    x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None
+    return [x1, y1, x2, y2]
 
 
 def collate(batch: list[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]:

@@ -21,23 +21,24 @@ FORMATS = ("coco", "voc", "yolo", "crowdhuman")
 
 
 def open_dataset(split: DatasetConfig, *, train: bool = False, flip_copies: bool = False,
-                 with_masks: bool = False, key: str = "data.train") -> CocoDetection:
+                 with_masks: bool = False, with_ignore_regions: bool = False,
+                 key: str = "data.train") -> CocoDetection:
     """The dataset that `split` (the config's data.train or data.val, named `key` in messages)
-    describes; its `ground_truth` holds the COCO-format records that evaluation scores against."""
+    describes; its `ground_truth` holds the COCO-format records that evaluation scores against.
+    with_ignore_regions: its targets carry the crowd boxes as `ignore_boxes` (CocoDetection)."""
+    options = {"train": train, "flip_copies": flip_copies, "with_masks": with_masks,
+               "with_ignore_regions": with_ignore_regions}
     if split.extra_sets and (split.format == "coco" or not with_masks):
         # file names are absolute after the merge: the image folder is only where messages point
         image_dir = split.image_dir if split.format == "coco" else "/"
-        return CocoDetection(split.ann_file, image_dir, train=train, flip_copies=flip_copies,
-                             with_masks=with_masks, data=merged_sets(split, key))
+        return CocoDetection(split.ann_file, image_dir, **options, data=merged_sets(split, key))
     if split.format == "coco":
-        return CocoDetection(split.ann_file, split.image_dir, train=train, flip_copies=flip_copies,
-                             with_masks=with_masks)
+        return CocoDetection(split.ann_file, split.image_dir, **options)
     if with_masks:
         raise UserError(f"{key}.format={split.format}: this model predicts masks, and {split.format} data has boxes "
                         "only; train it on COCO-format data with segmentations")
     records = read_records(split, key=key)
-    return CocoDetection(records.source, records.image_dir, train=train, flip_copies=flip_copies,
-                         data=records.coco)
+    return CocoDetection(records.source, records.image_dir, **options, data=records.coco)
 
 
 # format -> (its reader, what ann_file names, what split names); every message below comes from here

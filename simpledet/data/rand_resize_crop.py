@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from simpledet.data.scale_jitter import window_boxes
 from simpledet.errors import UserError
 
 CENTER_NOISE_ROWS = (-10, 10)  # SimpleDet: np.random.randint(-10, 10)
@@ -66,10 +67,9 @@ def resize_sample(image: Tensor, target: dict[str, Any], short: int, long: int) 
                         f"(data.rand_resize_crop)")
     # bilinear without antialiasing: cv2.resize(INTER_LINEAR), as SimpleDet
     resized = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
-    boxes = target["boxes"] * scale
-    boxes = torch.stack([boxes[:, 0].clamp(0, new_w), boxes[:, 1].clamp(0, new_h),
-                         boxes[:, 2].clamp(0, new_w), boxes[:, 3].clamp(0, new_h)], dim=1)
-    out = dict(target, boxes=boxes)
+    out = dict(target, boxes=window_boxes(target["boxes"], scale, 0, 0, new_w, new_h)[0])
+    if "ignore_boxes" in target:
+        out["ignore_boxes"] = window_boxes(target["ignore_boxes"], scale, 0, 0, new_w, new_h)[0]
     if "masks" in target:
         out["masks"] = F.interpolate(target["masks"][None].float(), size=(new_h, new_w),
                                      mode="nearest")[0].to(target["masks"].dtype)
@@ -100,11 +100,12 @@ def crop_sample(image: Tensor, target: dict[str, Any], start_y: int, start_x: in
     boxes = target["boxes"]
     ctr_x, ctr_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     inside = (ctr_y > start_y) & (ctr_x > start_x) & (ctr_y < start_y + crop_h) & (ctr_x < start_x + crop_w)
-    moved = boxes - torch.tensor([start_x, start_y, start_x, start_y], dtype=boxes.dtype)
-    moved = torch.stack([moved[:, 0].clamp(0, crop_w), moved[:, 1].clamp(0, crop_h),
-                         moved[:, 2].clamp(0, crop_w), moved[:, 3].clamp(0, crop_h)], dim=1)
-    keep = inside & (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
+    moved, has_area = window_boxes(boxes, 1.0, start_x, start_y, crop_w, crop_h)
+    keep = inside & has_area
     out = dict(target, boxes=moved[keep], labels=target["labels"][keep], orig_size=(int(crop_h), int(crop_w)))
+    if "ignore_boxes" in target:  # regions are kept wherever some of them is in the window
+        regions, kept = window_boxes(target["ignore_boxes"], 1.0, start_x, start_y, crop_w, crop_h)
+        out["ignore_boxes"] = regions[kept]
     if "masks" in target:
         out["masks"] = target["masks"][keep][:, start_y:start_y + crop_h, start_x:start_x + crop_w]
     return window.contiguous(), out

@@ -62,16 +62,25 @@ def jitter_sample(image: Tensor, target: dict[str, Any], size: int, scale_factor
     window = scaled[:, offset_y:offset_y + size, offset_x:offset_x + size]
     crop_h, crop_w = window.shape[-2:]
 
-    boxes = target["boxes"] * image_scale - torch.tensor([offset_x, offset_y, offset_x, offset_y],
-                                                         dtype=target["boxes"].dtype)
-    boxes = torch.stack([boxes[:, 0].clamp(0, crop_w), boxes[:, 1].clamp(0, crop_h),
-                         boxes[:, 2].clamp(0, crop_w), boxes[:, 3].clamp(0, crop_h)], dim=1)
-    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, keep = window_boxes(target["boxes"], image_scale, offset_x, offset_y, crop_w, crop_h)
     out = dict(target, boxes=boxes[keep], labels=target["labels"][keep], orig_size=(int(crop_h), int(crop_w)))
+    if "ignore_boxes" in target:
+        regions, kept = window_boxes(target["ignore_boxes"], image_scale, offset_x, offset_y, crop_w, crop_h)
+        out["ignore_boxes"] = regions[kept]
     if "masks" in target:
         masks = F.interpolate(target["masks"][None].float(), size=(scaled_h, scaled_w), mode="nearest")[0]
         out["masks"] = masks[:, offset_y:offset_y + size, offset_x:offset_x + size].to(target["masks"].dtype)[keep]
     return window.contiguous(), out
+
+
+def window_boxes(boxes: Tensor, scale: float, offset_x: int, offset_y: int, width: int, height: int
+                 ) -> tuple[Tensor, Tensor]:
+    """Boxes scaled, shifted by the window's offsets and clipped to its width x height, with the
+    mask of those that keep an area."""
+    moved = boxes * scale - torch.tensor([offset_x, offset_y, offset_x, offset_y], dtype=boxes.dtype)
+    moved = torch.stack([moved[:, 0].clamp(0, width), moved[:, 1].clamp(0, height),
+                         moved[:, 2].clamp(0, width), moved[:, 3].clamp(0, height)], dim=1)
+    return moved, (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
 
 
 class ScaleJitter(Dataset):

@@ -91,7 +91,8 @@ class Trainer:
 
         data = cfg.data
         self.dataset = open_dataset(data.train, train=True, flip_copies=data.flip,
-                                    with_masks=cfg.model.predicts_masks, key="data.train")
+                                    with_masks=cfg.model.predicts_masks,
+                                    with_ignore_regions=cfg.model.trains_on_ignore_regions, key="data.train")
         check_num_classes(cfg, self.dataset)
         self.labels = label_lookup(cfg, self.dataset)
         self.val_dataset = self._open_val() if cfg.train.eval_every else None

@@ -22,3 +22,17 @@ def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     inter = wh[..., 0] * wh[..., 1]
     union = area1[:, :, None] + area2[:, None, :] - inter
     return inter / union
+
+
+def batched_box_iof(boxes: Tensor, regions: Tensor) -> Tensor:
+    """The fraction of each box covered by each region, image by image: (B, N, 4) boxes (or
+    (N, 4), shared by every image) against (B, M, 4) regions gives (B, N, M), intersection over
+    the box's own area (0 for a box of no area)."""
+    if boxes.dim() == 2:
+        boxes = boxes[None]
+    size = boxes[..., 2:] - boxes[..., :2]
+    area = size[..., 0] * size[..., 1]
+    lt = torch.max(boxes[:, :, None, :2], regions[:, None, :, :2])
+    rb = torch.min(boxes[:, :, None, 2:], regions[:, None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    return wh[..., 0] * wh[..., 1] / area[:, :, None].clamp(min=torch.finfo(area.dtype).tiny)

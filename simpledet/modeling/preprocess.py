@@ -111,6 +111,8 @@ class ImagePreprocessor(nn.Module):
             if targets is not None:
                 target = dict(targets[i])
                 target["boxes"] = scale_boxes(target["boxes"], originals[-1], sizes[-1])
+                if "ignore_boxes" in target:
+                    target["ignore_boxes"] = scale_boxes(target["ignore_boxes"], originals[-1], sizes[-1])
                 new_targets.append(target)
         batch = self.pad(resized)
         # one copy for every head's clipping and rescaling, none of which then waits for the GPU

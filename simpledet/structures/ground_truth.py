@@ -35,10 +35,18 @@ class PaddedGroundTruth:
     boxes: Tensor  # (B, G, 4) float32, zero rows past each image's count; G >= 1
     valid: Tensor  # (B, G) bool
     labels: Tensor  # (B, G) int64, zero past each image's count
+    # regions whose anchors are neither objects nor background (targets' "ignore_boxes"), or None
+    ignore_boxes: Tensor | None = None  # (B, R, 4) float32, zero rows past each image's count
+    ignore_valid: Tensor | None = None  # (B, R) bool
 
     @classmethod
     def of(cls, targets: list[dict], device: torch.device) -> "PaddedGroundTruth":
         boxes, valid = pad_boxes([t["boxes"] for t in targets], device)
         if boxes.shape[1] == 0:  # no image has a box: one padding row keeps the matched gathers in range
             boxes, valid = boxes.new_zeros((len(targets), 1, 4)), valid.new_zeros((len(targets), 1))
-        return cls(boxes, valid, pad_labels([t["labels"] for t in targets], boxes.shape[1], device))
+        labels = pad_labels([t["labels"] for t in targets], boxes.shape[1], device)
+        if not any("ignore_boxes" in t for t in targets):
+            return cls(boxes, valid, labels)
+        ignore_boxes, ignore_valid = pad_boxes([t.get("ignore_boxes", boxes.new_zeros((0, 4))) for t in targets],
+                                               device)
+        return cls(boxes, valid, labels, ignore_boxes, ignore_valid)

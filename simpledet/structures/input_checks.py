@@ -94,6 +94,15 @@ def check_targets(targets: Sequence[Mapping] | None, images: Sequence[Tensor] | 
         if labels.shape != boxes.shape[:1]:
             raise ValueError(f"target {i}: labels have shape {_shape(labels)} for {len(boxes)} box(es): "
                              "expected one label per box, [N]")
+        if "ignore_boxes" in target:
+            ignore = target["ignore_boxes"]
+            if not isinstance(ignore, Tensor) or not ignore.is_floating_point():
+                raise TypeError(f"target {i}: 'ignore_boxes' is a {type(ignore).__name__}"
+                                f"{f' of {ignore.dtype}' if isinstance(ignore, Tensor) else ''}, "
+                                "expected a float torch.Tensor [R, 4] (x1, y1, x2, y2)")
+            if ignore.dim() != 2 or ignore.shape[1] != 4:
+                raise ValueError(f"target {i}: ignore_boxes have shape {_shape(ignore)}, expected [R, 4] "
+                                 "(x1, y1, x2, y2)")
         if masks:
             m = target["masks"]
             expected = (len(boxes), *image.shape[-2:])

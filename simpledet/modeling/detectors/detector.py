@@ -84,6 +84,13 @@ class DetectorConfig:
     crowdhuman_metrics: ClassVar[bool] = False
 
     @property
+    def trains_on_ignore_regions(self) -> bool:
+        """Whether training reads the data's crowd boxes as ignore regions (targets' `ignore_boxes`):
+        the model has an RPN whose `ignore_iof` is set, as SimpleDet's CrowdHuman configs."""
+        rpn = getattr(self, "rpn", None)
+        return getattr(rpn, "ignore_iof", None) is not None
+
+    @property
     def final_head(self) -> Any:
         """The config section that decides the detections: score_thresh, nms_thresh,
         detections_per_img (`predict --score-thresh` sets its score_thresh)."""

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from simpledet.errors import UserError
 from simpledet.modeling.anchors import AnchorGenerator, Anchors
 from simpledet.modeling.box_coder import BoxCoder, matched_box_targets
-from simpledet.modeling.box_iou import batched_box_iou
-from simpledet.modeling.matcher import IGNORE, Matcher
+from simpledet.modeling.box_iou import batched_box_iof, batched_box_iou
+from simpledet.modeling.matcher import BACKGROUND, IGNORE, Matcher
 from simpledet.modeling.nms import NmsEach, nms_each
 from simpledet.modeling.norm import make_norm
 from simpledet.modeling.sampler import BalancedSampler
@@ -54,7 +54,8 @@ class RPN(nn.Module):
                  fg_iou: float, bg_iou: float, batch_size_per_image: int, positive_fraction: float,
                  pre_nms_top_n_train: int, pre_nms_top_n_test: int, post_nms_top_n_train: int,
                  post_nms_top_n_test: int, nms_thresh: float, min_size: float, score_thresh: float,
-                 box_loss_beta: float, allowed_border: float | None, nms_each: NmsEach = nms_each) -> None:
+                 box_loss_beta: float, allowed_border: float | None, ignore_iof: float | None = None,
+                 nms_each: NmsEach = nms_each) -> None:
         """nms_each: how the per-(image, level) NMS calls of postprocess run: one after another
         (simpledet.modeling.nms.nms_each), or at once (accel.concurrent_nms, what the detector
         configs pass)."""
@@ -72,6 +73,7 @@ class RPN(nn.Module):
         self.score_thresh = score_thresh
         self.box_loss_beta = box_loss_beta
         self.allowed_border = allowed_border
+        self.ignore_iof = ignore_iof
         self.nms_each = nms_each
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -149,9 +151,7 @@ class RPN(nn.Module):
         detector queues them before the proposals' NMS, while a GPU still runs the backbone."""
         logits, deltas = outputs
         anchors = anchors.all
-        matched, labels = self.matcher(batched_box_iou(gt.boxes, anchors), gt.valid)
-        if self.allowed_border is not None:
-            labels = torch.where(self.inside_image(anchors, sizes.resized), labels, IGNORE)
+        matched, labels = self.assign(anchors, gt, sizes)
         fg, bg = self.sampler.sample(labels)
         sampled = fg | bg
         num_sampled = sampled.sum().clamp(min=1)
@@ -163,6 +163,20 @@ class RPN(nn.Module):
         box_loss = F.smooth_l1_loss(deltas, target_deltas, beta=self.box_loss_beta, reduction="none").sum(-1)
         box_loss = torch.where(fg, box_loss, 0.0).sum() / num_sampled
         return {"loss_rpn_cls": objectness_loss, "loss_rpn_box": box_loss}
+
+    def assign(self, anchors: Tensor, gt: PaddedGroundTruth, sizes: ImageSizes) -> tuple[Tensor, Tensor]:
+        """Each anchor's matched object and label (B, A), as the Matcher gives them, then: anchors
+        across the image border ignored (allowed_border), and with ignore_iof, background anchors
+        covered by at least that fraction of an ignore region ignored too (SimpleDet's CrowdHuman
+        RPN: a crowd of unlabelled people is neither an object nor background)."""
+        matched, labels = self.matcher(batched_box_iou(gt.boxes, anchors), gt.valid)
+        if self.allowed_border is not None:
+            labels = torch.where(self.inside_image(anchors, sizes.resized), labels, IGNORE)
+        if self.ignore_iof is not None and gt.ignore_boxes is not None and gt.ignore_boxes.shape[1] > 0:
+            covered = batched_box_iof(anchors, gt.ignore_boxes).masked_fill(~gt.ignore_valid[:, None, :], 0.0)
+            in_region = covered.amax(dim=2) >= self.ignore_iof
+            labels = torch.where((labels == BACKGROUND) & in_region, IGNORE, labels)
+        return matched, labels
 
     def inside_image(self, anchors: Tensor, image_sizes: list[tuple[int, int]]) -> Tensor:
         """(B, A) mask of anchors within allowed_border pixels of each image (SimpleDet: 0)."""
@@ -196,10 +210,15 @@ class RPNConfig:
     allowed_border: float | None = 0.0
     conv_channels: int | None = None  # the 3x3 conv's width; None: as its input (FPN: 256; C4: 512)
     conv_norm: str | None = None  # a norm after the 3x3 conv ("bn", "syncbn", "gn"), as TridentNet from scratch
+    # anchors this much covered by an ignore region (the data's crowd boxes) are not background;
+    # None: no ignore regions read (SimpleDet's CrowdHuman configs: 0.3, their background IoU)
+    ignore_iof: float | None = None
 
     def build(self, in_channels: int, *, nms_each: NmsEach = nms_each) -> RPN:
         if self.conv_norm is not None and self.conv_norm not in ("bn", "syncbn", "gn"):
             raise UserError(f"model.rpn.conv_norm must be bn, syncbn, gn or None, got {self.conv_norm!r}")
+        if self.ignore_iof is not None and not 0 < self.ignore_iof <= 1:
+            raise UserError(f"model.rpn.ignore_iof must be a fraction in (0, 1] or None, got {self.ignore_iof!r}")
         anchors = AnchorGenerator(self.anchor_sizes, (self.aspect_ratios,) * len(self.anchor_sizes))
         head = RPNHead(in_channels=in_channels, num_anchors=anchors.num_anchors_per_location[0],
                        conv_channels=self.conv_channels or in_channels, norm=self.conv_norm)
@@ -208,7 +227,8 @@ class RPNConfig:
                    pre_nms_top_n_train=self.pre_nms_top_n_train, pre_nms_top_n_test=self.pre_nms_top_n_test,
                    post_nms_top_n_train=self.post_nms_top_n_train, post_nms_top_n_test=self.post_nms_top_n_test,
                    nms_thresh=self.nms_thresh, min_size=self.min_size, score_thresh=self.score_thresh,
-                   box_loss_beta=self.box_loss_beta, allowed_border=self.allowed_border, nms_each=nms_each)
+                   box_loss_beta=self.box_loss_beta, allowed_border=self.allowed_border,
+                   ignore_iof=self.ignore_iof, nms_each=nms_each)
 
 
 def _segments(counts: list[int]) -> list[tuple[int, int]]:
