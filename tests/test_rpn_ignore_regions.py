@@ -111,3 +111,21 @@ def test_training_step_with_ignore_regions(shapes_dir: Path) -> None:
 
     with pytest.raises(ValueError, match=r"target 0: ignore_boxes have shape \[4\], expected \[R, 4\]"):
         model([image], [{"boxes": boxes, "labels": torch.tensor([1]), "ignore_boxes": everywhere[0]}])
+
+
+def test_scale_jitter_and_crops_move_regions_with_the_boxes() -> None:
+    from simpledet.data.rand_resize_crop import crop_sample, resize_sample
+    from simpledet.data.scale_jitter import jitter_sample
+
+    image = torch.zeros(3, 100, 200)
+    target = {"boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0]]), "labels": torch.tensor([1]),
+              "ignore_boxes": torch.tensor([[100.0, 20.0, 180.0, 90.0], [0.0, 0.0, 4.0, 4.0]])}
+    # longer side 200 -> 100 (scale 0.5), then a 64 x 64 window at x offset int(0.5 * 36) = 18
+    _, jittered = jitter_sample(image, target, size=64, scale_factor=100 / 64, offset_draws=(0.0, 0.5))
+    assert jittered["boxes"].tolist() == [[0.0, 5.0, 7.0, 25.0]]
+    assert jittered["ignore_boxes"].tolist() == [[32.0, 10.0, 64.0, 45.0]]  # the second one left the window
+    _, resized = resize_sample(image, target, short=50, long=1000)
+    assert resized["ignore_boxes"].tolist() == [[50.0, 10.0, 90.0, 45.0], [0.0, 0.0, 2.0, 2.0]]
+    _, cropped = crop_sample(image, target, start_y=0, start_x=120, crop_h=100, crop_w=80)
+    assert cropped["boxes"].shape == (0, 4)  # the box's centre is outside the window
+    assert cropped["ignore_boxes"].tolist() == [[0.0, 20.0, 60.0, 90.0]]  # a region: kept where it overlaps
