@@ -32,6 +32,7 @@ from simpledet.deploy.exportable import ExportableDetector, example_image
 from simpledet.deploy.onnx_runtime import OnnxDetector
 from simpledet.engine.checkpoint import save_weights
 from simpledet.errors import UserError
+from simpledet.modeling.detectors.detector import DetectorConfig
 
 from .conftest import REPO
 
@@ -54,7 +55,9 @@ def assert_same_detections(expected: dict, got: dict, min_score: float = 0.1, bo
         for j in free:
             if (int(got["labels"][j]) == int(expected["labels"][i])
                     and (got["boxes"][j] - expected["boxes"][i]).abs().max() <= box_tol
-                    and abs(float(got["scores"][j]) - float(expected["scores"][i])) <= score_tol):
+                    and abs(float(got["scores"][j]) - float(expected["scores"][i])) <= score_tol
+                    and ("mask_scores" not in expected
+                         or abs(float(got["mask_scores"][j]) - float(expected["mask_scores"][i])) <= score_tol)):
                 if "masks" in expected:
                     # IoU >= mask_iou: at most (1 - mask_iou) of the union differs; or two pixels,
                     # where a mask is so small that one pixel is more than that
@@ -69,7 +72,7 @@ def assert_same_detections(expected: dict, got: dict, min_score: float = 0.1, bo
     return len(wanted)
 
 
-def as_dict(outputs: tuple, names=("boxes", "scores", "labels", "masks")) -> dict:
+def as_dict(outputs: tuple, names=("boxes", "scores", "labels", "masks", "mask_scores")) -> dict:
     return {name: value.detach() for name, value in zip(names, outputs)}
 
 
@@ -195,15 +198,15 @@ def test_onnx_detector_refuses_a_file_that_is_not_a_model(tmp_path):
 
 
 # ---------------------------------------------------------------- every family (opt-in)
-def quickstart_model(name: str, *overrides: str, cls_std: float = 0.3) -> tuple[torch.nn.Module, bool]:
+def quickstart_model(name: str, *overrides: str, cls_std: float = 0.3) -> tuple[torch.nn.Module, DetectorConfig]:
     torch.manual_seed(0)
     cfg = load_config(QUICKSTART / name, list(overrides))
     model = build_model(cfg, load_pretrained=False).eval()
     spread_scores(model, cls_std)
-    return model, cfg.model.predicts_masks
+    return model, cfg.model
 
 
-def torchvision_model(family: str) -> tuple[torch.nn.Module, bool]:
+def torchvision_model(family: str) -> tuple[torch.nn.Module, DetectorConfig]:
     """Our torchvision config at a small input size, with a torchvision model's random weights
     converted (the parity tests' references), score threshold 0 as there."""
     from simpledet.weights.torchvision import convert_torchvision
@@ -220,7 +223,7 @@ def torchvision_model(family: str) -> tuple[torch.nn.Module, bool]:
     model = build_model(cfg, load_pretrained=False).eval()
     model.load_state_dict(convert_torchvision(reference().state_dict())[0])
     calibrate_frozen_bn(model, example_image(160, 200, seed=3))
-    return model, cfg.model.predicts_masks
+    return model, cfg.model
 
 
 @torch.no_grad()
@@ -255,6 +258,7 @@ FAMILIES = {
     "dcnv2": lambda: quickstart_model("faster_r18c4_shapes.py", "model.backbone.depth=50",
                                       "model.backbone.base_width=16", "model.backbone.dcn_blocks=(0,0,1,0)",
                                       "model.backbone.dcn_modulated=true", cls_std=0.1),
+    "mask_scoring": lambda: quickstart_model("mask_scoring_r18_fpn_shapes.py"),
     "torchvision_faster": lambda: torchvision_model("faster"),
     "torchvision_mask": lambda: torchvision_model("mask"),
     "torchvision_retina": lambda: torchvision_model("retina"),
@@ -264,8 +268,9 @@ FAMILIES = {
 @every_family
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_with_parity(family, photo_path, shapes_dir, tmp_path):
-    model, masks = FAMILIES[family]()
-    detector = ExportableDetector(model, category_ids=None, masks=masks)
+    model, spec = FAMILIES[family]()
+    detector = ExportableDetector(model, category_ids=None, masks=spec.predicts_masks,
+                                  mask_scores=spec.predicts_mask_scores)
     program = export_program(detector, example_image())
     runnable = program.module()
     images = sample_images(photo_path, shapes_dir)

@@ -285,3 +285,28 @@ def test_overfits_small_shapes_set(tmp_path):
     segm = json.loads((tmp_path / "eval" / "metrics_segm.json").read_text())
     print(f"box AP50 {box['AP50']:.3f}, mask AP50 {segm['AP50']:.3f} in {time.time() - start:.0f} s")
     assert box["AP50"] >= 0.9 and segm["AP50"] >= 0.9, (box, segm)
+
+
+def test_onnx_export_outputs_the_mask_scores(trained, shapes_dir, tmp_path):
+    """`simpledet export` writes mask_scores beside the masks; ONNX Runtime's equal the model's."""
+    pytest.importorskip("onnxruntime")
+    from simpledet.data.image_io import read_image
+    from simpledet.deploy.onnx_runtime import OnnxDetector
+
+    from .test_export_onnx import assert_same_detections
+
+    _, out, overrides = trained
+    onnx_file = tmp_path / "ms.onnx"
+    assert main(["export", "--weights", str(out / "model_final.safetensors"), "--format", "onnx",
+                 "--out", str(onnx_file)]) == 0
+    exported = OnnxDetector(onnx_file)
+    assert exported.output_names == ["boxes", "scores", "labels", "masks", "mask_scores"]
+    model = build_model(load_config(out / "config.json"), load_pretrained=False)
+    load_weights(model, out / "model_final.safetensors")
+    model.eval()
+    image = read_image(sorted((shapes_dir / "val").glob("*.png"))[0])
+    with torch.no_grad():
+        want = model([image])[0]
+    got = exported(image)
+    assert len(want["scores"]) > 0 and got["mask_scores"].shape == want["scores"].shape
+    assert_same_detections(want, got, min_score=float(want["scores"].max()) * 0.5)

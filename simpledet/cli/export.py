@@ -65,7 +65,8 @@ def run(args) -> None:
         log.warning("%s has no categories beside it: labels 1..%d are written as they are", weights,
                     cfg.model.num_classes)
     detector = ExportableDetector(model, category_ids=category_ids if cfg.data.contiguous_labels else None,
-                                  masks=cfg.model.predicts_masks, dtype=torch.float16 if args.half else torch.float32)
+                                  masks=cfg.model.predicts_masks, mask_scores=cfg.model.predicts_mask_scores,
+                                  dtype=torch.float16 if args.half else torch.float32)
     program = export_program(detector, example_image())
     if args.format == "torch-export":
         save_program(program, args.out)

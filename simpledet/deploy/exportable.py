@@ -3,7 +3,8 @@
 `ExportableDetector(model)(image)` runs the model's own eval forward (resize and normalisation,
 backbone, heads, NMS, mask pasting) on one float [3, H, W] RGB image in [0, 1] and returns plain
 tensors: boxes [K, 4] in the image's pixels, scores [K], labels [K] as category ids (the ids
-`predict` writes), and for mask models masks [K, 1, H, W] probabilities.
+`predict` writes), for mask models masks [K, 1, H, W] probabilities, and for Mask Scoring R-CNN
+mask_scores [K] (score x predicted mask IoU, what ranks its masks).
 
 Nothing here changes what the model computes. Under a tracing compiler (torch.export, and so the
 ONNX exporter) the model's speed paths take their plain form by themselves: simpledet/accel and
@@ -16,16 +17,17 @@ from torch import Tensor, nn
 
 from simpledet.errors import UserError
 
-OUTPUT_NAMES = ("boxes", "scores", "labels", "masks")
+OUTPUT_NAMES = ("boxes", "scores", "labels", "masks", "mask_scores")
 
 
 class ExportableDetector(nn.Module):
     def __init__(self, model: nn.Module, *, category_ids: list[int] | None, masks: bool,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 mask_scores: bool = False, dtype: torch.dtype = torch.float32) -> None:
         """model: a detector, taken over (set to eval mode and `dtype`, its value checks off);
         category_ids: the category id of each
         label 1..K (a checkpoint's categories), or None where labels are category ids already
-        (data.contiguous_labels=False); masks: whether the model predicts masks; dtype: of the
+        (data.contiguous_labels=False); masks: whether the model predicts masks; mask_scores: whether
+        it scores them too (Mask Scoring R-CNN, with masks); dtype: of the
         weights and the computation (float16 for --half; detections come back as float32)."""
         super().__init__()
         self.model = model.eval().to(dtype)
@@ -36,17 +38,22 @@ class ExportableDetector(nn.Module):
         table = [0, *category_ids] if category_ids is not None else [0]
         self.register_buffer("category_of_label", torch.tensor(table, dtype=torch.int64), persistent=False)
         self.masks = masks
+        self.mask_scores = masks and mask_scores
         self.dtype = dtype
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return OUTPUT_NAMES if self.masks else OUTPUT_NAMES[:3]
+        return OUTPUT_NAMES[:3 + self.masks + self.mask_scores]
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         det = self.model([image.to(self.dtype)])[0]
         labels = self.category_of_label[det["labels"]] if self.maps_labels else det["labels"]
         outputs = (det["boxes"].float(), det["scores"].float(), labels)
-        return (*outputs, det["masks"].float()) if self.masks else outputs
+        if self.masks:
+            outputs = (*outputs, det["masks"].float())
+        if self.mask_scores:
+            outputs = (*outputs, det["mask_scores"].float())
+        return outputs
 
     @torch.no_grad()
     def prepare(self, example: Tensor) -> None:

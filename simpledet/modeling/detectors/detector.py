@@ -78,6 +78,8 @@ class DetectorConfig:
     input: InputConfig = field(default_factory=InputConfig)
     # whether the model trains on and predicts instance masks (the trainer loads them, `eval` adds mask AP)
     predicts_masks: ClassVar[bool] = False
+    # whether each mask also has its own score (Mask Scoring R-CNN: `mask_scores`, exported too)
+    predicts_mask_scores: ClassVar[bool] = False
     # whether its outputs are class-agnostic proposals (RPN-only: `eval` scores proposal recall)
     proposals_only: ClassVar[bool] = False
     # whether `eval` scores it by CrowdHuman's AP and MR^-2 (engine/crowdhuman_metrics.py) instead of COCO's stats

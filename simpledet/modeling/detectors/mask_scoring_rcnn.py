@@ -11,6 +11,7 @@ them for mask AP, boxes keep the classification score for box AP (SimpleDet's ma
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -91,6 +92,7 @@ class MaskScoringRCNNConfig(MaskRCNNConfig):
     MaskIoUConvHead added, nothing else changed."""
 
     maskiou_head: MaskIoUHeadConfig = field(default_factory=MaskIoUHeadConfig)
+    predicts_mask_scores: ClassVar[bool] = True
 
     @classmethod
     def from_mask(cls, mask: MaskRCNNConfig, maskiou_head: MaskIoUHeadConfig | None = None
