@@ -330,3 +330,22 @@ def test_export_refuses_a_graph_that_does_not_reproduce_the_model(quickstart_che
     with pytest.raises(UserError, match="the ONNX graph does not reproduce the model on a 112x144 test image"):
         verify_onnx(graph, ExportableDetector(model, category_ids=CATEGORIES[1], masks=True, dtype=torch.float32),
                     image)
+
+
+def test_quantised_check_matches_detections_in_any_order():
+    """The INT8 check of `simpledet export`: near-equal detections may swap places and move by an
+    8-bit step; a detection with no counterpart (another label, or gone) is named."""
+    import numpy as np
+
+    from simpledet.deploy.export_onnx import _unmatched
+
+    expected = [np.array([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], dtype=np.float32),
+                np.array([0.50, 0.49, 0.05], dtype=np.float32), np.array([1, 2, 1])]
+    swapped = [np.array([[21, 20, 40, 41], [0, 0, 10.5, 10]], dtype=np.float32),
+               np.array([0.51, 0.48], dtype=np.float32), np.array([2, 1])]
+    assert _unmatched(expected, swapped, min_score=0.1, box_tol=2.0, score_tol=0.03) == []  # 0.05: below the floor
+    relabelled = [swapped[0], swapped[1], np.array([2, 2])]
+    assert _unmatched(expected, relabelled, min_score=0.1, box_tol=2.0, score_tol=0.03) == [0]
+    one = [swapped[0][:1], swapped[1][:1], swapped[2][:1]]
+    assert _unmatched(expected, one, min_score=0.1, box_tol=2.0, score_tol=0.03) == [0]
+    assert _unmatched(expected, swapped, min_score=0.1, box_tol=0.5, score_tol=0.03) == [1]  # 1 px off

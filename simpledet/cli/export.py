@@ -75,7 +75,8 @@ def run(args) -> None:
         ids = category_ids if category_ids is not None else list(range(1, cfg.model.num_classes + 1))
         graph = onnx_model(program, detector.output_names, opset, names, ids)
         if not args.half:  # an fp16 graph rounds differently: its parity is the tests' business
-            verify_onnx(graph, detector, example_image(112, 144, seed=1))  # another size than the traced one
+            # another size than the traced one
+            verify_onnx(graph, detector, example_image(112, 144, seed=1), quantised=cfg.qat is not None)
         save_onnx(graph, args.out)
     print(f"{type(model).__name__} -> {args.out} ({args.format}{', float16' if args.half else ''}): image float32 "
           f"[3, H, W] RGB in [0, 1] -> {', '.join(detector.output_names)}")
