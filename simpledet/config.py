@@ -135,9 +135,9 @@ class TrainConfig:
     # batch_size x processes x accumulate; max_iter, steps and every *_every count optimizer steps
     accumulate: int = 1
     # evaluate data.val every eval_every iterations and at the end (0: never): the 12 COCO stats go
-    # to metrics.jsonl, the weights that scored best by best_metric (AP, AP50, ..., ARl) to
-    # model_best.safetensors; patience stops the run after that many evaluations without
-    # improvement (0: never)
+    # to metrics.jsonl, the weights that scored best by best_metric (AP, AP50, ..., ARl; an RPN's
+    # AR@1000, ...; CrowdHuman's AP or MR, lower the better) to model_best.safetensors; patience
+    # stops the run after that many evaluations without improvement (0: never)
     eval_every: int = 0
     best_metric: str = "AP"
     patience: int = 0

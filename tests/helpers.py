@@ -88,3 +88,29 @@ def small_val_overrides(data_dir: Path, folder: Path, images: int = 2) -> list[s
     path = Path(folder) / f"val_{images}.json"
     path.write_text(json.dumps(data))
     return [f"data.val.ann_file={path}", f"data.val.image_dir={data_dir / 'val'}"]
+
+
+def shapes_as_odgt(data_dir: Path, split: str, folder: Path, ignore_every: int = 0) -> tuple[Path, Path]:
+    """A split of the shapes set as CrowdHuman data: every object a person, and with ignore_every
+    = k, every k-th object a 'mask' box (an ignore region) instead. Returns (the .odgt file, the
+    folder of its .jpg images)."""
+    import json
+
+    from PIL import Image
+
+    coco = json.loads((data_dir / "annotations" / f"{split}.json").read_text())
+    images = folder / f"{split}_images"
+    images.mkdir(parents=True)
+    lines, count = [], 0
+    for image in coco["images"]:
+        name = Path(image["file_name"]).stem
+        Image.open(data_dir / split / image["file_name"]).convert("RGB").save(images / f"{name}.jpg", quality=95)
+        boxes = []
+        for ann in (a for a in coco["annotations"] if a["image_id"] == image["id"]):
+            count += 1
+            tag = "mask" if ignore_every and count % ignore_every == 0 else "person"
+            boxes.append({"tag": tag, "fbox": ann["bbox"]})
+        lines.append(json.dumps({"ID": name, "gtboxes": boxes}))
+    odgt = folder / f"{split}.odgt"
+    odgt.write_text("\n".join(lines) + "\n")
+    return odgt, images

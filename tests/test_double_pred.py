@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from simpledet import build_model
 from simpledet.cli import main
@@ -26,7 +25,7 @@ from simpledet.weights.mxnet_format import read_ndarray_file
 from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides, small_config
+from .helpers import shapes_as_odgt, shapes_overrides, small_config
 
 QUICKSTART = REPO / "configs/quickstart/doublepred_r18_fpn_shapes.py"
 FIXTURES = REPO / "tests" / "fixtures" / "mxnet_made"
@@ -165,16 +164,7 @@ def test_trains_on_shapes_and_predicts(trained: Path, shapes_dir: Path) -> None:
 def test_eval_reports_crowdhuman_ap_and_mr(shapes_dir: Path, tmp_path: Path) -> None:
     # the shapes val split as CrowdHuman .odgt (every object a person), scored by a one-class
     # CrowdHuman version of the quick-start model (untrained: only the report's form is checked)
-    coco = json.loads((shapes_dir / "annotations" / "val.json").read_text())
-    images, lines = tmp_path / "Images", []
-    images.mkdir()
-    for image in coco["images"]:
-        name = Path(image["file_name"]).stem
-        Image.open(shapes_dir / "val" / image["file_name"]).convert("RGB").save(images / f"{name}.jpg", quality=95)
-        boxes = [{"tag": "person", "fbox": a["bbox"]} for a in coco["annotations"] if a["image_id"] == image["id"]]
-        lines.append(json.dumps({"ID": name, "gtboxes": boxes}))
-    odgt = tmp_path / "val.odgt"
-    odgt.write_text("\n".join(lines) + "\n")
+    odgt, images = shapes_as_odgt(shapes_dir, "val", tmp_path)
     config = tmp_path / "crowd.py"
     config.write_text(
         "import dataclasses\n"

@@ -43,6 +43,7 @@ from simpledet.data.datasets import open_dataset
 from simpledet.data.loader import build_train_loader
 from simpledet.engine import distributed as dist_utils
 from simpledet.engine.checkpoint import atomic_torch_save, load_weights, read_training_state, save_weights
+from simpledet.engine.crowdhuman_metrics import METRIC_NAMES as CROWDHUMAN_NAMES
 from simpledet.engine.distill import build_distiller
 from simpledet.engine.ema import ModelEMA
 from simpledet.engine.evaluator import STAT_NAMES
@@ -492,7 +493,7 @@ class Trainer:
             log.warning("train.best_metric=%s is -1 on %s: no ground truth there falls in its slice, so it "
                         "cannot improve; choose another of %s", cfg.best_metric, self.val_dataset.ann_file,
                         ", ".join(stats))
-        if self.best is None or value > self.best["value"]:
+        if self.best is None or improves(cfg.best_metric, value, self.best["value"]):
             self.best = {"metric": cfg.best_metric, "value": value, "iteration": done}
             self.evals_since_best = 0
             save_weights(self.weights_to_save(), self.out / BEST_FILE, {**self._weights_meta(done), **self.best})
@@ -593,8 +594,19 @@ def _iteration_of(line: str) -> int:
 
 
 def metric_names(cfg: Config) -> tuple[str, ...]:
-    """What evaluation reports for this model: COCO's 12 box stats, or an RPN's proposal recall."""
-    return AR_NAMES if cfg.model.proposals_only else STAT_NAMES
+    """What evaluation reports for this model: COCO's 12 box stats, an RPN's proposal recall, or
+    CrowdHuman's AP and MR^-2."""
+    if cfg.model.proposals_only:
+        return AR_NAMES
+    return CROWDHUMAN_NAMES if cfg.model.crowdhuman_metrics else STAT_NAMES
+
+
+LOWER_IS_BETTER = {"MR"}  # CrowdHuman's log-average miss rate; every other metric is a precision or recall
+
+
+def improves(metric: str, value: float, best: float) -> bool:
+    """Whether `value` of `metric` beats the best so far (a miss rate improves downwards)."""
+    return value < best if metric in LOWER_IS_BETTER else value > best
 
 
 def check_loop_settings(train: TrainConfig, names: tuple[str, ...] = STAT_NAMES) -> None:
