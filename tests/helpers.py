@@ -114,3 +114,27 @@ def shapes_as_odgt(data_dir: Path, split: str, folder: Path, ignore_every: int =
     odgt = folder / f"{split}.odgt"
     odgt.write_text("\n".join(lines) + "\n")
     return odgt, images
+
+
+def fit_shapes_images(config: Path, folder: Path, iters: int, clip_grad_norm: float | None = 10.0) -> Path:
+    """The opt-in overfit check of a family: `config` trained through the CLI on 8 shapes images
+    (batch 4, lr 0.02, 20 warm-up iterations, a x0.1 step at 3/4) and evaluated on the same images.
+    Returns the evaluation's folder (metrics.json, and metrics_segm.json for mask models)."""
+    import time
+
+    from simpledet.cli import main
+    from simpledet.data.shapes import generate_shapes
+
+    data = folder / "shapes"
+    generate_shapes(data, num_train=8, num_val=4, seed=1)
+    overrides = shapes_overrides(data, val_split="train") + [
+        f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
+        "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)", f"train.checkpoint_every={iters}"]
+    if clip_grad_norm is not None:
+        overrides.append(f"train.clip_grad_norm={clip_grad_norm}")
+    start = time.time()
+    assert main(["train", str(config), "--out", str(folder / "run"), *overrides]) == 0
+    assert main(["eval", str(config), "--weights", str(folder / "run" / "model_final.safetensors"),
+                 "--out", str(folder / "eval"), *overrides]) == 0
+    print(f"{config.name}: trained and evaluated in {time.time() - start:.0f} s")
+    return folder / "eval"

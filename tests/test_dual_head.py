@@ -4,7 +4,6 @@ two branches kept apart, its output through the RoI-bucketing seam, and training
 import dataclasses
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from simpledet.weights.mxnet_format import read_ndarray_file
 from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides, small_val_overrides
+from .helpers import fit_shapes_images, shapes_overrides, small_val_overrides
 
 FIXTURES = REPO / "tests" / "fixtures" / "mxnet_made"
 QUICKSTART = REPO / "configs" / "quickstart" / "faster_dualhead_r18_fpn_shapes.py"
@@ -144,19 +143,6 @@ def test_trains_and_predicts(trained):
 @pytest.mark.skipif(os.environ.get("SIMPLEDET_TEST_OVERFIT") != "1", reason="opt-in: SIMPLEDET_TEST_OVERFIT=1")
 def test_overfits_small_shapes_set(tmp_path):
     """Trains the quick-start dual-head Faster R-CNN on 8 images until box AP50 on them reaches 0.9."""
-    from simpledet.data.shapes import generate_shapes
-
-    data = tmp_path / "shapes"
-    generate_shapes(data, num_train=8, num_val=4, seed=1)
-    iters = 160
-    overrides = shapes_overrides(data, val_split="train") + [
-        f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
-        "train.clip_grad_norm=10", "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)",
-        f"train.checkpoint_every={iters}"]
-    start = time.time()
-    assert main(["train", str(QUICKSTART), "--out", str(tmp_path / "run"), *overrides]) == 0
-    assert main(["eval", str(QUICKSTART), "--weights", str(tmp_path / "run" / "model_final.safetensors"),
-                 "--out", str(tmp_path / "eval"), *overrides]) == 0
-    box = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    print(f"box AP50 {box['AP50']:.3f} in {time.time() - start:.0f} s")
+    box = json.loads((fit_shapes_images(QUICKSTART, tmp_path, iters=160) / "metrics.json").read_text())
+    print(f"box AP50 {box['AP50']:.3f}")
     assert box["AP50"] >= 0.9, box

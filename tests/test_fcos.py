@@ -22,7 +22,6 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from simpledet import build_model, load_config
 from simpledet.cli import main
 from simpledet.data.image_io import read_image
-from simpledet.data.shapes import generate_shapes
 from simpledet.modeling.fcos_targets import FCOSPoints, assign_simpledet, assign_torchvision, centerness, grid_points
 from simpledet.modeling.heads.fcos_head import FCOSHeadConfig
 from simpledet.structures.ground_truth import PaddedGroundTruth
@@ -31,7 +30,13 @@ from simpledet.weights.simpledet_checkpoint import convert_arrays
 from simpledet.weights.torchvision import convert_torchvision
 
 from .conftest import REPO
-from .helpers import assert_same_detections, converted_from_torchvision, randomise_frozen_bn, shapes_overrides
+from .helpers import (
+    assert_same_detections,
+    converted_from_torchvision,
+    fit_shapes_images,
+    randomise_frozen_bn,
+    shapes_overrides,
+)
 
 QUICKSTART = REPO / "configs/quickstart/fcos_r18_fpn_shapes.py"
 TV_CONFIG = REPO / "configs/torchvision/fcos_resnet50_fpn.py"
@@ -317,16 +322,5 @@ def test_quickstart_trains_on_shapes(tmp_path, shapes_dir):
 
 @pytest.mark.skipif(os.environ.get("SIMPLEDET_TEST_OVERFIT") != "1", reason="opt-in: SIMPLEDET_TEST_OVERFIT=1")
 def test_quickstart_overfits_shapes(tmp_path):
-    data = tmp_path / "shapes"
-    generate_shapes(data, num_train=8, num_val=4, seed=1)
-    iters = 200
-    overrides = shapes_overrides(data, val_split="train") + [
-        f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
-        "train.clip_grad_norm=10", "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)",
-        f"train.checkpoint_every={iters}"]
-    out = tmp_path / "run"
-    assert main(["train", str(QUICKSTART), "--out", str(out), *overrides]) == 0
-    assert main(["eval", str(QUICKSTART), "--weights", str(out / "model_final.safetensors"),
-                 "--out", str(tmp_path / "eval"), *overrides]) == 0
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    metrics = json.loads((fit_shapes_images(QUICKSTART, tmp_path, iters=200) / "metrics.json").read_text())
     assert metrics["AP50"] >= 0.9, metrics

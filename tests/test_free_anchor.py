@@ -19,7 +19,6 @@ from torch import nn
 from simpledet import build_model
 from simpledet.cli import main
 from simpledet.config import load_config
-from simpledet.data.shapes import generate_shapes
 from simpledet.engine.checkpoint import load_weights
 from simpledet.errors import UserError
 from simpledet.modeling.box_coder import BoxCoder
@@ -30,7 +29,7 @@ from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
 from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides
+from .helpers import fit_shapes_images, shapes_overrides
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mxnet_made"
 QUICKSTART = REPO / "configs/quickstart/free_anchor_r18_fpn_shapes.py"
@@ -342,15 +341,6 @@ def test_graphed_step_equals_the_eager_step_and_the_loss_never_waits(monkeypatch
 
 @pytest.mark.skipif(os.environ.get("SIMPLEDET_TEST_OVERFIT") != "1", reason="set SIMPLEDET_TEST_OVERFIT=1")
 def test_quickstart_fits_a_few_images(tmp_path):
-    iters = 200
-    data = tmp_path / "shapes"
-    generate_shapes(data, num_train=8, num_val=4, seed=1)
-    overrides = shapes_overrides(data, val_split="train") + [
-        f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
-        "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)", f"train.checkpoint_every={iters}"]
-    out = tmp_path / "run"
-    assert main(["train", str(QUICKSTART), "--out", str(out), *overrides]) == 0
-    assert main(["eval", str(QUICKSTART), "--weights", str(out / "model_final.safetensors"),
-                 "--out", str(tmp_path / "eval"), *overrides]) == 0
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    eval_dir = fit_shapes_images(QUICKSTART, tmp_path, iters=200, clip_grad_norm=None)
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert metrics["AP50"] >= 0.9, metrics

@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -36,7 +35,7 @@ from simpledet.weights.mxnet_format import read_ndarray_file
 from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides, small_val_overrides
+from .helpers import fit_shapes_images, shapes_overrides, small_val_overrides
 
 FIXTURES = REPO / "tests" / "fixtures" / "mxnet_made"
 QUICKSTART = REPO / "configs" / "quickstart" / "mask_scoring_r18_fpn_shapes.py"
@@ -268,23 +267,12 @@ def test_inference_outputs_well_formed(trained, shapes_dir):
 @pytest.mark.skipif(os.environ.get("SIMPLEDET_TEST_OVERFIT") != "1", reason="opt-in: SIMPLEDET_TEST_OVERFIT=1")
 def test_overfits_small_shapes_set(tmp_path):
     """Trains the quick-start Mask Scoring R-CNN on 8 images until box and mask AP50 on them reach 0.9."""
-    from simpledet.data.shapes import generate_shapes
-
-    data = tmp_path / "shapes"
-    generate_shapes(data, num_train=8, num_val=4, seed=1)
-    iters = 200
-    overrides = shapes_overrides(data, val_split="train") + [
-        f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
-        "train.clip_grad_norm=10", "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)",
-        f"train.checkpoint_every={iters}"]
-    start = time.time()
-    assert main(["train", str(QUICKSTART), "--out", str(tmp_path / "run"), *overrides]) == 0
-    assert main(["eval", str(QUICKSTART), "--weights", str(tmp_path / "run" / "model_final.safetensors"),
-                 "--out", str(tmp_path / "eval"), *overrides]) == 0
-    box = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    segm = json.loads((tmp_path / "eval" / "metrics_segm.json").read_text())
-    print(f"box AP50 {box['AP50']:.3f}, mask AP50 {segm['AP50']:.3f} in {time.time() - start:.0f} s")
+    eval_dir = fit_shapes_images(QUICKSTART, tmp_path, iters=200)
+    box = json.loads((eval_dir / "metrics.json").read_text())
+    segm = json.loads((eval_dir / "metrics_segm.json").read_text())
+    print(f"box AP50 {box['AP50']:.3f}, mask AP50 {segm['AP50']:.3f}")
     assert box["AP50"] >= 0.9 and segm["AP50"] >= 0.9, (box, segm)
+
 
 
 def test_onnx_export_outputs_the_mask_scores(trained, shapes_dir, tmp_path):

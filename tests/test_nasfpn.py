@@ -24,7 +24,7 @@ from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
 from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides, small_config
+from .helpers import fit_shapes_images, shapes_overrides, small_config
 
 FIXTURES = REPO / "tests" / "fixtures" / "mxnet_made"
 QUICKSTART = REPO / "configs" / "quickstart" / "retina_nasfpn_r18_shapes.py"
@@ -224,17 +224,6 @@ def test_trained_model_predicts(trained, shapes_dir):
 
 @pytest.mark.skipif(os.environ.get("SIMPLEDET_TEST_OVERFIT") != "1", reason="opt-in: SIMPLEDET_TEST_OVERFIT=1")
 def test_quickstart_overfits_a_few_images(tmp_path: Path):
-    from simpledet.data.shapes import generate_shapes
-
-    data = tmp_path / "shapes"
-    generate_shapes(data, num_train=8, num_val=4, seed=1)
-    iters = 300
-    overrides = shapes_overrides(data, val_split="train") + [
-        f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
-        "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)", f"train.checkpoint_every={iters}"]
-    out = tmp_path / "run"
-    assert main(["train", str(QUICKSTART), "--out", str(out), *overrides]) == 0
-    assert main(["eval", str(QUICKSTART), "--weights", str(out / "model_final.safetensors"),
-                 "--out", str(tmp_path / "eval"), *overrides]) == 0
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    eval_dir = fit_shapes_images(QUICKSTART, tmp_path, iters=300, clip_grad_norm=None)
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert metrics["AP50"] >= 0.9, metrics

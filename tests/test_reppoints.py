@@ -15,7 +15,6 @@ import torch
 from simpledet import build_model
 from simpledet.cli import main
 from simpledet.config import load_config
-from simpledet.data.shapes import generate_shapes
 from simpledet.errors import UserError
 from simpledet.modeling.heads.reppoints_head import RepPointsHeadConfig
 from simpledet.modeling.necks.reppoints_fpn import RepPointsFPNConfig
@@ -32,7 +31,7 @@ from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
 from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides, small_config
+from .helpers import fit_shapes_images, shapes_overrides, small_config
 
 FIXTURES = REPO / "tests" / "fixtures" / "mxnet_made"
 QUICKSTART = REPO / "configs" / "quickstart" / "reppoints_r18_fpn_shapes.py"
@@ -280,15 +279,5 @@ def test_bad_settings_are_named(override, message):
 
 @pytest.mark.skipif(os.environ.get("SIMPLEDET_TEST_OVERFIT") != "1", reason="set SIMPLEDET_TEST_OVERFIT=1")
 def test_overfits_a_few_shapes(tmp_path):
-    data = tmp_path / "shapes"
-    generate_shapes(data, num_train=8, num_val=4, seed=1)
-    iters = 600
-    overrides = shapes_overrides(data, val_split="train") + [
-        f"train.max_iter={iters}", "train.batch_size=4", "train.lr=0.02", "train.lr_reference_batch=4",
-        "train.clip_grad_norm=10", "train.warmup_iters=20", f"train.steps=({iters * 3 // 4},)",
-        f"train.checkpoint_every={iters}"]
-    assert main(["train", str(QUICKSTART), "--out", str(tmp_path / "run"), *overrides]) == 0
-    assert main(["eval", str(QUICKSTART), "--weights", str(tmp_path / "run" / "model_final.safetensors"),
-                 "--out", str(tmp_path / "eval"), *overrides]) == 0
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    metrics = json.loads((fit_shapes_images(QUICKSTART, tmp_path, iters=600) / "metrics.json").read_text())
     assert metrics["AP50"] >= 0.9, metrics
