@@ -138,3 +138,46 @@ def fit_shapes_images(config: Path, folder: Path, iters: int, clip_grad_norm: fl
                  "--out", str(folder / "eval"), *overrides]) == 0
     print(f"{config.name}: trained and evaluated in {time.time() - start:.0f} s")
     return folder / "eval"
+
+
+MXNET_MADE = Path(__file__).resolve().parent / "fixtures" / "mxnet_made"
+
+
+def mxnet_fixture(name: str):
+    """A fixture that MXNet wrote running SimpleDet's builders (tools/mxnet_*_fixtures.py): its
+    inputs and outputs (name.npz), their description (the npz's "meta") and the parameters
+    (name-0000.params) under their SimpleDet names."""
+    import json
+
+    import numpy as np
+
+    from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
+
+    data = np.load(MXNET_MADE / f"{name}.npz")
+    raw = read_ndarray_file(MXNET_MADE / f"{name}-0000.params")
+    return data, json.loads(str(data["meta"])), split_prefixes(getattr(raw, "arrays", raw), name)
+
+
+def load_simpledet_arrays(model, arrays):
+    """SimpleDet's arrays into `model` by the converter's rules, asserting every array placed and
+    every parameter filled; the model in eval mode."""
+    import numpy as np
+    import torch
+
+    from simpledet.weights.simpledet_checkpoint import convert_arrays
+
+    state = model.state_dict()
+    report = convert_arrays(arrays, {k: tuple(v.shape) for k, v in state.items()}, "fixture")
+    assert not report.skipped and not report.initialised
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in report.state.items()},
+                          strict=False)
+    missing = set(state) - set(report.state)
+    assert all(k.endswith("num_batches_tracked") for k in missing), missing
+    return model.eval()
+
+
+def relative_error(ours, theirs) -> float:
+    """max |ours - theirs| / max |theirs|: ours a tensor, theirs MXNet's numpy array."""
+    import torch
+
+    return float((ours.detach() - torch.from_numpy(theirs)).abs().max() / abs(theirs).max())

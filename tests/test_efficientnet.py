@@ -8,7 +8,6 @@ configs' BN, random weights and non-trivial BN statistics, in inference mode. Th
 the SimpleDet checkpoint converter's renaming (simpledet_checkpoint.convert_arrays) into our modules."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,13 +22,10 @@ from simpledet.modeling.backbones.efficientnet import EfficientNetConfig, Squeez
 from simpledet.modeling.heads.box_head import BoxPredictor
 from simpledet.modeling.heads.box_head_bn import NormMLPHeadConfig
 from simpledet.modeling.necks.fpn_bn import NormFPNConfig
-from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
-from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides
+from .helpers import load_simpledet_arrays, mxnet_fixture, relative_error, shapes_overrides
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mxnet_made"
 QUICKSTART = REPO / "configs/quickstart/faster_effnet_shapes.py"
 B5_6X = REPO / "configs/efficientnet/efficientnet_b5_fpn_bn_scratch_400_6x.py"
 # max |ours - MXNet| / max |MXNet| per output (float32 rounding is ~1e-6 here)
@@ -46,39 +42,14 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _fixture(name: str):
-    data = np.load(FIXTURES / f"{name}.npz")
-    meta = json.loads(str(data["meta"]))
-    raw = read_ndarray_file(FIXTURES / f"{name}-0000.params")
-    arrays = split_prefixes(getattr(raw, "arrays", raw), name)
-    return data, meta, arrays
-
-
-def _load(model: nn.Module, arrays) -> nn.Module:
-    """SimpleDet's arrays into `model` by the converter's rules: every array placed, every parameter filled."""
-    state = model.state_dict()
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    report = convert_arrays(arrays, shapes, "fixture")
-    assert not report.skipped and not report.initialised
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in report.state.items()},
-                          strict=False)
-    missing = set(state) - set(report.state)
-    assert all(k.endswith("num_batches_tracked") for k in missing), missing
-    return model.eval()
-
-
-def _relative_error(ours: torch.Tensor, theirs: np.ndarray) -> float:
-    return float((ours.detach() - torch.from_numpy(theirs)).abs().max() / np.abs(theirs).max())
-
-
 @pytest.fixture(scope="module")
 def backbone_and_neck():
-    data, meta, arrays = _fixture("efficientnet_fpn")
+    data, meta, arrays = mxnet_fixture("efficientnet_fpn")
     model = nn.Module()
     model.backbone = EfficientNetConfig(repeats=tuple(meta["repeats"]), channels=tuple(meta["channels"]),
                                         strides=tuple(meta["strides"]), kernels=tuple(meta["kernels"])).build()
     model.neck = NormFPNConfig(out_channels=16, extra_p6=True, norm="bn").build(model.backbone.output_shape())
-    _load(model, arrays)
+    load_simpledet_arrays(model, arrays)
     image = torch.from_numpy(data["image"].astype(np.float32))
     x = (image - torch.from_numpy(data["mean"]).view(1, 3, 1, 1)) / torch.from_numpy(data["std"]).view(1, 3, 1, 1)
     return model, x, data
@@ -96,7 +67,7 @@ def test_backbone_and_fpn_match_mxnet(backbone_and_neck):
     assert list(outputs) == ["c2", "c3", "c4", "c5", "p2", "p3", "p4", "p5", "p6"]
     for name, ours in outputs.items():
         assert tuple(ours.shape) == data[name].shape, name
-        assert _relative_error(ours, data[name]) < TOLERANCE, (name, _relative_error(ours, data[name]))
+        assert relative_error(ours, data[name]) < TOLERANCE, (name, relative_error(ours, data[name]))
     # strides 4..64 on the 64x96 image
     assert [tuple(o.shape[-2:]) for o in outputs.values()][4:] == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
 
@@ -106,25 +77,25 @@ def test_the_comparison_has_teeth(backbone_and_neck, monkeypatch):
     moves far outside the tolerance."""
     model, x, data = backbone_and_neck
     monkeypatch.setattr(SqueezeExcite, "forward", lambda self, t: t)
-    assert _relative_error(_run(model, x)["c5"], data["c5"]) > BROKEN
+    assert relative_error(_run(model, x)["c5"], data["c5"]) > BROKEN
     monkeypatch.undo()
     monkeypatch.setattr(torch.nn.functional, "relu6", torch.nn.functional.silu)
-    assert _relative_error(_run(model, x)["c5"], data["c5"]) > BROKEN
+    assert relative_error(_run(model, x)["c5"], data["c5"]) > BROKEN
 
 
 def test_box_head_matches_mxnet():
-    data, meta, arrays = _fixture("efficientnet_box_head")
+    data, meta, arrays = mxnet_fixture("efficientnet_box_head")
     rois = torch.from_numpy(data["rois"])
     model = nn.Module()
     model.roi_heads = nn.Module()
     model.roi_heads.box_head = NormMLPHeadConfig(fc_dim=32, num_fc=2, norm="bn").build(rois.shape[1], 7)
     model.roi_heads.box_predictor = BoxPredictor(in_features=32, num_classes=meta["num_class"] - 1,
                                                  class_agnostic=False)
-    _load(model, arrays)
+    load_simpledet_arrays(model, arrays)
     with torch.no_grad():
         cls_logit, bbox_delta = model.roi_heads.box_predictor(model.roi_heads.box_head(rois))
-    assert _relative_error(cls_logit, data["cls_logit"]) < TOLERANCE
-    assert _relative_error(bbox_delta, data["bbox_delta"]) < TOLERANCE
+    assert relative_error(cls_logit, data["cls_logit"]) < TOLERANCE
+    assert relative_error(bbox_delta, data["bbox_delta"]) < TOLERANCE
 
 
 def test_b5_config_is_simpledets():

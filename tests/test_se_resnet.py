@@ -7,7 +7,6 @@ widths divided by 16, BN in inference mode with non-trivial statistics. The arra
 SimpleDet checkpoint converter's renaming (simpledet_checkpoint.convert_arrays) into our modules."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +20,10 @@ from simpledet.errors import UserError
 from simpledet.modeling.backbones import resnet as resnet_module
 from simpledet.modeling.backbones.se_resnet import SEResNetConfig
 from simpledet.modeling.heads.mask_head import MaskHead
-from simpledet.weights.mxnet_format import read_ndarray_file, split_prefixes
-from simpledet.weights.simpledet_checkpoint import convert_arrays
 
 from .conftest import REPO
-from .helpers import shapes_overrides
+from .helpers import load_simpledet_arrays, mxnet_fixture, relative_error, shapes_overrides
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mxnet_made"
 QUICKSTART = REPO / "configs/quickstart/mask_se-r50_fpn_bn_scratch_shapes.py"
 TOLERANCE = 1e-4  # max |ours - MXNet| / max |MXNet| per output
 BROKEN = 1e-3  # what a real mistake gives at least
@@ -42,39 +38,16 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _fixture(name: str):
-    data = np.load(FIXTURES / f"{name}.npz")
-    meta = json.loads(str(data["meta"]))
-    raw = read_ndarray_file(FIXTURES / f"{name}-0000.params")
-    return data, meta, split_prefixes(getattr(raw, "arrays", raw), name)
-
-
-def _load(model: nn.Module, arrays) -> nn.Module:
-    """SimpleDet's arrays into `model` by the converter's rules: every array placed, every parameter filled."""
-    state = model.state_dict()
-    report = convert_arrays(arrays, {k: tuple(v.shape) for k, v in state.items()}, "fixture")
-    assert not report.skipped and not report.initialised
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in report.state.items()},
-                          strict=False)
-    missing = set(state) - set(report.state)
-    assert all(k.endswith("num_batches_tracked") for k in missing), missing
-    return model.eval()
-
-
-def _relative_error(ours: torch.Tensor, theirs: np.ndarray) -> float:
-    return float((ours.detach() - torch.from_numpy(theirs)).abs().max() / np.abs(theirs).max())
-
-
 @pytest.fixture(scope="module")
 def se_backbone():
-    data, meta, arrays = _fixture("se_resnet_v1b")
+    data, meta, arrays = mxnet_fixture("se_resnet_v1b")
     assert meta["units"] == [2, 2, 2, 2] and meta["div"] == 16
     with pytest.MonkeyPatch.context() as patch:  # a depth of two bottlenecks per stage, as the fixture's
         patch.setitem(resnet_module._ARCH, 26, ("bottleneck", (2, 2, 2, 2)))
         backbone = SEResNetConfig(depth=26, variant="v1b", norm="bn", freeze_at=0, base_width=64 // 16).build()
     holder = nn.Module()
     holder.backbone = backbone
-    _load(holder, arrays)
+    load_simpledet_arrays(holder, arrays)
     image = torch.from_numpy(data["image"].astype(np.float32))
     x = (image - torch.from_numpy(data["mean"]).view(1, 3, 1, 1)) / torch.from_numpy(data["std"]).view(1, 3, 1, 1)
     return backbone, x, data
@@ -86,7 +59,7 @@ def test_se_resnet_matches_mxnet(se_backbone):
     with torch.no_grad():
         out = backbone(x)
     for name in ("c2", "c3", "c4", "c5"):
-        assert _relative_error(out[name], data[name]) < TOLERANCE, name
+        assert relative_error(out[name], data[name]) < TOLERANCE, name
 
 
 def test_the_comparison_has_teeth(se_backbone):
@@ -97,24 +70,24 @@ def test_the_comparison_has_teeth(se_backbone):
         for block, _ in saved:
             block.se = None
         with torch.no_grad():
-            assert _relative_error(backbone(x)["c5"], data["c5"]) > BROKEN
+            assert relative_error(backbone(x)["c5"], data["c5"]) > BROKEN
     finally:
         for block, se in saved:
             block.se = se
 
 
 def test_se_mask_head_matches_mxnet():
-    data, meta, arrays = _fixture("se_mask_head")
+    data, meta, arrays = mxnet_fixture("se_mask_head")
     rois = torch.from_numpy(data["rois"])
     holder = nn.Module()
     holder.roi_heads = nn.Module()
     holder.roi_heads.mask_head = MaskHead(in_channels=rois.shape[1], num_classes=4, num_convs=4, conv_dim=16, norm="bn",
                                           squeeze_excitation=True)
-    _load(holder, arrays)
+    load_simpledet_arrays(holder, arrays)
     with torch.no_grad():
         logits = holder.roi_heads.mask_head(rois)
     assert logits.shape == data["mask_logit"].shape
-    assert _relative_error(logits, data["mask_logit"]) < TOLERANCE
+    assert relative_error(logits, data["mask_logit"]) < TOLERANCE
 
 
 def test_se_config_is_simpledets():
