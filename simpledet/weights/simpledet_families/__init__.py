@@ -14,11 +14,10 @@ from simpledet.weights.simpledet_families import (
     reppoints,
     se_resnet,
     sepc,
-    trident_branches,
 )
 
 FAMILIES = (fcos, free_anchor, reppoints, nasfpn, fpg, sepc, efficientnet, mask_scoring, dual_head, crowdhuman,
-            se_resnet, group_norm, trident_branches)
+            se_resnet, group_norm)
 RULES = tuple(rule for family in FAMILIES for rule in family.RULES)
 SKIP = tuple(skip for family in FAMILIES for skip in family.SKIP)
 NO_BIAS = tuple(suffix for family in FAMILIES for suffix in family.NO_BIAS)

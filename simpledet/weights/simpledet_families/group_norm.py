@@ -5,7 +5,8 @@ follows, `<layer>_bn` (BN, SyncBN) or `<layer>_gn` (GroupNorm, whose names have 
 into `_gn`: the backbone's `stageN_unitM_gn1` / `_sc_gn`, while the stem keeps `bn0`). The FPN's and
 2fc head's `_bn` names are the EfficientNet family's rules; their `_gn` twins, the mask head's
 `mask_fcn_conv{i}_bn` / `_gn`, TridentNet's RPN `rpn_conv_3x3_bn` and its per-branch backbone norms
-(`stage3_unitM_bn1_branch{b}`, SimpleDet's `branch_bn_shared = False`) are here."""
+(`stage3_unitM_bn{k}_branch{b}`, SimpleDet's `branch_bn_shared = False`, models/tridentnet/resnet_v2.py;
+also with deformable branches, whose offset convs keep ResNet's names) are here."""
 
 from simpledet.weights.rename import RenameRule
 
