@@ -36,6 +36,7 @@ from .helpers import (
     fit_shapes_images,
     randomise_frozen_bn,
     shapes_overrides,
+    small_config,
 )
 
 QUICKSTART = REPO / "configs/quickstart/fcos_r18_fpn_shapes.py"
@@ -295,6 +296,46 @@ def test_torchvision_converter_names(torchvision_fcos):
 def test_rule_fields_are_checked(field):
     with pytest.raises(ValueError, match=f"model.head.{field} must be one of"):
         load_config(QUICKSTART, [f"model.head.{field}=mmdet"]).model.build()
+
+
+def test_head_biases_train_at_twice_the_lr_without_decay():
+    """SimpleDet's FCOS head: every conv bias has lr_mult 2 and wd_mult 0; the rest trains at the
+    schedule's lr with train.weight_decay. One SGD step (no momentum) shows both."""
+    from simpledet.config import TrainConfig
+    from simpledet.engine.optimizer import build_optimizer
+
+    head = FCOSHeadConfig(in_features=("p3",), strides=(8,), num_convs=1, num_groups=4, size_bounds=()).build(8, 2)
+    groups = {(g["lr_mult"], g["weight_decay"]): g for g in build_optimizer(
+        [head], TrainConfig(weight_decay=0.1, momentum=0.0), 0.5, torch.device("cpu")).param_groups}
+    assert set(groups) == {(1.0, 0.1), (2.0, 0.0)}
+    names = {id(p): n for n, p in head.named_parameters()}
+    assert sorted(names[id(p)] for p in groups[2.0, 0.0]["params"]) == [
+        "box_pred.bias", "box_tower.convs.0.bias", "centerness.bias", "cls_pred.bias", "cls_tower.convs.0.bias"]
+    plain = FCOSHeadConfig(in_features=("p3",), strides=(8,), num_convs=1, num_groups=4, size_bounds=(), bias_lr_mult=1.0,
+                           bias_weight_decay=None).build(8, 2)
+    assert len(build_optimizer([plain], TrainConfig(), 0.5, torch.device("cpu")).param_groups) == 1
+    assert load_config(REPO / "configs/torchvision/fcos_resnet50_fpn.py").model.head.bias_lr_mult == 1.0
+
+
+def test_trainer_steps_each_group_at_its_lr(tmp_path, shapes_dir):
+    """The trainer sets a group's lr to the schedule's x its lr_mult: after one step of plain SGD,
+    a bias moved by 2 x lr x its gradient (no decay), a weight by lr x (gradient + decay x w)."""
+    from simpledet.engine.trainer import Trainer
+
+    cfg = small_config(shapes_dir, "train.max_iter=1", "train.checkpoint_every=1", "train.momentum=0.0",
+                       "train.warmup_iters=0", "train.weight_decay=0.1", "train.clip_grad_norm=0", config=QUICKSTART)
+    trainer = Trainer(cfg, tmp_path / "run")
+    head = trainer.model.head
+    before = {n: p.detach().clone() for n, p in head.named_parameters()}
+    grads = {}
+    for name in ("cls_pred.bias", "cls_pred.weight"):
+        head.get_parameter(name).register_hook(lambda g, name=name: grads.__setitem__(name, g.clone()))
+    trainer.train()
+    lr = trainer.base_lr
+    bias, weight = head.get_parameter("cls_pred.bias"), head.get_parameter("cls_pred.weight")
+    torch.testing.assert_close(bias.detach(), before["cls_pred.bias"] - 2 * lr * grads["cls_pred.bias"])
+    torch.testing.assert_close(weight.detach(), before["cls_pred.weight"]
+                               - lr * (grads["cls_pred.weight"] + 0.1 * before["cls_pred.weight"]))
 
 
 def test_quickstart_trains_on_shapes(tmp_path, shapes_dir):

@@ -33,7 +33,7 @@ config = Config(
                             size_bounds=(64.0, 128.0, 256.0, 512.0), center_sampling_radius=1.5,
                             loss_rule="torchvision", focal_alpha=0.25, focal_gamma=2.0,
                             score_rule="torchvision", pre_nms_top_n=1000, score_thresh=0.2, nms_thresh=0.6,
-                            detections_per_img=100),
+                            detections_per_img=100, bias_lr_mult=1.0, bias_weight_decay=None),
     ),
     data=coco2017(contiguous_labels=False),
     # torchvision's reference recipe trains FCOS at lr 0.01 for 16 images

@@ -19,7 +19,7 @@ def build_optimizer(modules: list[nn.Module], train: TrainConfig, lr: float,
         raise UserError(f"train.optimizer: {train.optimizer!r} is not one of {list(OPTIMIZERS)}")
     if train.optimizer_impl not in OPTIMIZER_IMPLS:
         raise UserError(f"train.optimizer_impl: {train.optimizer_impl!r} is not one of {list(OPTIMIZER_IMPLS)}")
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    params = parameter_groups(modules, train.weight_decay)
     kernels = {"fused": {"fused": True}, "foreach": {"foreach": True},
                "for-loop": {"foreach": False}}[train.optimizer_impl]
     if train.optimizer_impl == "fused" and device.type not in ("cuda", "cpu"):  # torch's fused kernels
@@ -32,6 +32,25 @@ def build_optimizer(modules: list[nn.Module], train: TrainConfig, lr: float,
         # its first step and leaves them uninitialised when the fp16 loss scaler skips that step
         # (dynamic scaling's first steps nearly always overflow): the next step would add garbage.
         # Zero buffers from the start give the first step's update exactly (0.9 * 0 + g = g).
-        for p in params:
+        for p in (p for group in params for p in group["params"]):
             optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return optimizer
+
+
+def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """The trainable parameters of `modules` in groups by their lr multiplier and weight decay:
+    train.weight_decay and x1 unless a module asks otherwise for some of its own parameters in an
+    `optimizer_overrides` dict, {parameter name within it: {"lr_mult": m, "weight_decay": d}}
+    (SimpleDet's lr_mult / wd_mult; its FCOS head's biases train at twice the lr without decay).
+    The default group comes first; the trainer sets each group's lr to the schedule's x lr_mult."""
+    overrides: dict[nn.Parameter, dict[str, float]] = {}
+    for module in modules:
+        for sub in module.modules():
+            for name, setting in getattr(sub, "optimizer_overrides", {}).items():
+                overrides[sub.get_parameter(name)] = setting
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {(1.0, weight_decay): []}
+    for p in (p for m in modules for p in m.parameters() if p.requires_grad):
+        setting = overrides.get(p, {})
+        groups.setdefault((setting.get("lr_mult", 1.0), setting.get("weight_decay", weight_decay)), []).append(p)
+    return [{"params": params, "lr_mult": lr_mult, "weight_decay": decay}
+            for (lr_mult, decay), params in groups.items() if params]

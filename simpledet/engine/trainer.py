@@ -320,7 +320,7 @@ class Trainer:
         cfg = self.cfg.train
         lr = self.base_lr * lr_factor(iteration, cfg.warmup_iters, cfg.warmup_factor, cfg.steps, cfg.gamma)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         # to None, not zeroed: with train.cuda_graphs a .grad may alias a graph's static gradient
         # buffer, which the next replay overwrites and would then add to itself
         self.optimizer.zero_grad(set_to_none=True)
