@@ -311,8 +311,8 @@ def test_head_biases_train_at_twice_the_lr_without_decay():
     names = {id(p): n for n, p in head.named_parameters()}
     assert sorted(names[id(p)] for p in groups[2.0, 0.0]["params"]) == [
         "box_pred.bias", "box_tower.convs.0.bias", "centerness.bias", "cls_pred.bias", "cls_tower.convs.0.bias"]
-    plain = FCOSHeadConfig(in_features=("p3",), strides=(8,), num_convs=1, num_groups=4, size_bounds=(), bias_lr_mult=1.0,
-                           bias_weight_decay=None).build(8, 2)
+    plain = FCOSHeadConfig(in_features=("p3",), strides=(8,), num_convs=1, num_groups=4, size_bounds=(),
+                           bias_lr_mult=1.0, bias_weight_decay=None).build(8, 2)
     assert len(build_optimizer([plain], TrainConfig(), 0.5, torch.device("cpu")).param_groups) == 1
     assert load_config(REPO / "configs/torchvision/fcos_resnet50_fpn.py").model.head.bias_lr_mult == 1.0
 

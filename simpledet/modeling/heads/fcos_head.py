@@ -102,7 +102,9 @@ class FCOSHead(nn.Module):
         # the classifier starts at `prior_prob` for every class (Lin et al., 2017)
         nn.init.constant_(self.cls_pred.bias, -math.log((1 - prior_prob) / prior_prob))
         self.scales = nn.ModuleList(Scale() for _ in in_features) if exp_distances else None
-        setting = {"lr_mult": bias_lr_mult} | ({"weight_decay": bias_weight_decay} if bias_weight_decay is not None else {})
+        setting = {"lr_mult": bias_lr_mult}
+        if bias_weight_decay is not None:
+            setting["weight_decay"] = bias_weight_decay
         if setting != {"lr_mult": 1.0}:
             self.optimizer_overrides = {f"{name}.bias": setting for name, module in self.named_modules()
                                         if isinstance(module, nn.Conv2d)}
