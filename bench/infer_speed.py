@@ -98,12 +98,14 @@ def exported_runners(ours: torch.nn.Module, family: str, example: torch.Tensor, 
     return runners
 
 
-def measure(models: dict, images: list, device, half: bool, warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call for each model, calls interleaved so machine noise hits both."""
+def measure(models: dict, images: list, device, halves: dict[str, bool], warmup: int, repeats: int
+            ) -> dict[str, float]:
+    """Median seconds per call for each model (in half precision where `halves` says so), calls
+    interleaved so machine noise hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in models}
     for i in range(warmup + repeats):
         for name, model in models.items():
-            t = time_inference(model, images, device, half)
+            t = time_inference(model, images, device, halves[name])
             if i >= warmup:
                 times[name].append(t)
     return {name: statistics.median(v) for name, v in times.items()}
@@ -125,6 +127,8 @@ def main() -> None:
     ap.add_argument("--exported", nargs="*", choices=EXPORTED, default=None,
                     help="exported paths to time beside the eager models (default: onnxruntime on the CPU; "
                          "onnxruntime-cuda, onnxruntime-tensorrt and program-compiled on a GPU); none: no flag value")
+    ap.add_argument("--with-fp32", action="store_true", help="with --half: also both models in fp32, interleaved "
+                                                                  "(rows 'torchvision fp32' and 'ours fp32')")
     ap.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime's intra-op threads (default: "
                                                                    "torch's thread count)")
     args = ap.parse_args()
@@ -147,8 +151,12 @@ def main() -> None:
             models.update(exported_runners(models["ours"], args.model, images[0], device, kinds,
                                            args.ort_threads or torch.get_num_threads(), Path(folder)))
 
-    latency = measure(models, images[:1], device, half, args.warmup, args.repeats)
-    batched = measure(models, images, device, half, args.warmup, args.repeats)
+    halves = {name: half for name in models}
+    if half and args.with_fp32:  # the same models again, without autocast
+        models.update({"torchvision fp32": models["torchvision"], "ours fp32": models["ours"]})
+        halves.update({"torchvision fp32": False, "ours fp32": False})
+    latency = measure(models, images[:1], device, halves, args.warmup, args.repeats)
+    batched = measure(models, images, device, halves, args.warmup, args.repeats)
     results = {name: {"latency_s": latency[name], "throughput_img_s": args.batch / batched[name]} for name in models}
     results["latency_ratio_ours_over_torchvision"] = latency["ours"] / latency["torchvision"]
     results["throughput_ratio_ours_over_torchvision"] = \
@@ -158,6 +166,9 @@ def main() -> None:
             results[f"latency_ratio_{name}_over_torchvision"] = latency[name] / latency["torchvision"]
             results[f"throughput_ratio_{name}_over_torchvision"] = \
                 results[name]["throughput_img_s"] / results["torchvision"]["throughput_img_s"]
+    if "torchvision fp32" in models:  # every row against torchvision as it runs by default
+        for name in models:
+            results[f"latency_ratio_{name}_over_torchvision_fp32"] = latency[name] / latency["torchvision fp32"]
     if device.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(device)
     else:
@@ -167,12 +178,15 @@ def main() -> None:
     print(f"{args.model} inference: {results['device_name']}  input {args.height}x{args.width}  half={half}")
     for name in models:
         r = results[name]
-        print(f"{name:12s} latency (batch 1) {r['latency_s'] * 1000:8.1f} ms   "
+        print(f"{name:16s} latency (batch 1) {r['latency_s'] * 1000:8.1f} ms   "
               f"throughput (batch {args.batch}) {r['throughput_img_s']:7.2f} img/s")
     for name in models:
         if name != "torchvision":
             print(f"{name} / torchvision: latency {results[f'latency_ratio_{name}_over_torchvision']:.3f} "
                   f"(lower is better), throughput {results[f'throughput_ratio_{name}_over_torchvision']:.3f}x")
+    if "torchvision fp32" in models:
+        print("against torchvision in fp32: " + ", ".join(
+            f"{name} {results[f'latency_ratio_{name}_over_torchvision_fp32']:.3f}" for name in models))
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=2))
 
