@@ -325,11 +325,15 @@ def test_export_refuses_a_graph_that_does_not_reproduce_the_model(quickstart_che
     image = example_image(112, 144, seed=1)
     same = ExportableDetector(model, category_ids=CATEGORIES[1], masks=True, dtype=torch.float32)
     verify_onnx(graph, same, image)  # what the export wrote
+    verify_onnx(graph, same, image, quantised=True)  # the INT8 check, by matching, passes it too
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias[1:] -= 5.0  # every class far less likely
+    changed = ExportableDetector(model, category_ids=CATEGORIES[1], masks=True, dtype=torch.float32)
     with pytest.raises(UserError, match="the ONNX graph does not reproduce the model on a 112x144 test image"):
-        verify_onnx(graph, ExportableDetector(model, category_ids=CATEGORIES[1], masks=True, dtype=torch.float32),
-                    image)
+        verify_onnx(graph, changed, image)
+    with pytest.raises(UserError, match=r"does not reproduce the quantised model on a 112x144 test image: of the "
+                                        r"detections scoring 0.1 or more, \d+ of the model's and \d+ of the graph's"):
+        verify_onnx(graph, changed, image, quantised=True)
 
 
 def test_quantised_check_matches_detections_in_any_order():

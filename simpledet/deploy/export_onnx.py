@@ -68,9 +68,11 @@ def verify_onnx(model, detector: torch.nn.Module, image: torch.Tensor, *, quanti
     graph that an exporter translated wrongly is never written.
 
     quantised (an INT8 QAT model): a value that float rounding puts on an 8-bit step's boundary
-    lands one step apart in ONNX Runtime, which moves scores by ~1e-2 and can reorder or cross the
-    threshold for near-equal ones; then every eager detection scoring 0.1 or more needs a
-    counterpart of its label within 2 px and 0.03 in score, in any order."""
+    lands one step apart in ONNX Runtime, which moves scores by ~1e-2, reorders near-equal ones and
+    so changes what NMS and the detection limit keep among them; then 90% of the detections
+    scoring 0.1 or more, the model's and the graph's together, need a counterpart of their label
+    in the other within 2 px and 0.03 in score, in any order (a graph translated wrongly loses or
+    invents most of them)."""
     import numpy as np
     import onnxruntime as ort
 
@@ -84,12 +86,13 @@ def verify_onnx(model, detector: torch.nn.Module, image: torch.Tensor, *, quanti
     where = f"on a {height}x{width} test image"
     keep = "nothing written (--format torch-export keeps the model's own operators)"
     if quantised:
-        missing = _unmatched(expected, got, min_score=0.1, box_tol=2.0, score_tol=0.03)
-        if missing:
-            raise UserError(f"the ONNX graph does not reproduce the quantised model {where}: {len(missing)} of its "
-                            f"detections scoring 0.1 or more have no counterpart within 2 px and 0.03 "
-                            f"(the first: box {expected[0][missing[0]].round(1).tolist()}, score "
-                            f"{expected[1][missing[0]]:.3f}); {keep}")
+        tolerance = {"min_score": 0.1, "box_tol": 2.0, "score_tol": 0.03}
+        missing, extra = _unmatched(expected, got, **tolerance), _unmatched(got, expected, **tolerance)
+        compared = int((expected[1] >= 0.1).sum()) + int((got[1] >= 0.1).sum())
+        if len(missing) + len(extra) > 0.1 * compared:
+            raise UserError(f"the ONNX graph does not reproduce the quantised model {where}: of the detections scoring "
+                            f"0.1 or more, {len(missing)} of the model's and {len(extra)} of the graph's have no "
+                            f"counterpart within 2 px and 0.03; {keep}")
         return
     if len(got[0]) != len(expected[0]):
         raise UserError(f"the ONNX graph does not reproduce the model {where}: {len(got[0])} detections where the "
