@@ -5,9 +5,12 @@ config/int8 README reports it (the float model's AP beside the quantised one's).
 2. its INT8 copy (faster_r18c4_int8_shapes.py: fake-quantised weights and activations of every
    conv and fully connected layer) fine-tuned from it (`train.init_from`), quantised from the first
    step;
-3. AP on the validation set of: the float model, the QAT model as PyTorch runs it (fake-quantised),
-   and the QAT model exported to ONNX (QuantizeLinear / DequantizeLinear with its thresholds) run by
-   ONNX Runtime through `simpledet predict --backend onnxruntime`, scored by `simpledet score`.
+3. the float model fine-tuned the same way without quantisation: what the extra iterations alone do;
+4. AP on the validation set of: the float model, the QAT model as PyTorch runs it (fake-quantised),
+   the QAT model exported to ONNX (QuantizeLinear / DequantizeLinear with its thresholds) run by
+   ONNX Runtime through `simpledet predict --backend onnxruntime` and scored by `simpledet score`,
+   and the float model fine-tuned.
+A run whose model_final is already in --out is not trained again.
 
     python bench/int8_ap.py --out runs/int8_ap            # the whole schedule (about 10 min, 2 cores)
     python bench/int8_ap.py --out runs/int8_ap --small    # a quick end-to-end run, not a measurement
@@ -24,6 +27,11 @@ from simpledet.files import atomic_write_text
 REPO = Path(__file__).resolve().parents[1]
 FLOAT_CONFIG = REPO / "configs/quickstart/faster_r18c4_shapes.py"
 QAT_CONFIG = REPO / "configs/quickstart/faster_r18c4_int8_shapes.py"
+
+
+def train(config: Path, out: Path, *overrides: str) -> None:
+    if not (out / "model_final.safetensors").is_file():
+        run("train", config, "--out", out, *overrides)
 
 
 def run(*args: str) -> None:
@@ -48,20 +56,21 @@ def main() -> None:
     data = [f"data.train.ann_file={shapes / 'annotations/train.json'}", f"data.train.image_dir={shapes / 'train'}",
             f"data.val.ann_file={shapes / 'annotations/val.json'}", f"data.val.image_dir={shapes / 'val'}"]
 
-    float_run, qat_run = out / "float", out / "qat"
+    float_run, qat_run, tuned_run = out / "float", out / "qat", out / "float_tuned"
     iters = args.float_iters
-    run("train", FLOAT_CONFIG, "--out", float_run, *data, f"train.max_iter={iters}",
-        f"train.steps=({iters * 13 // 18},{iters * 41 // 45})", f"train.checkpoint_every={iters}",
-        f"train.warmup_iters={min(100, iters // 4)}")
-    iters = args.qat_iters
+    train(FLOAT_CONFIG, float_run, *data, f"train.max_iter={iters}",
+          f"train.steps=({iters * 13 // 18},{iters * 41 // 45})", f"train.checkpoint_every={iters}",
+          f"train.warmup_iters={min(100, iters // 4)}")
     # fine-tuning: the float run's last lr (0.04 after two x0.1 steps), quantised from step 0
-    run("train", QAT_CONFIG, "--out", qat_run, *data, f"train.max_iter={iters}", "train.lr=0.0004",
-        "train.warmup_iters=0", "train.steps=()", f"train.checkpoint_every={iters}", "qat.delay=0",
-        f"train.init_from={float_run / 'model_final.safetensors'}")
+    tuning = [*data, f"train.max_iter={args.qat_iters}", "train.lr=0.0004", "train.warmup_iters=0", "train.steps=()",
+              f"train.checkpoint_every={args.qat_iters}", f"train.init_from={float_run / 'model_final.safetensors'}"]
+    train(QAT_CONFIG, qat_run, *tuning, "qat.delay=0")
+    train(FLOAT_CONFIG, tuned_run, *tuning)
 
     results = {}
-    for name, config, run_dir in (("float", FLOAT_CONFIG, float_run), ("int8 (fake-quantised, PyTorch)",
-                                                                         QAT_CONFIG, qat_run)):
+    for name, config, run_dir in (("float", FLOAT_CONFIG, float_run),
+                                  ("int8 (fake-quantised, PyTorch)", QAT_CONFIG, qat_run),
+                                  ("float, fine-tuned as the QAT run", FLOAT_CONFIG, tuned_run)):
         run("eval", config, "--weights", run_dir / "model_final.safetensors", "--out", run_dir / "eval", *data)
         results[name] = json.loads((run_dir / "eval" / "metrics.json").read_text())
     onnx_file = qat_run / "model.onnx"
