@@ -25,3 +25,12 @@ def shapes_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shapes")
     generate_shapes(out, num_train=48, num_val=16, seed=0)
     return out
+
+
+# The longest test modules, started first: with two workers a four-minute test that starts last
+# would leave one core idle for its whole length at the end of the run.
+LONGEST_FIRST = ("test_gpu_suite.py",)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the rest keep their order

@@ -275,6 +275,28 @@ def test_overfits_small_shapes_set(tmp_path):
 
 
 
+def test_exportable_form_outputs_the_mask_scores(trained, shapes_dir):
+    """The one-image form `simpledet export` traces ends with mask_scores, the model's own."""
+    from simpledet.data.image_io import read_image
+    from simpledet.deploy.exportable import ExportableDetector
+
+    _, out, _ = trained
+    cfg = load_config(out / "config.json")
+    assert cfg.model.predicts_masks and cfg.model.predicts_mask_scores
+    model = build_model(cfg, load_pretrained=False)
+    load_weights(model, out / "model_final.safetensors")
+    model.eval()
+    image = read_image(sorted((shapes_dir / "val").glob("*.png"))[0])
+    with torch.no_grad():
+        want = model([image])[0]
+        detector = ExportableDetector(model, category_ids=None, masks=True, mask_scores=True)
+        outputs = dict(zip(detector.output_names, detector(image)))
+    assert list(outputs) == ["boxes", "scores", "labels", "masks", "mask_scores"] and len(want["scores"]) > 0
+    torch.testing.assert_close(outputs["mask_scores"], want["mask_scores"])
+
+
+@pytest.mark.skipif(os.environ.get("SIMPLEDET_TEST_ALL_EXPORTS") != "1",
+                    reason="SIMPLEDET_TEST_ALL_EXPORTS=1 exports the Mask Scoring model too")
 def test_onnx_export_outputs_the_mask_scores(trained, shapes_dir, tmp_path):
     """`simpledet export` writes mask_scores beside the masks; ONNX Runtime's equal the model's."""
     pytest.importorskip("onnxruntime")
