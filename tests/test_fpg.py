@@ -35,14 +35,7 @@ NECKS = {"fpg_grid": FPGConfig(channels=8, num_stages=3, norm="bn"),
          "fpg_pafpn": PAFPNConfig(channels=12, num_stages=3, norm="bn")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread takes milliseconds per conv, where two threads waiting on a busy
-    machine's second core took a tenth of a second each."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 
 def _fixture(name: str) -> dict:

@@ -38,13 +38,7 @@ QUICKSTART = REPO / "configs" / "quickstart" / "reppoints_r18_fpn_shapes.py"
 STRIDES = (8, 16, 32, 64, 128)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 
 def _gt(rows) -> PaddedGroundTruth:

@@ -29,13 +29,7 @@ TOLERANCE = 1e-4  # max |ours - MXNet| / max |MXNet| per output
 BROKEN = 1e-3  # what a real mistake gives at least
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The nets are tiny: one thread is fastest on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the nets are tiny
 
 
 @pytest.fixture(scope="module")

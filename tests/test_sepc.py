@@ -36,13 +36,7 @@ TOLERANCE = 1e-4
 BROKEN = 1e-3  # what a real mistake gives at least
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster than two on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 
 def _reference(case: str) -> dict:
