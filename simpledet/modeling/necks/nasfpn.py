@@ -7,8 +7,8 @@ nodes: a sum, or SimpleDet's global-pool merge `a + b * sigmoid(global_max_pool(
 change level by nearest upsampling or by max pooling with kernel = stride, then are cropped to
 the target's size (MXNet's `slice_like`).
 
-The stacked-cell skeleton (`StackedPyramid`, `PyramidStem`, `ReluConvNorm`) is shared with the
-top-down / bottom-up neck in tdbu.py.
+The stacked-cell skeleton (`StackedPyramid`, `PyramidStem`) is shared with the top-down /
+bottom-up neck in tdbu.py.
 """
 
 from collections import OrderedDict

@@ -1,7 +1,8 @@
 """PAFPN stacked (SimpleDet's models/FPG PAFPNNeckP2P6): P2-P6 from 1x1 laterals on C2-C6 (C6 is a
 3x3 stride-2 max pool of C5), then `num_stages` rounds of a top-down path (nearest x2 upsampling)
 followed by a bottom-up path (3x3 stride-2 max pooling), each merge a sum and then ReLU -> 3x3 conv
--> norm. Also the blocks the FPG neck (fpg.py) is built from, which SimpleDet shares between the two."""
+-> norm. Also the blocks the FPG neck (fpg.py) is built from, which SimpleDet shares between the two,
+and the round the TD-BU neck (tdbu.py) stacks on P3-P7."""
 
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -77,22 +78,31 @@ def check_grid_settings(*, channels: int, num_stages: int, lateral_kernel: int, 
         raise ValueError(f"norm must be one of {', '.join(NORMS)} (the neck's BN is trained), got {norm!r}")
 
 
-class PAFPNStage(nn.Module):
-    """One top-down then bottom-up round. top_down[pN] makes PN_1 from PN + upsample(P(N+1)_1)
-    (P6_1 is the input P6); bottom_up[pN] makes PN_2 from PN_1 + pool(P(N-1)_2) (P2_2 is P2_1)."""
+class TopDownBottomUp(nn.Module):
+    """One top-down then bottom-up round over `levels`, finest first (SimpleDet's PAFPN stage on
+    P2-P6, and on P3-P7 the TD-BU cell of its NAS-FPN zoo). top_down[pN] makes PN_1 from PN +
+    upsample(P(N+1)_1) (the coarsest level's _1 is its input); bottom_up[pN] makes PN_2 from PN_1 +
+    pool(P(N-1)_2) (the finest level's _2 is its _1). The pool is `pool_kernel` x `pool_kernel`,
+    stride 2, padding (k - 1) // 2: 3 (mxnext's X.pool, models/FPG) or 2 (models/NASFPN's
+    TopDownBottomUpFPNNeck)."""
 
-    def __init__(self, channels: int, *, norm: str) -> None:
+    def __init__(self, channels: int, *, norm: str, levels: tuple[str, ...] = LEVELS, pool_kernel: int = 3) -> None:
         super().__init__()
-        self.top_down = nn.ModuleDict({lv: ReLUConvNorm(channels, kernel=3, stride=1, norm=norm) for lv in LEVELS[:-1]})
-        self.bottom_up = nn.ModuleDict({lv: ReLUConvNorm(channels, kernel=3, stride=1, norm=norm) for lv in LEVELS[1:]})
+        self.levels, self.pool_kernel = tuple(levels), pool_kernel
+        self.top_down = nn.ModuleDict({lv: ReLUConvNorm(channels, kernel=3, stride=1, norm=norm) for lv in levels[:-1]})
+        self.bottom_up = nn.ModuleDict({lv: ReLUConvNorm(channels, kernel=3, stride=1, norm=norm) for lv in levels[1:]})
+
+    def down(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.pool_kernel, 2, (self.pool_kernel - 1) // 2)
 
     def forward(self, ps: list[Tensor]) -> list[Tensor]:
+        levels = self.levels
         down = list(ps)
-        for i in range(len(LEVELS) - 2, -1, -1):
-            down[i] = self.top_down[LEVELS[i]](ps[i] + crop_to(upsample2(down[i + 1]), ps[i]))
+        for i in range(len(levels) - 2, -1, -1):
+            down[i] = self.top_down[levels[i]](ps[i] + crop_to(upsample2(down[i + 1]), ps[i]))
         up = [down[0]]
-        for i in range(1, len(LEVELS)):
-            up.append(self.bottom_up[LEVELS[i]](down[i] + downsample(up[i - 1])))
+        for i in range(1, len(levels)):
+            up.append(self.bottom_up[levels[i]](down[i] + self.down(up[i - 1])))
         return up
 
 
@@ -103,7 +113,7 @@ class PAFPN(nn.Module):
         super().__init__()
         check_grid_settings(channels=channels, num_stages=num_stages, lateral_kernel=lateral_kernel, norm=norm)
         self.laterals = PyramidLaterals(in_channels, channels=channels, kernel=lateral_kernel)
-        self.stages = nn.ModuleList(PAFPNStage(channels, norm=norm) for _ in range(num_stages))
+        self.stages = nn.ModuleList(TopDownBottomUp(channels, norm=norm) for _ in range(num_stages))
         self.out_channels = channels
         if freeze_norm_affine:
             freeze_affine(self)
