@@ -92,6 +92,9 @@ class TrainConfig:
     momentum: float = 0.9  # SGD
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW
     weight_decay: float = 1e-4
+    # the weight decay of the norm layers' scale and shift (BN, SyncBN, GN); None: weight_decay.
+    # SimpleDet's normalizer with wd_mult 0 (its NAS-FPN 640 baseline and TD-BU configs): 0.0
+    norm_weight_decay: float | None = None
     warmup_iters: int = 500
     warmup_factor: float = 1.0 / 3
     steps: tuple[int, ...] = (60000, 80000)

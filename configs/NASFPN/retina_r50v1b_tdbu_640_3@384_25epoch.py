@@ -6,8 +6,8 @@ test-dev (8x 1080Ti, 3 images per GPU, fp16, 10.5 GB, 12 img/s); it gives none f
 config. As the NAS-FPN 640 config (input, jitter, head with per-level BN, schedule), with
 SimpleDet's neck for it (config/NASFPN/retina_r50v1b_tdbu_640_3@384_25epoch.py builds
 models/FPG/builder.py PAFPNNeckP3P7): 3 cells at 384 channels, 3x3 stride-2 max pooling on the
-bottom-up path. SimpleDet excludes this config's BN parameters from weight decay (wd_mult 0);
-ours decays every parameter alike.
+bottom-up path. As SimpleDet's (its normalizer's wd_mult 0), the BN parameters take no weight
+decay (train.norm_weight_decay = 0).
 """
 
 from pathlib import Path
@@ -17,3 +17,4 @@ from simpledet.modeling.necks.tdbu import TDBUConfig
 
 config = load_config(Path(__file__).parent / "retina_r50v1b_nasfpn_640_7@256_25epoch.py")
 config.model.neck = TDBUConfig(num_stages=3, channels=384, norm="bn", stem_kernel=1, pool_kernel=3)
+config.train.norm_weight_decay = 0.0

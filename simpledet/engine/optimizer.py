@@ -9,6 +9,8 @@ from simpledet.errors import UserError
 
 OPTIMIZERS = ("sgd", "adamw")
 OPTIMIZER_IMPLS = ("fused", "foreach", "for-loop")
+# layers whose scale and shift train.norm_weight_decay covers (BatchNorm and SyncBatchNorm are _NormBase)
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def build_optimizer(modules: list[nn.Module], train: TrainConfig, lr: float,
@@ -19,7 +21,10 @@ def build_optimizer(modules: list[nn.Module], train: TrainConfig, lr: float,
         raise UserError(f"train.optimizer: {train.optimizer!r} is not one of {list(OPTIMIZERS)}")
     if train.optimizer_impl not in OPTIMIZER_IMPLS:
         raise UserError(f"train.optimizer_impl: {train.optimizer_impl!r} is not one of {list(OPTIMIZER_IMPLS)}")
-    params = parameter_groups(modules, train.weight_decay)
+    if train.norm_weight_decay is not None and train.norm_weight_decay < 0:
+        raise UserError(f"train.norm_weight_decay must be >= 0 or None (as train.weight_decay), "
+                        f"got {train.norm_weight_decay}")
+    params = parameter_groups(modules, train.weight_decay, train.norm_weight_decay)
     kernels = {"fused": {"fused": True}, "foreach": {"foreach": True},
                "for-loop": {"foreach": False}}[train.optimizer_impl]
     if train.optimizer_impl == "fused" and device.type not in ("cuda", "cpu"):  # torch's fused kernels
@@ -37,15 +42,19 @@ def build_optimizer(modules: list[nn.Module], train: TrainConfig, lr: float,
     return optimizer
 
 
-def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+def parameter_groups(modules: list[nn.Module], weight_decay: float, norm_weight_decay: float | None = None
+                     ) -> list[dict]:
     """The trainable parameters of `modules` in groups by their lr multiplier and weight decay:
-    train.weight_decay and x1 unless a module asks otherwise for some of its own parameters in an
-    `optimizer_overrides` dict, {parameter name within it: {"lr_mult": m, "weight_decay": d}}
-    (SimpleDet's lr_mult / wd_mult; its FCOS head's biases train at twice the lr without decay).
-    The default group comes first; the trainer sets each group's lr to the schedule's x lr_mult."""
+    x1 and `weight_decay`, or `norm_weight_decay` for the norm layers' scale and shift where it is
+    set, unless a module asks otherwise for some of its own parameters in an `optimizer_overrides`
+    dict, {parameter name within it: {"lr_mult": m, "weight_decay": d}} (SimpleDet's lr_mult /
+    wd_mult; its FCOS head's biases train at twice the lr without decay). The default group comes
+    first; the trainer sets each group's lr to the schedule's x lr_mult."""
     overrides: dict[nn.Parameter, dict[str, float]] = {}
     for module in modules:
         for sub in module.modules():
+            if norm_weight_decay is not None and isinstance(sub, NORM_LAYERS):
+                overrides.update({p: {"weight_decay": norm_weight_decay} for p in sub.parameters(recurse=False)})
             for name, setting in getattr(sub, "optimizer_overrides", {}).items():
                 overrides[sub.get_parameter(name)] = setting
     groups: dict[tuple[float, float], list[nn.Parameter]] = {(1.0, weight_decay): []}
