@@ -50,4 +50,5 @@ def test_norm_layers_take_their_own_decay_and_overrides_win() -> None:
 def test_simpledet_configs_with_undecayed_norms() -> None:
     for name in ("retina_r50v1b_tdbu_640_3@384_25epoch.py", "retina_r50v1b_fpn_640_1@256_25epoch.py"):
         assert load_config(REPO / "configs/NASFPN" / name).train.norm_weight_decay == 0.0, name
-    assert load_config(REPO / "configs/NASFPN/retina_r50v1b_nasfpn_640_7@256_25epoch.py").train.norm_weight_decay is None
+    nasfpn = load_config(REPO / "configs/NASFPN/retina_r50v1b_nasfpn_640_7@256_25epoch.py")
+    assert nasfpn.train.norm_weight_decay is None
