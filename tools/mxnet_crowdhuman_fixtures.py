@@ -17,17 +17,12 @@ double_pred_head.npz (the RoI features, the outputs and meta JSON). Run with an 
     /path/to/mxnet-venv/bin/python tools/mxnet_crowdhuman_fixtures.py --simpledet /tmp/sd --mxnext /tmp/mxnext
 """
 
-import argparse
 import importlib
-import json
-import os
-import shutil
 import sys
-import tempfile
 import types
-from pathlib import Path
 
 import numpy as np
+from mxnet_head_fixture import reduced_width, run_with_random_weights, source_args, write_fixture
 
 NAME = "double_pred_head"
 SEED = 11
@@ -39,27 +34,8 @@ OUTPUTS = ("cls_logit", "bbox_delta", "cls_sec_logit", "bbox_sec_delta",
            "refine_cls_logit", "refine_bbox_delta", "refine_cls_sec_logit", "refine_bbox_sec_delta")
 
 
-def reduced_width(mx):
-    """mx.sym.FullyConnected with 1024 units made 1024 // DIV while the builder runs."""
-    fc = mx.sym.FullyConnected
-
-    def fully_connected(*args, **kwargs):
-        if kwargs.get("num_hidden") == 1024:
-            kwargs["num_hidden"] //= DIV
-        return fc(*args, **kwargs)
-
-    mx.sym.FullyConnected = fully_connected
-    return lambda: setattr(mx.sym, "FullyConnected", fc)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--simpledet", required=True, help="a TuSimple/simpledet source tree")
-    parser.add_argument("--mxnext", required=True, help="a RogerChern/mxnext source tree")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mxnet_made"))
-    args = parser.parse_args(argv)
-    sys.path[:0] = [os.path.abspath(args.simpledet), os.path.abspath(args.mxnext)]
-    os.environ.setdefault("MXNET_SUBGRAPH_BACKEND", "NONE")
+    args = source_args(__doc__.split("\n\n")[0], argv)
     import mxnet as mx
     import mxnext as X
 
@@ -87,7 +63,7 @@ def main(argv=None):
             mean = (0.0, 0.0, 0.0, 0.0)
             std = (0.1, 0.1, 0.2, 0.2)
 
-    restore = reduced_width(mx)
+    restore = reduced_width(mx, DIV, convs=False, fc_width=1024)  # the 1024-wide fc layers only
     head = DoublePredFPNBbox2fcHead(BboxParam)
     cls_logit, bbox_delta, cls_sec_logit, bbox_sec_delta, roi_feature = head.get_output(X.var("roi_feat"))
     refined = head.get_refine_output(roi_feature, cls_logit, bbox_delta, cls_sec_logit, bbox_sec_delta)
@@ -96,32 +72,12 @@ def main(argv=None):
 
     rng = np.random.default_rng(SEED)
     roi_feat = rng.normal(0, 1, (ROIS, CHANNELS, 7, 7)).astype(np.float32)
-    arg_shapes, _, aux_shapes = group.infer_shape(roi_feat=roi_feat.shape)
-    assert not aux_shapes
-    params = {}
-    for name, shape in zip(group.list_arguments(), arg_shapes):
-        if name == "roi_feat":
-            continue
-        if name.endswith("_weight"):  # He-normal: the activations keep their scale layer to layer
-            params[name] = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        else:
-            params[name] = rng.normal(0, 0.1, shape)
-    params = {k: v.astype(np.float32) for k, v in params.items()}
-    feed = {"roi_feat": roi_feat, **params}
-    exe = group.bind(mx.cpu(), {k: mx.nd.array(feed[k]) for k in group.list_arguments()}, grad_req="null")
-    outputs = {name: o.asnumpy() for name, o in zip(OUTPUTS, exe.forward(is_train=False))}
-
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = os.path.join(tmp, NAME)
-        mx.model.save_checkpoint(prefix, 0, None, {k: mx.nd.array(v) for k, v in params.items()}, {})
-        shutil.copyfile(prefix + "-0000.params", out_dir / f"{NAME}-0000.params")
+    params, results = run_with_random_weights(mx, group, {"roi_feat": roi_feat}, rng)
+    outputs = dict(zip(OUTPUTS, results))
     meta = {"built_by": "SimpleDet models/crowdhuman/builder.py DoublePredFPNBbox2fcHead.get_output + "
                         "get_refine_output", "div": DIV, "channels": CHANNELS, "num_class": NUM_CLASS,
-            "repeat_time": 4, "seed": SEED, "mxnet": mx.__version__, "generator": "tools/mxnet_crowdhuman_fixtures.py"}
-    np.savez_compressed(out_dir / f"{NAME}.npz", meta=np.array(json.dumps(meta, sort_keys=True)), roi_feat=roi_feat,
-                        **outputs)
+            "repeat_time": 4, "seed": SEED, "generator": "tools/mxnet_crowdhuman_fixtures.py"}
+    write_fixture(mx, args.out, NAME, params, meta, {"roi_feat": roi_feat, **outputs})
     print(f"{NAME}: {len(params)} arrays: {', '.join(sorted(params))}; "
           + ", ".join(f"{k} {v.shape} max {np.abs(v).max():.3g}" for k, v in outputs.items()))
 

@@ -17,15 +17,9 @@ dependency of this project):
     /path/to/mxnet-venv/bin/python tools/mxnet_dual_head_fixtures.py --simpledet /tmp/sd --mxnext /tmp/mxnext
 """
 
-import argparse
-import json
-import os
-import shutil
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
+from mxnet_head_fixture import reduced_width, run_with_random_weights, source_args, write_fixture
 
 NAME = "dual_head"
 SEED = 7
@@ -36,31 +30,8 @@ ROIS = 6
 KEEP_OUTPUTS = ("bbox_cls_logit", "bbox_reg_delta")  # widths set by the classes, not to reduce
 
 
-def reduced_width(mx):
-    """mx.sym.Convolution / FullyConnected with their widths divided by DIV while the builder runs."""
-    conv, fc = mx.sym.Convolution, mx.sym.FullyConnected
-
-    def convolution(*args, **kwargs):
-        kwargs["num_filter"] //= DIV
-        return conv(*args, **kwargs)
-
-    def fully_connected(*args, **kwargs):
-        if kwargs.get("name") not in KEEP_OUTPUTS:
-            kwargs["num_hidden"] //= DIV
-        return fc(*args, **kwargs)
-
-    mx.sym.Convolution, mx.sym.FullyConnected = convolution, fully_connected
-    return lambda: (setattr(mx.sym, "Convolution", conv), setattr(mx.sym, "FullyConnected", fc))
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--simpledet", required=True, help="a TuSimple/simpledet source tree")
-    parser.add_argument("--mxnext", required=True, help="a RogerChern/mxnext source tree")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mxnet_made"))
-    args = parser.parse_args(argv)
-    sys.path[:0] = [os.path.abspath(args.simpledet), os.path.abspath(args.mxnext)]
-    os.environ.setdefault("MXNET_SUBGRAPH_BACKEND", "NONE")
+    args = source_args(__doc__.split("\n\n")[0], argv)
     import mxnet as mx
     import mxnext as X
     from models.FPN.builder import FPNBboxDualHeadSmall
@@ -78,39 +49,19 @@ def main(argv=None):
             mean = (0.0, 0.0, 0.0, 0.0)
             std = (0.1, 0.1, 0.2, 0.2)
 
-    restore = reduced_width(mx)
+    restore = reduced_width(mx, DIV, KEEP_OUTPUTS)
     cls_logit, bbox_delta = FPNBboxDualHeadSmall(BboxParam).get_output(X.var("roi_feat"))
     restore()
     group = mx.sym.Group([cls_logit, bbox_delta])
 
     rng = np.random.default_rng(SEED)
     roi_feat = rng.normal(0, 1, (ROIS, CHANNELS, 7, 7)).astype(np.float32)
-    arg_shapes, _, aux_shapes = group.infer_shape(roi_feat=roi_feat.shape)
-    assert not aux_shapes
-    params = {}
-    for name, shape in zip(group.list_arguments(), arg_shapes):
-        if name == "roi_feat":
-            continue
-        if name.endswith("_weight"):  # He-normal: the activations keep their scale layer to layer
-            params[name] = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        else:
-            params[name] = rng.normal(0, 0.1, shape)
-    params = {k: v.astype(np.float32) for k, v in params.items()}
-    feed = {"roi_feat": roi_feat, **params}
-    exe = group.bind(mx.cpu(), {k: mx.nd.array(feed[k]) for k in group.list_arguments()}, grad_req="null")
-    cls_out, delta_out = (o.asnumpy() for o in exe.forward(is_train=False))
-
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = os.path.join(tmp, NAME)
-        mx.model.save_checkpoint(prefix, 0, None, {k: mx.nd.array(v) for k, v in params.items()}, {})
-        shutil.copyfile(prefix + "-0000.params", out_dir / f"{NAME}-0000.params")
+    params, (cls_out, delta_out) = run_with_random_weights(mx, group, {"roi_feat": roi_feat}, rng)
     meta = {"built_by": "SimpleDet models/FPN/builder.py FPNBboxDualHeadSmall.get_output", "div": DIV,
-            "channels": CHANNELS, "num_class": NUM_CLASS, "seed": SEED, "mxnet": mx.__version__,
+            "channels": CHANNELS, "num_class": NUM_CLASS, "seed": SEED,
             "generator": "tools/mxnet_dual_head_fixtures.py"}
-    np.savez_compressed(out_dir / f"{NAME}.npz", meta=np.array(json.dumps(meta, sort_keys=True)), roi_feat=roi_feat,
-                        bbox_cls_logit=cls_out, bbox_reg_delta=delta_out)
+    write_fixture(mx, args.out, NAME, params, meta, {"roi_feat": roi_feat, "bbox_cls_logit": cls_out,
+                                                     "bbox_reg_delta": delta_out})
     print(f"{NAME}: {len(params)} arrays; max |logit| {np.abs(cls_out).max():.3g}, "
           f"max |delta| {np.abs(delta_out).max():.3g}")
 

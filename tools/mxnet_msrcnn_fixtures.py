@@ -18,16 +18,11 @@ project):
     /path/to/mxnet-venv/bin/python tools/mxnet_msrcnn_fixtures.py --simpledet /tmp/sd --mxnext /tmp/mxnext
 """
 
-import argparse
-import json
-import os
-import shutil
 import sys
-import tempfile
 import types
-from pathlib import Path
 
 import numpy as np
+from mxnet_head_fixture import reduced_width, run_with_random_weights, source_args, write_fixture
 
 NAME = "maskiou_head"
 SEED = 5
@@ -38,31 +33,8 @@ DETECTIONS = 6
 KEEP_OUTPUTS = ("iou_head_pred",)  # layers whose width is the number of classes, not a width to reduce
 
 
-def reduced_width(mx):
-    """mx.sym.Convolution / FullyConnected with their widths divided by DIV while the builder runs."""
-    conv, fc = mx.sym.Convolution, mx.sym.FullyConnected
-
-    def convolution(*args, **kwargs):
-        kwargs["num_filter"] //= DIV
-        return conv(*args, **kwargs)
-
-    def fully_connected(*args, **kwargs):
-        if kwargs.get("name") not in KEEP_OUTPUTS:
-            kwargs["num_hidden"] //= DIV
-        return fc(*args, **kwargs)
-
-    mx.sym.Convolution, mx.sym.FullyConnected = convolution, fully_connected
-    return lambda: (setattr(mx.sym, "Convolution", conv), setattr(mx.sym, "FullyConnected", fc))
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--simpledet", required=True, help="a TuSimple/simpledet source tree")
-    parser.add_argument("--mxnext", required=True, help="a RogerChern/mxnext source tree")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mxnet_made"))
-    args = parser.parse_args(argv)
-    sys.path[:0] = [os.path.abspath(args.simpledet), os.path.abspath(args.mxnext)]
-    os.environ.setdefault("MXNET_SUBGRAPH_BACKEND", "NONE")
+    args = source_args(__doc__.split("\n\n")[0], argv)
     import mxnet as mx
     import mxnext as X
 
@@ -84,7 +56,7 @@ def main(argv=None):
     class MaskParam:
         resolution = 28
 
-    restore = reduced_width(mx)
+    restore = reduced_width(mx, DIV, KEEP_OUTPUTS)
     head = MaskIoUConvHead(TestParam, BboxParam, MaskParam)
     score = head.get_maskiou_prediction(X.var("mask_prob"), X.var("conv_feat"), X.var("post_cls"),
                                         X.var("post_cls_score"))
@@ -99,32 +71,12 @@ def main(argv=None):
         "post_cls": np.array([0, 3, 1, 2, 3, 0], np.float32),
         "post_cls_score": rng.uniform(0.05, 1, (DETECTIONS,)).astype(np.float32),
     }
-    arg_shapes, _, aux_shapes = group.infer_shape(**{k: v.shape for k, v in inputs.items()})
-    assert not aux_shapes
-    params = {}
-    for name, shape in zip(group.list_arguments(), arg_shapes):
-        if name in inputs:
-            continue
-        if name.endswith("_weight"):  # He-normal: the activations keep their scale layer to layer
-            params[name] = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        else:
-            params[name] = rng.normal(0, 0.1, shape)
-    params = {k: v.astype(np.float32) for k, v in params.items()}
-    feed = {**inputs, **params}
-    exe = group.bind(mx.cpu(), {k: mx.nd.array(feed[k]) for k in group.list_arguments()}, grad_req="null")
-    iou_pred, mask_score = (o.asnumpy() for o in exe.forward(is_train=False))
-
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = os.path.join(tmp, NAME)
-        mx.model.save_checkpoint(prefix, 0, None, {k: mx.nd.array(v) for k, v in params.items()}, {})
-        shutil.copyfile(prefix + "-0000.params", out_dir / f"{NAME}-0000.params")
+    params, (iou_pred, mask_score) = run_with_random_weights(mx, group, inputs, rng)
     meta = {"built_by": "SimpleDet models/msrcnn/builder.py MaskIoUConvHead.get_maskiou_prediction",
-            "div": DIV, "channels": CHANNELS, "num_class": NUM_CLASS, "seed": SEED, "mxnet": mx.__version__,
+            "div": DIV, "channels": CHANNELS, "num_class": NUM_CLASS, "seed": SEED,
             "generator": "tools/mxnet_msrcnn_fixtures.py"}
-    np.savez_compressed(out_dir / f"{NAME}.npz", meta=np.array(json.dumps(meta, sort_keys=True)), **inputs,
-                        iou_head_pred=iou_pred, maskiou_prediction=mask_score)
+    write_fixture(mx, args.out, NAME, params, meta, {**inputs, "iou_head_pred": iou_pred,
+                                                     "maskiou_prediction": mask_score})
     print(f"{NAME}: {sum(v.size for v in params.values())} numbers; max |iou_head_pred| {np.abs(iou_pred).max():.3g}")
 
 
