@@ -58,6 +58,8 @@ STD = tuple(i * 255 for i in (0.229, 0.224, 0.225))
 CALIBRATION = 16
 
 
+GENERATOR = "tools/mxnet_efficientnet_fixtures.py"
+
 def _base():
     """tools/make_mxnet_fixtures.py, for its width wrapper, graph check and BN calibration."""
     path = Path(__file__).resolve().parent / "make_mxnet_fixtures.py"
@@ -111,26 +113,29 @@ def _save(mx, base, name, args, aux, out_dir):
         shutil.copyfile(prefix + "-0000.params", out_dir / f"{name}-0000.params")
 
 
-def make(mx, base, name, build, div, batch, seed, out_dir, meta):
+def make(mx, base, name, build, narrow, div, batch, seed, out_dir, meta, *, first_image_only, generator):
+    """The symbol `build` makes, at full width (only checked) and narrowed by the `narrow` context
+    (widths divided by `div`), bound with random weights, its BN statistics calibrated on `batch`,
+    run on `batch` (or its first image), its parameters saved; also used by mxnet_se_fixtures.py."""
     import mxnext as X
     from mxnext.complicate import normalizer_factory
 
     # the configs' normalizer (per-GPU BN); is_train=False below makes it use the moving statistics
     norm = normalizer_factory(type="localbn")
     full = mx.sym.Group(build(X, norm, contextlib.nullcontext()))
-    outputs = build(X, norm, base.reduced_width(mx, div))
+    outputs = build(X, norm, narrow)
     group = mx.sym.Group(outputs)
     changed = base.check_same_graph(full, group, div)
     assert all(not fixed for _, _, fixed in base._batchnorms(group))  # every BN has fix_gamma=False
     rng = np.random.default_rng(seed)
     args, aux = base.init_params(group, batch.shape, rng)
     calibrated = base.calibrate_bn(mx, outputs, batch, args, aux, rng)
-    data = batch[:1] if name == "efficientnet_fpn" else batch
+    data = batch[:1] if first_image_only else batch
     result = [o.asnumpy() for o in base._executor(mx, group, data, args, aux).forward(is_train=False)]
     out_dir.mkdir(parents=True, exist_ok=True)
     _save(mx, base, name, args, aux, out_dir)
     meta = dict(meta, fixture=name, seed=seed, div=div, convs_reduced=changed, bns_calibrated=len(calibrated),
-                mxnet=mx.__version__, generator="tools/mxnet_efficientnet_fixtures.py")
+                mxnet=mx.__version__, generator=generator)
     return result, meta
 
 
@@ -159,7 +164,8 @@ def main(argv=None):
     meta = {"built_by": "SimpleDet efficientnet_fpn_builder(efficientnet_helper(reduced B5)) + FPNNeck(local_bn)",
             "repeats": REPEATS, "channels": CHANNELS, "strides": B5_STRIDES, "kernels": B5_KERNELS,
             "image_shape": IMAGE_SHAPE, "sources": sources}
-    result, meta = make(mx, base, "efficientnet_fpn", build_backbone_and_neck, NECK_DIV, batch, 12, out_dir, meta)
+    result, meta = make(mx, base, "efficientnet_fpn", build_backbone_and_neck, base.reduced_width(mx, NECK_DIV),
+                        NECK_DIV, batch, 12, out_dir, meta, first_image_only=True, generator=GENERATOR)
     names = ["c2", "c3", "c4", "c5", "p2", "p3", "p4", "p5", "p6"]
     meta["outputs"] = {n: list(r.shape) for n, r in zip(names, result)}
     np.savez_compressed(out_dir / "efficientnet_fpn.npz", image=images[:1], mean=mean32.reshape(3),
@@ -173,7 +179,8 @@ def main(argv=None):
     rois = rng.normal(0, 1, (HEAD_ROIS, HEAD_CHANNELS, 7, 7)).astype(np.float32)
     meta = {"built_by": "SimpleDet Bbox2fcHead(local_bn).get_output", "num_class": HEAD_CLASSES,
             "roi_shape": list(rois.shape), "sources": sources}
-    result, meta = make(mx, base, "efficientnet_box_head", build_box_head, HEAD_DIV, rois, 14, out_dir, meta)
+    result, meta = make(mx, base, "efficientnet_box_head", build_box_head, base.reduced_width(mx, HEAD_DIV),
+                        HEAD_DIV, rois, 14, out_dir, meta, first_image_only=False, generator=GENERATOR)
     np.savez_compressed(out_dir / "efficientnet_box_head.npz", rois=rois, cls_logit=result[0].astype(np.float32),
                         bbox_delta=result[1].astype(np.float32), meta=np.array(json.dumps(meta, sort_keys=True)))
     print("efficientnet_box_head:", [r.shape for r in result], f"({meta['bns_calibrated']} BNs)")

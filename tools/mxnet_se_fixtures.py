@@ -49,6 +49,7 @@ HEAD_ROIS, HEAD_CHANNELS, HEAD_CLASSES = 6, 16, 80  # the logits too are divided
 MEAN = tuple(i * 255 for i in (0.485, 0.456, 0.406))  # the configs' NormParam
 STD = tuple(i * 255 for i in (0.229, 0.224, 0.225))
 CALIBRATION = 16
+GENERATOR = "tools/mxnet_se_fixtures.py"
 
 
 def _load(name):
@@ -101,28 +102,6 @@ def build_mask_head(X, norm, narrow):
         return [head.get_output(X.var("data"))]
 
 
-def make(mx, base, save, name, build, batch, seed, out_dir, meta):
-    import mxnext as X
-    from mxnext.complicate import normalizer_factory
-
-    norm = normalizer_factory(type="localbn")  # is_train=False below: the moving statistics
-    full = mx.sym.Group(build(X, norm, contextlib.nullcontext()))
-    outputs = build(X, norm, narrowed(mx, base, DIV))
-    group = mx.sym.Group(outputs)
-    changed = base.check_same_graph(full, group, DIV)
-    assert all(not fixed for _, _, fixed in base._batchnorms(group))
-    rng = np.random.default_rng(seed)
-    args, aux = base.init_params(group, batch.shape, rng)
-    calibrated = base.calibrate_bn(mx, outputs, batch, args, aux, rng)
-    data = batch[:1] if name == "se_resnet_v1b" else batch
-    result = [o.asnumpy() for o in base._executor(mx, group, data, args, aux).forward(is_train=False)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save(mx, base, name, args, aux, out_dir)
-    meta = dict(meta, fixture=name, seed=seed, div=DIV, convs_reduced=changed, bns_calibrated=len(calibrated),
-                mxnet=mx.__version__, generator="tools/mxnet_se_fixtures.py")
-    return result, meta
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--simpledet", required=True, help="a TuSimple/simpledet source tree")
@@ -142,7 +121,7 @@ def main(argv=None):
         stand_in.greedy_nms = stand_in.soft_nms = None
         sys.modules["operator_py.cython.cpu_nms"] = stand_in
     base = _load("make_mxnet_fixtures")
-    save = _load("mxnet_efficientnet_fixtures")._save
+    make = _load("mxnet_efficientnet_fixtures").make
     out_dir = Path(args.out)
     sources = {"simpledet": base._revision(args.simpledet, args.simpledet_rev),
                "mxnext": base._revision(args.mxnext, args.mxnext_rev)}
@@ -153,7 +132,8 @@ def main(argv=None):
     batch = (images.astype(np.float32) - mean32) / std32
     meta = {"built_by": "SimpleDet SEv2ResNetV1bFPN(local_bn), 2 SE units per stage", "units": UNITS,
             "image_shape": IMAGE_SHAPE, "sources": sources}
-    result, meta = make(mx, base, save, "se_resnet_v1b", build_backbone, batch, 22, out_dir, meta)
+    result, meta = make(mx, base, "se_resnet_v1b", build_backbone, narrowed(mx, base, DIV), DIV, batch, 22, out_dir,
+                        meta, first_image_only=True, generator=GENERATOR)
     names = ["c2", "c3", "c4", "c5"]
     meta["outputs"] = {n: list(r.shape) for n, r in zip(names, result)}
     np.savez_compressed(out_dir / "se_resnet_v1b.npz", image=images[:1], mean=mean32.reshape(3),
@@ -166,7 +146,8 @@ def main(argv=None):
     rois = rng.normal(0, 1, (HEAD_ROIS, HEAD_CHANNELS, 14, 14)).astype(np.float32)
     meta = {"built_by": "SimpleDet MaskRcnnSe4convHead(local_bn).get_output", "num_class": HEAD_CLASSES,
             "roi_shape": list(rois.shape), "sources": sources}
-    result, meta = make(mx, base, save, "se_mask_head", build_mask_head, rois, 24, out_dir, meta)
+    result, meta = make(mx, base, "se_mask_head", build_mask_head, narrowed(mx, base, DIV), DIV, rois, 24, out_dir,
+                        meta, first_image_only=False, generator=GENERATOR)
     np.savez_compressed(out_dir / "se_mask_head.npz", rois=rois, mask_logit=result[0].astype(np.float32),
                         meta=np.array(json.dumps(meta, sort_keys=True)))
     print("se_mask_head:", [r.shape for r in result], f"({meta['bns_calibrated']} BNs)")
