@@ -250,7 +250,8 @@ class CocoDetection(torch.utils.data.Dataset):
             self._boxes.append(boxes.reshape(-1, 4))
             self._labels.append(torch.tensor([lab for _, lab, _ in objs], dtype=torch.int64))
             self._segms.append([segm for _, _, segm in objs] if with_masks else [])
-            self._ignore_boxes.append(torch.tensor(ignored[im["id"]], dtype=torch.float32).reshape(-1, 4))
+            if with_ignore_regions:
+                self._ignore_boxes.append(torch.tensor(ignored[im["id"]], dtype=torch.float32).reshape(-1, 4))
         if train and not self._records:
             raise UserError(f"{self.ann_file}: no image has a usable (non-crowd, non-empty) box; "
                             "nothing to train on")
@@ -326,21 +327,24 @@ class CocoDetection(torch.utils.data.Dataset):
         image = F.to_dtype(F.pil_to_tensor(rgb), torch.float32, scale=True)
         height, width = image.shape[-2:]
         boxes = self._boxes[base]
-        ignore_boxes = self._ignore_boxes[base]
+        # the crowd boxes, only where asked for: no work on every image of every other dataset
+        ignore_boxes = self._ignore_boxes[base] if self.with_ignore_regions else None
         if (width, height) != (rec["width"], rec["height"]):
             self._warn_once(base, "size_mismatch",
                             "%s: image is %dx%d but the annotation file says %sx%s; "
                             "rescaling its boxes", path, width, height, rec["width"], rec["height"])
             scale = torch.tensor([width / rec["width"], height / rec["height"]] * 2)
-            boxes, ignore_boxes = boxes * scale, ignore_boxes * scale
+            boxes = boxes * scale
+            ignore_boxes = ignore_boxes * scale if ignore_boxes is not None else None
         masks = self._masks(base, int(height), int(width)) if self.with_masks else None
         if flipped:
             image = F.horizontal_flip(image)
             boxes = F.horizontal_flip(tv_tensors.BoundingBoxes(
                 boxes, format="XYXY", canvas_size=(height, width)))
             masks = masks.flip(-1) if masks is not None else None
-            ignore_boxes = F.horizontal_flip(tv_tensors.BoundingBoxes(
-                ignore_boxes, format="XYXY", canvas_size=(height, width)))
+            if ignore_boxes is not None:
+                ignore_boxes = F.horizontal_flip(tv_tensors.BoundingBoxes(
+                    ignore_boxes, format="XYXY", canvas_size=(height, width)))
         target = {
             "boxes": boxes.as_subclass(Tensor).clone(),
             "labels": self._labels[base].clone(),
@@ -349,7 +353,7 @@ class CocoDetection(torch.utils.data.Dataset):
         }
         if masks is not None:
             target["masks"] = masks
-        if self.with_ignore_regions:
+        if ignore_boxes is not None:
             target["ignore_boxes"] = ignore_boxes.as_subclass(Tensor).clone()
         return image, target
 
