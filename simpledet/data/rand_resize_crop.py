@@ -27,9 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from simpledet.data.scale_jitter import window_boxes
+from simpledet.data.scale_jitter import KeyedTransform, window_boxes
 from simpledet.errors import UserError
 
 CENTER_NOISE_ROWS = (-10, 10)  # SimpleDet: np.random.randint(-10, 10)
@@ -132,19 +131,9 @@ def rand_resize_crop(image: Tensor, target: dict[str, Any], config: RandResizeCr
     return crop_sample(image, target, start_y, start_x, crop_h, crop_w)
 
 
-class RandResizeCrop(Dataset):
-    """A training dataset read with keys: `dataset[(index, key)]` is dataset[index] resized and
-    cropped by the draws of a generator seeded with `key`."""
+class RandResizeCrop(KeyedTransform):
+    """`dataset[(index, key)]`: dataset[index] resized and cropped by the draws keyed by `key`."""
 
-    def __init__(self, dataset: Dataset, config: RandResizeCropConfig) -> None:
-        config.check()
-        self.dataset = dataset
-        self.config = config
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, dict[str, Any]]:
-        index, key = item
-        image, target = self.dataset[index]
-        return rand_resize_crop(image, target, self.config, torch.Generator().manual_seed(key))
+    def transform(self, image: Tensor, target: dict[str, Any], generator: torch.Generator
+                  ) -> tuple[Tensor, dict[str, Any]]:
+        return rand_resize_crop(image, target, self.config, generator)

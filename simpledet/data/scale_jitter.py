@@ -83,11 +83,11 @@ def window_boxes(boxes: Tensor, scale: float, offset_x: int, offset_y: int, widt
     return moved, (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
 
 
-class ScaleJitter(Dataset):
-    """A training dataset read with keys: `jittered[(index, key)]` is dataset[index] jittered by the
-    draws of a generator seeded with `key`."""
+class KeyedTransform(Dataset):
+    """A training dataset read with keys: `dataset[(index, key)]` is the wrapped dataset[index] put
+    through `transform` with the draws of a generator seeded with `key` (see KeyedBatches)."""
 
-    def __init__(self, dataset: Dataset, config: ScaleJitterConfig) -> None:
+    def __init__(self, dataset: Dataset, config) -> None:
         config.check()
         self.dataset = dataset
         self.config = config
@@ -98,7 +98,18 @@ class ScaleJitter(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, dict[str, Any]]:
         index, key = item
         image, target = self.dataset[index]
-        generator = torch.Generator().manual_seed(key)
+        return self.transform(image, target, torch.Generator().manual_seed(key))
+
+    def transform(self, image: Tensor, target: dict[str, Any], generator: torch.Generator
+                  ) -> tuple[Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class ScaleJitter(KeyedTransform):
+    """`jittered[(index, key)]`: dataset[index] jittered by the draws keyed by `key`."""
+
+    def transform(self, image: Tensor, target: dict[str, Any], generator: torch.Generator
+                  ) -> tuple[Tensor, dict[str, Any]]:
         scale, offset_y, offset_x = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
         cfg = self.config
         factor = cfg.scale_min + (cfg.scale_max - cfg.scale_min) * scale
