@@ -142,3 +142,23 @@ class FakeGraphs:
         # as torch's: the graphs serve the training mode they were captured in
         module.forward = lambda *args: replay(*args) if module.training == training else eager_forward(*args)
         return module
+
+
+def assert_graphed_step_equals_eager(plain: nn.Module, graphed: nn.Module, images: list, targets: list,
+                                     amp: bool = False) -> dict[str, torch.Tensor]:
+    """One training step of each model (the samplers' draws seeded alike; bf16 autocast with
+    `amp`): the graphed model's losses and gradients equal the plain one's bit for bit. Returns
+    the graphed model's losses."""
+    results = []
+    for model in (plain, graphed):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            losses = model(images, targets)
+        sum(losses.values()).backward()
+        results.append((losses, [p.grad for p in model.parameters() if p.requires_grad]))
+    (expected, expected_grads), (got, got_grads) = results
+    assert expected.keys() == got.keys() and all(torch.isfinite(v) for v in got.values())
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert all(a is not None and torch.equal(a, b) for a, b in zip(expected_grads, got_grads))
+    return got

@@ -259,7 +259,7 @@ def test_graphed_dense_step_equals_the_eager_step(monkeypatch, amp):
     import copy
 
     from simpledet.accel.cuda_graphs import enable_cuda_graphs
-    from tests.graph_standin import FakeGraphs
+    from tests.graph_standin import FakeGraphs, assert_graphed_step_equals_eager
 
     FakeGraphs(monkeypatch)
     torch.manual_seed(0)
@@ -269,18 +269,7 @@ def test_graphed_dense_step_equals_the_eager_step(monkeypatch, amp):
     images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
     targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70], [30, 20, 90, 80]]), "labels": torch.tensor([1, 2])},
                {"boxes": torch.tensor([[40.0, 10, 80, 50]]), "labels": torch.tensor([4])}]
-    results = []
-    for model in (plain, graphed):
-        torch.manual_seed(1)  # the samplers' draws
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            losses = model(images, targets)
-        sum(losses.values()).backward()
-        results.append((losses, [p.grad for p in model.parameters() if p.requires_grad]))
-    (expected, expected_grads), (got, got_grads) = results
-    assert all(torch.isfinite(v) for v in got.values())
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
-    assert all(a is not None and torch.equal(a, b) for a, b in zip(expected_grads, got_grads))
+    assert_graphed_step_equals_eager(plain, graphed, images, targets, amp)
     with torch.device("meta"):
         synced = load_config(CONFIGS / "faster_r50v1b_fpg6@128_syncbn_1x.py").model.build()
     with pytest.raises(UserError, match=r"SyncBatchNorm2d at stages\.0\.same_up\.p2\.norm"):

@@ -306,7 +306,7 @@ def test_graphed_step_equals_the_eager_step_and_the_loss_never_waits(monkeypatch
     import copy
 
     from simpledet.accel.cuda_graphs import enable_cuda_graphs
-    from tests.graph_standin import CaptureRules, FakeGraphs
+    from tests.graph_standin import CaptureRules, FakeGraphs, assert_graphed_step_equals_eager
 
     FakeGraphs(monkeypatch)
     torch.manual_seed(0)
@@ -316,16 +316,7 @@ def test_graphed_step_equals_the_eager_step_and_the_loss_never_waits(monkeypatch
     images = [torch.rand(3, 96, 128), torch.rand(3, 96, 128)]
     targets = [{"boxes": torch.tensor([[5.0, 6, 60, 70], [30, 20, 90, 80]]), "labels": torch.tensor([1, 2])},
                {"boxes": torch.tensor([[40.0, 10, 80, 50]]), "labels": torch.tensor([4])}]
-    results = []
-    for model in (plain, graphed):
-        losses = model(images, targets)
-        sum(losses.values()).backward()
-        results.append((losses, [p.grad for p in model.parameters() if p.requires_grad]))
-    (expected, expected_grads), (got, got_grads) = results
-    assert all(torch.isfinite(v) for v in got.values())
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
-    assert all(a is not None and torch.equal(a, b) for a, b in zip(expected_grads, got_grads))
+    assert_graphed_step_equals_eager(plain, graphed, images, targets)
     assert len(graphed.dense_step.graphs) == 1
 
     batch, sizes, padded = plain.preprocess(images, targets)
