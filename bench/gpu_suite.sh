@@ -14,7 +14,8 @@
 #
 # --small shrinks every size so the whole suite runs end to end on a CPU (the tests do this).
 # --diagnose adds, after everything else, runs that explain rather than report (fp32 speed, our
-# models in NCHW, bf16, a compiled backbone); a few more minutes. --small runs those that a CPU can.
+# models in NCHW, bf16, a compiled backbone); a few more minutes. --small leaves them out (speed.py's
+# fp32 path runs in tests/test_speed_bench.py).
 # Wheels found in .whl/ (e.g. faster-coco-eval for a machine without it) are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -184,7 +185,7 @@ run_section 120 "inference: latency at batch 1, throughput at batch 8" infer_spe
 run_section 200 "quick-start detector trained on $device (CUDA graphs on a GPU, fixed canvas)" quickstart
 run_section 120 "data loader against the training step" loader_speed
 run_section 150 "simpledet score against pycocotools (CPU work: the COCO-sized run of 5,000 images is a CPU benchmark)" score_speed
-if [ "$diagnose" = 1 ] || [ "$small" = 1 ]; then
+if [ "$diagnose" = 1 ]; then
   run_section 200 "speed, fp32" speed_fp32
 fi
 if [ "$diagnose" = 1 ] && [ "$small" = 0 ] && [ "$device" = cuda ]; then
